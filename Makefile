@@ -1,0 +1,43 @@
+# Set-up and entry points. `make demo` and `make test` each create (or reuse) .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := requirements/constraints.txt
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-quick benchmarks leaderboard clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg $(CONSTRAINTS) requirements/no-deps.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev]'
+	$(PIP) install -q --no-deps -r requirements/no-deps.txt
+	touch $(STAMP)
+
+# Train the flow-matching baseline on the bundled handwritten digits (CPU, a few minutes),
+# then sample grids with two samplers. Paths of the run folder and images are printed.
+demo: install
+	$(PY) cli.py fit --config flow_matching_digits_cfg.yaml --config demo/flow_matching_digits_cfg.yaml --run_name demo
+	$(PY) cli.py predict --config flow_matching_digits_cfg.yaml --config demo/flow_matching_digits_cfg.yaml --run_name demo --ckpt_path last --model.sampler euler
+	$(PY) cli.py predict --config flow_matching_digits_cfg.yaml --config demo/flow_matching_digits_cfg.yaml --run_name demo --ckpt_path last --model.sampler heun --model.num_sampling_steps 25
+
+# The whole suite, SLURM cluster tests included (they install and start a one-node cluster).
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Everything except the SLURM cluster tests.
+test-quick: install
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slurm"
+
+benchmarks: install
+	$(PY) -m benchmarks.perf_training
+	$(PY) -m benchmarks.perf_sampling
+
+clean:
+	rm -rf runs results lightning_logs .pytest_cache

@@ -1,0 +1,18 @@
+"""Shared pytest set-up: offline hub, deterministic CPU threads, markers."""
+from __future__ import annotations
+
+import os
+
+# Set before any Hugging Face import: a failing from_pretrained would otherwise retry for ~23 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    """Every test starts from the same RNG state so failures reproduce."""
+    torch.manual_seed(0)
