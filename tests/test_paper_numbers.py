@@ -1,7 +1,7 @@
 """Schema and spot checks for benchmarks/paper_numbers.yaml (pure Python + PyYAML, no torch needed).
 
 The YAML holds the source documents' own result-table numbers. Spot checks below assert values that were read
-off the seed texts in /work/shared/seeds/ (seed file and line in the comment). If those seed files are present, a
+off the seed texts in ../shared/seeds/ (seed file and line in the comment). If those seed files are present, a
 further test re-checks every stored number against the seed line cited in its row's trailing "# seed F:L" comment.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "benchmarks" / "paper_numbers.yaml"
-SEED_DIR = Path("/work/shared/seeds")
+# The seeds live in shared/ beside the checkout (CI clones with shared/ next to it).
+SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 
 KNOWN_PAPER_IDS = {
     "totalselfie", "fitcheck", "portrait_editing", "inverse_painting", "aligntok", "ldm_scaling", "vidm", "dift",
