@@ -1,0 +1,144 @@
+"""Sampling grids: increasing float64 times from (near) 0 = noise to 1 = data (thesis 000, Ch. 2).
+
+A grid of ``N + 1`` points defines ``N`` steps; samplers evaluate the denoiser at the first
+``N`` points and land on the last one. Eq. 2.3 uses the uniform grid ``Delta t = 1/N``; the
+other builders reproduce the step placements of the base models' schedulers ([EXT]):
+SD3's shift, Karras' rho-spacing and diffusers' ``leading``/``trailing``/``linspace`` DDPM
+timestep spacings (Lin et al. 2023, Table 2).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .paths import AffinePath, DiscreteDDPMPath
+from .time_samplers import shift_noise_level
+
+__all__ = [
+    "uniform_grid",
+    "shifted_grid",
+    "flow_match_grid",
+    "karras_grid",
+    "discrete_grid",
+    "TIMESTEP_SPACINGS",
+]
+
+TIMESTEP_SPACINGS: tuple[str, ...] = ("leading", "trailing", "linspace")
+_FINALS: tuple[str, ...] = ("one", "first")
+
+
+def _check_steps(num_steps: int) -> int:
+    if int(num_steps) < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    return int(num_steps)
+
+
+def uniform_grid(num_steps: int, t_start: float = 0.0, t_end: float = 1.0) -> Tensor:
+    """``linspace(t_start, t_end, num_steps + 1)``: the Euler grid of Eq. 2.3 (``Delta t = 1/N``)."""
+    num_steps = _check_steps(num_steps)
+    if not 0.0 <= t_start < t_end <= 1.0:
+        raise ValueError(f"need 0 <= t_start < t_end <= 1, got {t_start}, {t_end}")
+    return torch.linspace(t_start, t_end, num_steps + 1, dtype=torch.float64)
+
+
+def shifted_grid(num_steps: int, shift: float, t_start: float = 0.0, t_end: float = 1.0) -> Tensor:
+    """A uniform grid with SD3's shift applied in the noise direction (``s = 1 - t``).
+
+    ``s' = shift s / (1 + (shift - 1) s)``; ``shift > 1`` spends more steps at high noise.
+    """
+    if shift <= 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    base = uniform_grid(num_steps, t_start, t_end)
+    return 1.0 - shift_noise_level(1.0 - base, float(shift))
+
+
+def flow_match_grid(num_steps: int, shift: float = 1.0, num_train_timesteps: int = 1000) -> Tensor:
+    """The exact grid of diffusers' ``FlowMatchEulerDiscreteScheduler`` (static shift), as ``t = 1 - sigma``.
+
+    That scheduler evaluates ``linspace(1, sigma_min, N)`` shifted, where ``sigma_min`` is the
+    already-shifted ``1/T``, and appends ``sigma = 0``; sigmas are float32 there, so they are
+    rounded to float32 here too before converting.
+    """
+    num_steps = _check_steps(num_steps)
+    T = int(num_train_timesteps)
+    shift = float(shift)
+    s_min = shift_noise_level(torch.tensor(1.0 / T, dtype=torch.float32), shift).to(torch.float64)
+    base = torch.linspace(1.0, float(s_min), num_steps, dtype=torch.float64)
+    sigmas = shift_noise_level(base, shift).to(torch.float32).to(torch.float64)
+    sigmas = torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
+    return 1.0 - sigmas
+
+
+def karras_grid(
+    path: AffinePath,
+    num_steps: int,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    rho: float = 7.0,
+) -> Tensor:
+    """Karras et al.'s rho-spaced noise levels (digest §1.7) then ``sigma = 0``, mapped to ``t``.
+
+    ``sigma_i = (sigma_max^{1/rho} + i/(N-1) (sigma_min^{1/rho} - sigma_max^{1/rho}))^rho`` for
+    ``i = 0..N-1``. Sigmas are in the path's native unit (``path.t_from_sigma``: EDM sigma on an
+    :class:`~diffusion.paths.EDMPath`, ``noise_coef/data_coef`` elsewhere). ``sigma_min`` /
+    ``sigma_max`` default to the path's attributes of those names (EDMPath: 0.002 / 700, SVD).
+    """
+    num_steps = _check_steps(num_steps)
+    if sigma_min is None:
+        sigma_min = getattr(path, "sigma_min", None)
+    if sigma_max is None:
+        sigma_max = getattr(path, "sigma_max", None)
+    if sigma_min is None or sigma_max is None:
+        raise ValueError(f"karras_grid needs sigma_min and sigma_max for {path!r} (it has no defaults)")
+    sigma_min, sigma_max = float(sigma_min), float(sigma_max)
+    if not 0.0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    ramp = torch.linspace(0.0, 1.0, num_steps, dtype=torch.float64)  # [0.] when num_steps == 1
+    inv_rho = 1.0 / rho
+    sigmas = (sigma_max**inv_rho + ramp * (sigma_min**inv_rho - sigma_max**inv_rho)) ** rho
+    t = path.t_from_sigma(sigmas)
+    return torch.cat([t, torch.ones(1, dtype=torch.float64)])
+
+
+def discrete_grid(
+    path: DiscreteDDPMPath,
+    num_steps: int,
+    spacing: str = "leading",
+    steps_offset: int = 0,
+    final: str = "one",
+    round_timesteps: bool = True,
+) -> Tensor:
+    """DDPM integer timesteps placed like diffusers' schedulers, mapped through ``path.t_from_timestep``.
+
+    Spacings (``T = num_train_timesteps``, ``N = num_steps``):
+
+    * ``leading``: ``k = (arange(N) * (T // N)).round()[::-1] + steps_offset`` (DDPM/DDIM default),
+    * ``trailing``: ``k = round(arange(T, 0, -T/N)) - 1``,
+    * ``linspace``: ``k = linspace(0, T - 1, N)[::-1]``, rounded unless ``round_timesteps=False``
+      (DDIM rounds, ``EulerDiscreteScheduler`` keeps fractional steps).
+
+    ``final`` is where the last step lands: ``'one'`` is ``t = 1`` (``alpha_bar = 1``; DDIM
+    ``set_alpha_to_one=True``, DDPM, Euler ``final_sigmas_type='zero'``), ``'first'`` is the
+    first training step ``k = 0`` (DDIM ``set_alpha_to_one=False``, Euler ``'sigma_min'``).
+    """
+    num_steps = _check_steps(num_steps)
+    if spacing not in TIMESTEP_SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; valid names: {', '.join(TIMESTEP_SPACINGS)}")
+    if final not in _FINALS:
+        raise ValueError(f"unknown final {final!r}; valid names: {', '.join(_FINALS)}")
+    T = int(path.num_train_timesteps)
+    if num_steps > T:
+        raise ValueError(f"num_steps={num_steps} exceeds num_train_timesteps={T}")
+    if spacing == "leading":
+        ratio = T // num_steps
+        ks = (torch.arange(num_steps, dtype=torch.float64) * ratio).round().flip(0) + steps_offset
+    elif spacing == "trailing":
+        ks = torch.arange(float(T), 0.0, -T / num_steps, dtype=torch.float64).round() - 1.0
+    else:
+        ks = torch.linspace(0.0, T - 1.0, num_steps, dtype=torch.float64).flip(0)
+        if round_timesteps:
+            ks = ks.round()
+    if float(ks.max()) > T - 1 or float(ks.min()) < 0:
+        raise ValueError(f"timesteps out of range [0, {T - 1}] (steps_offset={steps_offset})")
+    end = torch.ones(1, dtype=torch.float64) if final == "one" else path.t_from_timestep(torch.zeros(1, dtype=torch.float64))
+    return torch.cat([path.t_from_timestep(ks), end])
