@@ -11,6 +11,7 @@ Time convention: ``t`` in ``[0, 1]``, ``t = 0`` noise, ``t = 1`` data,
 * :mod:`diffusion.grids` / :mod:`diffusion.samplers`: sampling grids and samplers.
 * :mod:`diffusion.guidance`: classifier-free guidance.
 * :mod:`diffusion.denoisers`: network + path -> denoiser.
+* :mod:`diffusion.video_fusion`: progressive latent fusion of overlapping video windows.
 """
 from .denoisers import NetworkDenoiser, unwrap_output
 from .grids import TIMESTEP_SPACINGS, discrete_grid, flow_match_grid, karras_grid, shifted_grid, uniform_grid
@@ -50,6 +51,7 @@ from .time_samplers import (
     UniformTimeSampler,
     shift_noise_level,
 )
+from .video_fusion import ProgressiveLatentFusion, fusion_windows, triangular_weights
 from .time_warp import PathSwappedDenoiser, time_warp, time_warp_speed, warped_loss_weight
 from .weighting import ConstantWeighting, EDMWeighting, MinSNRWeighting, SNRWeighting, epsilon_equivalent_weight
 
@@ -66,4 +68,5 @@ __all__ = [
     "EulerMaruyamaSampler", "EDMSampler", "SAMPLERS", "build_sampler",
     "ClassifierFreeGuidance", "GUIDANCE_MODES",
     "NetworkDenoiser", "unwrap_output",
+    "ProgressiveLatentFusion", "fusion_windows", "triangular_weights",
 ]

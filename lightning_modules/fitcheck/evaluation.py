@@ -1,0 +1,168 @@
+"""Table 4.1 protocol for Fit-Check videos: generate each test clip, score it, write results rows.
+
+Thesis 000, Ch. 4, §4.5 (seed lines ~840-880; digest §3.6): LPIPS, SSIM, PSNR, FID, FID-VID and FVD
+between generated and real videos, computed **without** face refinement; the references are a
+random front and back frame of the real video, the poses come from the real video, the
+background is the inpainted one (exactly what :class:`~datamodules.fitcheck_videos.FitCheckVideoDataModule`
+yields on its test split). The generated reference frames are dropped before scoring.
+
+The suite's ``callbacks.evaluation.EvaluationCallback`` draws distribution samples through an
+unconditional ``module.sample(n)``, which has no meaning for this conditional model, so this
+callback does the same job per test batch (generate with the paper's sampler, feed the metrics)
+and writes rows with the same schema (``metrics.results_rows.ResultRow``) to
+``<results_dir>/fitcheck.jsonl``. Metric kinds, recognised like ``EvaluationCallback`` does:
+
+* paired ``update(preds, target)`` metrics (SSIM, PSNR, LPIPS) get every frame, ``[B*T, 3, H, W]``;
+* distribution ``update(x, real)`` metrics get the clips ``[B, T, 3, H, W]`` (``FrameFID`` for FID,
+  ``FrechetVideoDistance`` for FVD with I3D, and for FID-VID with an injected 3D-CNN).
+
+[GAP] the thesis gives no clip length / stride for the video metrics nor the LPIPS backbone;
+:func:`table_4_1_metrics` uses every generated frame, 16-frame I3D clips and AlexNet LPIPS.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torchmetrics import Metric
+
+from benchmarks.results_rows import ResultRow, append_rows, git_commit, utc_now
+
+log = logging.getLogger(__name__)
+
+
+def _is_distribution(metric: Metric) -> bool:
+    return "real" in inspect.signature(metric.update).parameters
+
+
+def table_4_1_metrics(
+    inception_weights: Optional[str] = None,
+    i3d_weights: Optional[str] = None,
+    fid_vid_extractor: Optional[torch.nn.Module] = None,
+    lpips_backbone: Optional[str] = None,
+    lpips_heads: Optional[str] = None,
+) -> dict[str, Metric]:
+    """The six metrics of Table 4.1 from the suite's ``metrics`` package (weights paths from the user)."""
+    from metrics import (
+        FrameFID,
+        FrechetVideoDistance,
+        LearnedPerceptualImagePatchSimilarity,
+        PeakSignalNoiseRatio,
+        StructuralSimilarityIndexMeasure,
+    )
+
+    fid_extractor: Any = "inception"
+    if inception_weights is not None:
+        from metrics import FIDInceptionV3
+
+        fid_extractor = FIDInceptionV3(inception_weights)
+    return {
+        "LPIPS": LearnedPerceptualImagePatchSimilarity("alex", lpips_backbone, lpips_heads),
+        "SSIM": StructuralSimilarityIndexMeasure(),
+        "PSNR": PeakSignalNoiseRatio(),
+        "FID": FrameFID(fid_extractor),
+        "FID-VID": FrechetVideoDistance(fid_vid_extractor, weights_path=None if fid_vid_extractor else i3d_weights,
+                                        name="fid_vid"),
+        "FVD": FrechetVideoDistance(weights_path=i3d_weights),
+    }
+
+
+class FitCheckEvaluation(Callback):
+    """Generate every test clip with the module's sampler and score it (Table 4.1 protocol).
+
+    Args:
+        metrics: name -> metric (names become the rows' ``metric`` field: use the paper's
+            ``LPIPS``, ``SSIM``, ``PSNR``, ``FID``, ``FID-VID``, ``FVD``).
+        method / dataset / split: row fields.
+        results_dir: folder of ``fitcheck.jsonl``.
+        weights / data: row flags (``random``/``pretrained``, ``embedded``/``real``); ``None`` infers.
+        max_batches: stop generating after this many test batches (``None``: all).
+        seed: generation seed (batch index added).
+    """
+
+    def __init__(
+        self,
+        metrics: Mapping[str, Metric],
+        method: str = "Ours",
+        dataset: Optional[str] = None,
+        split: str = "test",
+        results_dir: str = "results",
+        weights: Optional[str] = None,
+        data: Optional[str] = None,
+        max_batches: Optional[int] = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.metrics = dict(metrics)
+        self.method, self.dataset, self.split = method, dataset, split
+        self.results_dir, self.weights, self.data = results_dir, weights, data
+        self.max_batches, self.seed = max_batches, int(seed)
+        self.rows_written: list[dict[str, Any]] = []
+        self._count = 0
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for metric in self.metrics.values():
+            metric.to(pl_module.device)
+            metric.reset()
+        self._count = 0
+
+    @torch.no_grad()
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+        if self.max_batches is not None and batch_idx >= self.max_batches:
+            return
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed + batch_idx)
+        generated = pl_module.generate(batch, generator=generator).float()
+        real = batch["video"].float().to(generated.device)
+        for metric in self.metrics.values():
+            if _is_distribution(metric):
+                metric.update(real, real=True)
+                metric.update(generated, real=False)
+            else:
+                metric.update(generated.flatten(0, 1), real.flatten(0, 1))
+        self._count += real.shape[0]
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._count == 0:
+            return
+        rows = []
+        datamodule = getattr(trainer, "datamodule", None)
+        height, width = (getattr(datamodule, "height", None), getattr(datamodule, "width", None))
+        weights = self.weights or ("pretrained" if pl_module.hparams.get("pretrained_svd") else "random")
+        data = self.data or ("embedded" if getattr(datamodule, "root", None) is None else "real")
+        for name, metric in self.metrics.items():
+            try:
+                value = float(metric.compute())
+            except Exception as error:  # noqa: BLE001 - e.g. too few samples for a covariance
+                log.warning("fitcheck evaluation: %s could not be computed: %s", name, error)
+                continue
+            pl_module.log(f"test/{name}", value, sync_dist=False)
+            protocol = getattr(metric, "protocol", None)
+            rows.append(ResultRow(
+                paper="fitcheck",
+                method=self.method,
+                dataset=self.dataset or type(datamodule).__name__,
+                split=self.split,
+                resolution=f"{height}x{width}" if height else None,
+                num_samples=self._count,
+                nfe=int(pl_module.nfe()),
+                guidance=float(pl_module.fitcheck_guidance) if not isinstance(pl_module.fitcheck_guidance, tuple) else None,
+                metric=name,
+                value=value,
+                evaluator=protocol.describe() if protocol is not None else type(metric).__name__,
+                config=None,
+                commit=git_commit(),
+                date=utc_now(),
+                weights=weights,
+                data=data,
+                extra={"sampler": "edm_euler", "num_steps": pl_module.num_sampling_steps, "face_refinement": False},
+            ))
+        if trainer.is_global_zero and rows:
+            path = Path(self.results_dir) / "fitcheck.jsonl"
+            append_rows(str(path), rows)
+            self.rows_written = [r.to_json() for r in rows]
+            log.info("fitcheck evaluation: %d rows -> %s", len(rows), path)
