@@ -40,6 +40,7 @@ from diffusion.paths import AffinePath, RectifiedFlowPath
 from diffusion.predictions import training_target
 from diffusion.samplers import build_sampler
 from diffusion.time_samplers import UniformTimeSampler
+from launch.sharding import shard_for_strategy
 from lightning_modules.components.image_io import save_grid, save_images
 from lightning_modules.components.network_info import (
     class_embedding_count,
@@ -71,6 +72,7 @@ class DiffusionModule(LightningModule):
             "karras" (EDM sigmas, needs ``path.sigma``), or diffusers' discrete spacings
             "leading" / "trailing" / "linspace" (DDPM paths).
         grid_shift: shift of the "shifted" grid.
+        grid_steps_offset: diffusers' ``steps_offset`` of the discrete spacings (SD uses 1).
         num_classes: number of classes of a class-conditional model (``None``:
             unconditional). The network must then have ``num_classes + 1`` class embeddings,
             the last one being the null class used for dropout and guidance.
@@ -97,6 +99,7 @@ class DiffusionModule(LightningModule):
         num_sampling_steps: int = 50,
         grid: str = "uniform",
         grid_shift: float = 1.0,
+        grid_steps_offset: int = 0,
         num_classes: Optional[int] = None,
         label_dropout: float = 0.1,
         guidance_scale: float = 1.0,
@@ -123,6 +126,7 @@ class DiffusionModule(LightningModule):
         self.num_sampling_steps = num_sampling_steps
         self.grid = grid
         self.grid_shift = grid_shift
+        self.grid_steps_offset = grid_steps_offset
         self.num_classes = num_classes
         self.label_dropout = label_dropout
         self.guidance_scale = guidance_scale
@@ -173,6 +177,10 @@ class DiffusionModule(LightningModule):
                 f"{' ...' if len(missing) > 10 else ''}, unexpected keys {result.unexpected_keys[:10]}"
             )
         return result
+
+    def configure_model(self) -> None:
+        """Shard ``network`` with FSDP2 under ``ModelParallelStrategy``; a no-op otherwise."""
+        shard_for_strategy(self)
 
     def configure_optimizers(self) -> Any:
         params = self.trainable_parameters()
@@ -285,7 +293,7 @@ class DiffusionModule(LightningModule):
         elif self.grid == "karras":
             grid = karras_grid(self.path, num_steps)
         else:
-            grid = discrete_grid(self.path, num_steps, spacing=self.grid)
+            grid = discrete_grid(self.path, num_steps, spacing=self.grid, steps_offset=self.grid_steps_offset)
         return grid.to(device)
 
     @torch.no_grad()
