@@ -1,0 +1,133 @@
+"""CFLD pose encoding (21 channels, sigma 6 heatmaps, missing joints empty) and the DeepFashion reader."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cfld_helpers import cfld_single_thread  # noqa: F401 (autouse fixture)
+from datamodules.deepfashion import DeepFashionDataModule, PoseTransferRequests, read_annotations, read_keypoint_file
+from lightning_modules.cfld.pose import POSE_LIMBS, draw_skeleton, encode_pose, scale_keypoints
+
+
+def _keypoints() -> torch.Tensor:
+    kp = torch.full((1, 18, 2), -1.0)
+    kp[0, 0] = torch.tensor([88.0, 40.0])  # nose (x, y) in the 256x176 frame
+    kp[0, 1] = torch.tensor([88.0, 70.0])  # neck
+    kp[0, 2] = torch.tensor([60.0, 72.0])  # right shoulder; right elbow (3) stays missing
+    return kp
+
+
+def test_heatmaps_peak_at_the_keypoints_and_missing_joints_are_empty() -> None:
+    pose = encode_pose(_keypoints(), (256, 176), size=256, sigma=6.0)
+    assert pose.shape == (1, 21, 256, 256) and pose.min() >= 0 and pose.max() <= 1
+    heat = pose[0, 3:]
+    # nose at x = 88 * 256 / 176 = 128, y = 40: the peak is 1 there
+    assert heat[0, 40, 128] == pytest.approx(1.0)
+    assert int(heat[0].flatten().argmax()) == 40 * 256 + 128
+    # sigma = 6: value exp(-1/2) at one sigma from the peak
+    assert heat[0, 46, 128] == pytest.approx(float(np.exp(-0.5)), rel=1e-4)
+    missing = [j for j in range(18) if j not in (0, 1, 2)]
+    assert torch.count_nonzero(heat[missing]) == 0
+
+
+def test_skeleton_draws_bones_only_between_present_joints() -> None:
+    xy, present = scale_keypoints(_keypoints(), (256, 176), 256)
+    rgb = draw_skeleton(xy, present, 256)
+    assert rgb.shape == (1, 3, 256, 256)
+    # neck -> nose bone (1, 0) is drawn halfway between them
+    assert rgb[0, :, 55, 128].sum() > 0
+    # the right upper arm (2 -> 3) has a missing end: nothing beyond the shoulder's disc
+    assert (2, 3) in POSE_LIMBS
+    left_of_shoulder = rgb[0, :, 60:90, 0:80]
+    assert torch.count_nonzero(left_of_shoulder) == 0
+
+
+def _write_layout(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        folder = root / f"{split}_highres"
+        folder.mkdir(parents=True)
+        names = [f"MEN{split}id0000{i}01_{i}front.jpg" for i in range(3)]
+        for name in names:
+            Image.fromarray(rng.integers(0, 255, (176, 120, 3), dtype=np.uint8)).save(folder / name)
+        (root / f"fasion-resize-pairs-{split}.csv").write_text("from,to\n" + "".join(f"{names[i]},{names[(i + 1) % 3]}\n" for i in range(3)))
+        lines = ["name:keypoints_y:keypoints_x"]
+        for i, name in enumerate(names):
+            ys = [10 + 10 * j for j in range(18)]
+            xs = [5 + 5 * j + i for j in range(18)]
+            ys[4], xs[4] = -1, -1  # right wrist missing
+            lines.append(f"{name}: {json.dumps(ys)}: {json.dumps(xs)}")
+        (root / f"fasion-resize-annotation-{split}.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_deepfashion_reader_on_a_fake_published_layout(tmp_path: Path) -> None:
+    _write_layout(tmp_path)
+    annotations = read_annotations(tmp_path / "fasion-resize-annotation-train.csv")
+    first = annotations["MENtrainid0000001_0front.jpg"]
+    assert first.shape == (18, 2)
+    assert first[0].tolist() == [5.0, 10.0]  # (x, y) from the y / x columns
+    assert first[4].tolist() == [-1.0, -1.0]
+    dm = DeepFashionDataModule(root=str(tmp_path), load_size=32, target_eval_size=(256, 176), batch_size=2)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["source_image"].shape == (2, 3, 32, 32) and batch["target_image"].shape == (2, 3, 32, 32)
+    assert batch["source_image"].min() >= -1 and batch["source_image"].max() <= 1
+    assert batch["source_keypoints"].shape == (2, 18, 2)
+    assert batch["keypoint_frame"][0].tolist() == [256.0, 176.0]
+    test = next(iter(dm.test_dataloader()))
+    assert test["target_image_eval"].shape == (2, 3, 256, 176)
+    assert test["name"][0] == "MENtestid0000001_0front___MENtestid0000101_1front"
+    assert len(dm.fid_real_dataloader().dataset) == 3
+
+
+def test_deepfashion_reader_names_missing_and_corrupt_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="train_highres"):
+        DeepFashionDataModule(root=str(tmp_path)).setup()
+    _write_layout(tmp_path)
+    (tmp_path / "fasion-resize-annotation-train.csv").write_text("name:keypoints_y:keypoints_x\nbad: [1, 2]: [3]\n")
+    with pytest.raises(ValueError, match="line 2"):
+        DeepFashionDataModule(root=str(tmp_path)).setup()
+
+
+def test_embedded_default_has_the_deepfashion_batch_keys() -> None:
+    dm = DeepFashionDataModule(root=None, load_size=32, embedded_samples=20, batch_size=2)
+    dm.setup()
+    batch = next(iter(dm.test_dataloader()))
+    assert {"source_image", "target_image", "source_keypoints", "target_keypoints", "keypoint_frame", "target_image_eval"} <= set(batch)
+    assert batch["keypoint_frame"][0].tolist() == [64.0, 44.0]
+
+
+def test_predict_requests_read_keypoint_files_and_images(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((176, 120, 3), dtype=np.uint8)).save(tmp_path / "person.png")
+    (tmp_path / "pose.json").write_text(json.dumps({"keypoints": [[10 + j, 20 + j] for j in range(18)], "frame": [256, 176]}))
+    (tmp_path / "pose.csv").write_text("\n".join(f"{j},{j}" for j in range(18)))
+    keypoints, frame = read_keypoint_file(tmp_path / "pose.json")
+    assert keypoints[3].tolist() == [13.0, 23.0] and frame == (256, 176)
+    assert read_keypoint_file(tmp_path / "pose.csv")[0].shape == (18, 2)
+    dm = PoseTransferRequests(sources=[str(tmp_path / "person.png")] * 2, targets=[str(tmp_path / "pose.json"), str(tmp_path / "person.png")], load_size=32)
+    items = list(dm.predict_dataloader())
+    assert "target_keypoints" in items[0] and "target_pose_image" in items[1]
+
+
+def test_fid_reference_is_computed_from_the_training_images(tmp_path: Path) -> None:
+    from lightning_modules.cfld.fid_reference import write_fid_reference
+    from metrics.fid import FrechetInceptionDistance
+
+    class Features(torch.nn.Module):  # a tiny injected feature network (the protocol's is Inception-v3)
+        num_features = 3
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return images.mean(dim=(2, 3))
+
+    _write_layout(tmp_path)
+    out = tmp_path / "ref.npz"
+    count = write_fid_reference(str(tmp_path), (64, 44), str(out), metric=FrechetInceptionDistance(Features(), reset_real_features=False), num_workers=0)
+    assert count == 3
+    metric = FrechetInceptionDistance(Features())
+    metric.load_real_statistics(str(out))
+    assert int(metric.real_count) == 3
