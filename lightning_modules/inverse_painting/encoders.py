@@ -1,0 +1,173 @@
+"""Small condition encoders of the Inverse Painting renderer (thesis 000, Ch. 6, §6.2 / §6.5).
+
+* :class:`NeRFPositionalEncoding` + :class:`TimeEncoder` (``g_t``): the interval ``Δt`` ->
+  ``[x, sin(2^k π x), cos(2^k π x)]_{k<10}`` (21-d) -> MLP 21 -> 256 -> 512 -> 768 (ReLU after the
+  first two layers, linear last) -> one 768-d cross-attention token.
+  [choice] The thesis does not give the normalisation of ``Δt``; the official code uses
+  ``PE_time_max = 100`` s, so ``x = Δt / time_scale`` with ``time_scale = 100``.
+* :class:`NextClipGenerator` (``g_c``): concat(CLIP(I_{t-1}), CLIP(I_T)) 1536 -> 768 -> 384 -> 768
+  (ReLU except last): the predicted CLIP embedding of the next keyframe (thesis sizes; the
+  code's 1024/512 hidden sizes are not used).
+* :class:`CanvasFeatureEncoder` (``g_f``): 9 conv layers over ``[I_{t-1}]`` (one-stage) or
+  ``[I_{t-1}, M_t]`` (two-stage), down to the latent resolution. Two forms behind ``mode``:
+
+  - ``"concat"`` (thesis): the output (``latent_channels``) is concatenated with ``z_s`` along
+    channels and the UNet's ``conv_in`` is widened; the new input weights start at zero so the
+    pretrained UNet is unchanged at initialisation (:func:`widen_conv_in`).
+  - ``"add"`` (official code, AnimateAnyone pose guider): the last layer is a zero-initialised
+    1x1 conv to ``block_out_channels[0]`` (320) with a learned output scale (init 2), added to
+    the ``conv_in`` output (:class:`ConvInWithFeatures`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "NeRFPositionalEncoding",
+    "TimeEncoder",
+    "NextClipGenerator",
+    "CanvasFeatureEncoder",
+    "ConvInWithFeatures",
+    "widen_conv_in",
+]
+
+
+class NeRFPositionalEncoding(nn.Module):
+    """``x -> [x, sin(2^0 π x), cos(2^0 π x), ..., sin(2^{L-1} π x), cos(2^{L-1} π x)]`` (NeRF, L = 10 -> 21-d)."""
+
+    def __init__(self, num_freqs: int = 10, include_input: bool = True) -> None:
+        super().__init__()
+        self.num_freqs, self.include_input = int(num_freqs), bool(include_input)
+        self.register_buffer("freqs", (2.0 ** torch.arange(self.num_freqs, dtype=torch.float32)) * math.pi, persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        return 2 * self.num_freqs + int(self.include_input)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.float().reshape(-1, 1)
+        angles = x * self.freqs
+        parts = [x] if self.include_input else []
+        # interleave sin/cos per frequency as in NeRF's embedder
+        parts.append(torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1))
+        return torch.cat(parts, dim=1)
+
+
+class TimeEncoder(nn.Module):
+    """``g_t``: ``Δt`` in seconds ``[B]`` -> one token ``[B, 1, out_dim]`` (21 -> 256 -> 512 -> 768)."""
+
+    def __init__(self, out_dim: int = 768, hidden: Sequence[int] = (256, 512), num_freqs: int = 10, time_scale: float = 100.0) -> None:
+        super().__init__()
+        self.encoding = NeRFPositionalEncoding(num_freqs)
+        self.time_scale = float(time_scale)
+        dims = [self.encoding.out_dim, *hidden, out_dim]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(nn.ReLU())
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, seconds: Tensor) -> Tensor:
+        return self.mlp(self.encoding(seconds / self.time_scale)).unsqueeze(1)
+
+
+class NextClipGenerator(nn.Module):
+    """``g_c``: ``[CLIP(I_{t-1}), CLIP(I_T)]`` -> predicted CLIP token of ``I_t`` ``[B, 1, out_dim]``."""
+
+    def __init__(self, clip_dim: int = 768, hidden: Sequence[int] = (768, 384), out_dim: int = 768) -> None:
+        super().__init__()
+        dims = [2 * clip_dim, *hidden, out_dim]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(nn.ReLU())
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, canvas_clip: Tensor, target_clip: Tensor) -> Tensor:
+        return self.mlp(torch.cat([canvas_clip, target_clip], dim=-1)).unsqueeze(1)
+
+
+class CanvasFeatureEncoder(nn.Module):
+    """``g_f``: 9 conv layers, ``in_channels`` at image resolution -> ``out_channels`` at 1/``downsample``.
+
+    Channels ``in -> 16 -> 16 -> 32(s2) -> 32 -> 64(s2) -> 64 -> 128(s2) -> 128 -> out`` (SiLU between);
+    the stride-2 layers beyond ``log2(downsample)`` keep stride 1 (tiny VAEs downsample less).
+    ``mode="add"``: the last layer is a zero-initialised 1x1 conv and the output is multiplied by a
+    learned scale (init ``scale_init``); ``mode="concat"``: a plain 3x3 last layer.
+    """
+
+    CHANNELS = (16, 16, 32, 32, 64, 64, 128, 128)
+    STRIDED = (2, 4, 6)  # indices (into CHANNELS) of the layers that halve the resolution
+
+    def __init__(self, in_channels: int, out_channels: int, downsample: int = 8, mode: str = "add", scale_init: float = 2.0) -> None:
+        super().__init__()
+        if mode not in ("add", "concat"):
+            raise ValueError(f"mode must be 'add' (code) or 'concat' (thesis), got {mode!r}")
+        halvings = int(round(math.log2(downsample)))
+        if 2**halvings != downsample or halvings > len(self.STRIDED):
+            raise ValueError(f"downsample must be 1, 2, 4 or 8, got {downsample}")
+        self.mode = mode
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for i, channels in enumerate(self.CHANNELS):
+            stride = 2 if i in self.STRIDED[:halvings] else 1
+            layers += [nn.Conv2d(previous, channels, 3, stride=stride, padding=1), nn.SiLU()]
+            previous = channels
+        self.body = nn.Sequential(*layers)
+        if mode == "add":
+            self.out = nn.Conv2d(previous, out_channels, 1)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+            self.scale = nn.Parameter(torch.tensor(float(scale_init)))
+        else:
+            self.out = nn.Conv2d(previous, out_channels, 3, padding=1)
+            self.register_parameter("scale", None)
+
+    @property
+    def num_conv_layers(self) -> int:
+        return sum(isinstance(m, nn.Conv2d) for m in self.modules())
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.out(self.body(x))
+        return y * self.scale if self.scale is not None else y
+
+
+class ConvInWithFeatures(nn.Module):
+    """The UNet's ``conv_in`` plus extra features set for one call (``mode="add"``)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+        self.extra: Optional[Tensor] = None
+        # diffusers reads these attributes of conv_in in a few places
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+
+    @property
+    def weight(self) -> Tensor:
+        return self.conv.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x)
+        if self.extra is not None:
+            if self.extra.shape[0] != y.shape[0]:
+                raise ValueError(f"canvas features batch {self.extra.shape[0]} != UNet batch {y.shape[0]}")
+            y = y + self.extra.to(y.dtype)
+        return y
+
+
+def widen_conv_in(unet: nn.Module, extra_channels: int) -> None:
+    """Add ``extra_channels`` zero-initialised input channels to ``unet.conv_in`` (``mode="concat"``)."""
+    old: nn.Conv2d = unet.conv_in
+    new = nn.Conv2d(old.in_channels + extra_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels] = old.weight
+        new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=new.in_channels)

@@ -1,0 +1,323 @@
+"""The chained Inverse Painting model (thesis 000, Ch. 6): text -> mask -> render, as one LightningModule.
+
+* ``fit`` trains the three networks on the same pair batches. They share no parameters and their
+  losses are independent (§6.5: "the three networks are independent and can be trained in
+  parallel"), so the summed loss with one optimizer holding one parameter group per network (its
+  own lr: renderer 1e-5, mask 1e-5, text 1e-4) is the same as training them side by side.
+  Each network can also be trained alone with its own config and loaded here with
+  ``*_checkpoint`` (a Lightning checkpoint of that network's module).
+* ``predict`` takes finished paintings (``data.init_args.predict_images``) and writes, per
+  painting, the time-lapse as MP4 and GIF plus the keyframes, masks and instructions
+  (:func:`lightning_modules.inverse_painting.rollout.write_rollout`).
+* ``test`` rolls out every validation painting and evaluates §6.8 with the suite's metrics:
+  LPIPS against the generated frame nearest in time, max-IoU of difference masks, DDC, DTS,
+  (FID / FVD when configured), written as results rows.
+
+Ablations (Table 6.1) are config overlays in ``configs/inverse_painting_ablations/``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, Metric
+
+from metrics.painting import DistanceCurveDifference, TimeSpentDifference
+from metrics.perceptual import LPIPSNetwork
+from metrics.segmentation import MaxIoU
+
+from .difference_mask import DifferenceMask, MinSizeLPIPS
+from .mask_generator import MaskInstructionGenerator
+from .renderer import InversePaintingRenderer
+from .rollout import Rollout, StopCriterion, rollout, write_rollout
+from .text_generator import TextInstructionGenerator
+
+log = logging.getLogger(__name__)
+
+
+def load_stage(module: nn.Module, path: Optional[str], key: str) -> None:
+    """Load a stage's Lightning checkpoint into ``module`` (frozen parts come from their own files)."""
+    if path is None:
+        return
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{key}: checkpoint '{path}' not found; train the stage with its own config first "
+                                "(docs/inverse_painting.md, 'Training')")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    module.load_state_dict(state["state_dict"], strict=True)
+
+
+def uniform_frames(video: Tensor, count: int) -> Tensor:
+    """``count`` frames of ``video [K, ...]`` evenly spaced over its index range (repeats when ``K < count``).
+
+    [choice] FVD needs fixed-length clips; the thesis does not say how a whole process becomes one,
+    so each real and generated process is resampled to ``fvd_frames`` (16, I3D's clip) frames.
+    """
+    index = torch.linspace(0, video.shape[0] - 1, count, device=video.device).round().long()
+    return video.index_select(0, index)
+
+
+class InversePainting(LightningModule):
+    """Text generator + mask generator + renderer with the §6.6 rollout and the §6.8 evaluation.
+
+    Args:
+        renderer: the :class:`InversePaintingRenderer`.
+        mask_generator: ``g_mask`` (``null`` for renderers without a mask: Ours-MG, one-stage).
+        text_generator: ``g_text`` (``null`` for renderers without text: Ours-TG, one-stage).
+        renderer_checkpoint, mask_checkpoint, text_checkpoint: stage checkpoints to load.
+        interval: ``Δ̂`` in seconds (20; 10 and 30 in Table 6.1).
+        max_keyframes: step limit of the rollout.
+        stop_eps: the LPIPS stop threshold (1e-3).
+        lpips_backbone: AlexNet weights of the LPIPS network used by the stop criterion and the
+            metrics; ``null`` = random backbone (tests; results rows say ``weights: random``).
+        difference_mask: ``D`` for the IoU metric (LPIPS, α 0.2); ``null`` builds it on the
+            same backbone file.
+        train_stages: networks that ``fit`` trains (``renderer``, ``mask``, ``text``).
+        learning_rates: per-network learning rates of the joint optimizer.
+        fid: an optional FID metric (``metrics.fid.FrechetInceptionDistance``) between generated
+            frames and GT video frames; ``fvd`` an optional ``metrics.video.FrechetVideoDistance``.
+        results_file: JSONL file (relative to the run folder) for ``test`` rows.
+    """
+
+    def __init__(
+        self,
+        renderer: InversePaintingRenderer,
+        mask_generator: Optional[MaskInstructionGenerator] = None,
+        text_generator: Optional[TextInstructionGenerator] = None,
+        renderer_checkpoint: Optional[str] = None,
+        mask_checkpoint: Optional[str] = None,
+        text_checkpoint: Optional[str] = None,
+        interval: float = 20.0,
+        max_keyframes: int = 50,
+        stop_eps: float = 1e-3,
+        num_sampling_steps: Optional[int] = None,
+        lpips_backbone: Optional[str] = None,
+        difference_mask: Optional[DifferenceMask] = None,
+        train_stages: tuple[str, ...] = ("renderer", "mask", "text"),
+        learning_rates: Optional[dict[str, float]] = None,
+        weight_decay: float = 0.01,
+        fid: Optional[Metric] = None,
+        fvd: Optional[Metric] = None,
+        fvd_frames: int = 16,
+        method_name: str = "Ours",
+        results_file: Optional[str] = "results/inverse_painting.jsonl",
+        fps: float = 2.0,
+        predict_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["renderer", "mask_generator", "text_generator", "difference_mask", "fid", "fvd"])
+        if renderer.use["mask"] and mask_generator is None:
+            raise ValueError("model.init_args.mask_generator is null but the renderer uses masks (use_mask: true)")
+        if renderer.use["text"] and text_generator is None:
+            raise ValueError("model.init_args.text_generator is null but the renderer uses text (use_text: true)")
+        if mask_generator is not None and mask_generator.use_text and text_generator is None:
+            raise ValueError("the mask generator uses text (use_text: true) but model.init_args.text_generator is null")
+        load_stage(renderer, renderer_checkpoint, "model.init_args.renderer_checkpoint")
+        if mask_generator is not None:
+            load_stage(mask_generator, mask_checkpoint, "model.init_args.mask_checkpoint")
+        if text_generator is not None:
+            load_stage(text_generator, text_checkpoint, "model.init_args.text_checkpoint")
+        self.renderer, self.mask_generator, self.text_generator = renderer, mask_generator, text_generator
+        unknown = set(train_stages) - {"renderer", "mask", "text"}
+        if unknown:
+            raise ValueError(f"train_stages has unknown names {sorted(unknown)}; use renderer, mask, text")
+        self.train_stages = tuple(train_stages)
+        self.learning_rates = {"renderer": 1e-5, "mask": 1e-5, "text": 1e-4, **(learning_rates or {})}
+        self.weight_decay = float(weight_decay)
+        self.interval, self.max_keyframes, self.stop_eps = float(interval), int(max_keyframes), float(stop_eps)
+        self.num_sampling_steps = num_sampling_steps
+        lpips = MinSizeLPIPS(LPIPSNetwork("alex", lpips_backbone))
+        self.lpips = lpips.requires_grad_(False)
+        self.difference_mask = (difference_mask or DifferenceMask(backbone_weights=lpips_backbone)).requires_grad_(False)
+        self.lpips_metric = MeanMetric()
+        self.max_iou = MaxIoU()
+        self.ddc = DistanceCurveDifference(lpips_network=lpips)
+        self.dts = TimeSpentDifference()
+        self.fid, self.fvd, self.fvd_frames = fid, fvd, int(fvd_frames)
+        self.method_name, self.results_file, self.fps = method_name, results_file, float(fps)
+        self.predict_seed = int(predict_seed)
+        self.predictions_dir: Optional[str] = None
+        self._painted = 0
+        self._keyframes = 0
+
+    # ------------------------------------------------------------------ parameters / checkpoint
+    def _stages(self) -> dict[str, Optional[nn.Module]]:
+        return {"renderer": self.renderer, "mask": self.mask_generator, "text": self.text_generator}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        params: list[nn.Parameter] = []
+        for name in self.train_stages:
+            stage = self._stages()[name]
+            if stage is not None:
+                params += stage.trainable_parameters()
+        return params
+
+    def configure_optimizers(self) -> Any:
+        groups = []
+        for name in self.train_stages:
+            stage = self._stages()[name]
+            if stage is not None:
+                groups.append({"params": stage.trainable_parameters(), "lr": self.learning_rates[name], "name": name})
+        if not groups:
+            raise ValueError("train_stages selects no network to train")
+        return torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+
+    def _is_saved(self, key: str) -> bool:
+        if key.startswith(("lpips.", "difference_mask.", "ddc.", "fid.", "fvd.")):
+            return False
+        for prefix, stage in (("renderer.", self.renderer), ("mask_generator.", self.mask_generator), ("text_generator.", self.text_generator)):
+            if stage is not None and key.startswith(prefix):
+                inner = key[len(prefix):]
+                return not any(inner.startswith(f"{f}.") for f in getattr(stage, "_frozen", {}))
+        return True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if not self._is_saved(k)]:
+            del state[key]
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if self._is_saved(k)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"InversePainting: checkpoint does not fit; missing {missing[:10]}, unexpected {result.unexpected_keys[:10]}")
+        return result
+
+    # ------------------------------------------------------------------ training
+    def stage_losses(self, batch: Mapping[str, Any], train: bool = True) -> dict[str, Tensor]:
+        losses: dict[str, Tensor] = {}
+        generator = None if train else torch.Generator(device=self.device).manual_seed(1234)
+        if "renderer" in self.train_stages or not train:
+            losses["renderer"] = self.renderer.pair_loss(batch, generator, train=train).mean()
+        if self.mask_generator is not None and ("mask" in self.train_stages or not train):
+            losses["mask"] = self.mask_generator.loss(batch)
+        if self.text_generator is not None and ("text" in self.train_stages or not train):
+            losses["text"] = self.text_generator.loss(batch)
+        return losses
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        losses = self.stage_losses(batch)
+        b = batch["canvas"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}_loss", value, batch_size=b)
+        loss = sum(losses.values())
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        losses = self.stage_losses(batch, train=False)
+        b = batch["canvas"].shape[0]
+        for name, value in losses.items():
+            self.log(f"val/{name}_loss", value, batch_size=b, sync_dist=True)
+        loss = sum(losses.values())
+        self.log("val/loss", loss, prog_bar=True, batch_size=b, sync_dist=True)
+        return loss
+
+    # ------------------------------------------------------------------ rollout
+    def paint(self, target: Tensor, generator: Optional[torch.Generator] = None, interval: Optional[float] = None) -> Rollout:
+        """The §6.6 rollout of one target ``[1, 3, H, W]``."""
+        stop = StopCriterion(lambda a, b: self.lpips(a, b), self.stop_eps)
+        return rollout(
+            target, self.renderer, self.mask_generator, self.text_generator,
+            interval=self.interval if interval is None else interval, max_keyframes=self.max_keyframes,
+            stop=stop, num_steps=self.num_sampling_steps, generator=generator,
+        )
+
+    def _folder(self) -> Path:
+        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
+        folder = root / "predictions" / "timelapses"
+        self.predictions_dir = str(folder)
+        return folder
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        targets = batch["target"]
+        names = batch.get("name") or [f"painting_{batch_idx:04d}_{i}" for i in range(targets.shape[0])]
+        for i in range(targets.shape[0]):
+            generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx * 1000 + i)
+            result = self.paint(targets[i : i + 1], generator)
+            info = write_rollout(result, self._folder() / str(names[i]), self.fps)
+            log.info("%s: %d keyframes (%s), %.1fs text / %.1fs mask / %.1fs render", names[i], len(result.times) - 1,
+                     result.stopped, result.seconds["text"], result.seconds["mask"], result.seconds["render"])
+            del info
+
+    # ------------------------------------------------------------------ evaluation (§6.8)
+    @torch.no_grad()
+    def evaluate_painting(self, generated: Rollout, real_frames: Tensor, real_times: Tensor) -> dict[str, float]:
+        """Update every metric with one painting; returns its per-painting values."""
+        gen = generated.frames.to(real_frames.device)
+        gen_times = torch.tensor(generated.times, device=real_frames.device)
+        # LPIPS: each real frame vs the generated frame nearest in time
+        nearest = (real_times[:, None] - gen_times[None, :]).abs().argmin(1)
+        lpips_value = self.lpips(real_frames, gen[nearest]).mean()
+        self.lpips_metric.update(lpips_value)
+        # max-IoU of consecutive difference masks
+        gen_masks = self.difference_mask(gen[1:], gen[:-1])[:, 0] if gen.shape[0] > 1 else torch.zeros_like(gen[:1, 0])
+        real_masks = self.difference_mask(real_frames[1:], real_frames[:-1])[:, 0]
+        iou = self.max_iou.painting_score(gen_masks, real_masks)
+        self.max_iou.update(gen_masks, real_masks)
+        # DDC / DTS
+        self.ddc.update(gen, real_frames, real_frames[-1])
+        self.dts.update(gen_times.cpu(), real_times.cpu())
+        if self.fid is not None:
+            self.fid.update(real_frames, real=True)
+            self.fid.update(gen, real=False)
+        if self.fvd is not None:
+            self.fvd.update(uniform_frames(gen, self.fvd_frames)[None], real=False)
+            self.fvd.update(uniform_frames(real_frames, self.fvd_frames)[None], real=True)
+        return {"lpips": float(lpips_value), "max_iou": float(iou)}
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        for i in range(batch["frames"].shape[0]):
+            generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx * 1000 + i)
+            frames = batch["frames"][i]
+            result = self.paint(frames[-1:].contiguous(), generator)
+            self.evaluate_painting(result, frames, batch["times"][i].float())
+            self._painted += 1
+            self._keyframes += len(result.times) - 1
+
+    def on_test_epoch_start(self) -> None:
+        self._painted, self._keyframes = 0, 0
+
+    def metric_values(self) -> dict[str, float]:
+        values = {"LPIPS": float(self.lpips_metric.compute()), "max-IoU": float(self.max_iou.compute()),
+                  "DDC": float(self.ddc.compute()), "DTS": float(self.dts.compute())}
+        if self.fid is not None:
+            values["FID"] = float(self.fid.compute())
+        if self.fvd is not None:
+            values["FVD"] = float(self.fvd.compute())
+        return values
+
+    def on_test_epoch_end(self) -> None:
+        from metrics.results_rows import ResultRow, append_rows, git_commit, utc_now
+
+        values = self.metric_values()
+        for name, value in values.items():
+            self.log(f"test/{name}", value, sync_dist=False)
+        if not self.results_file or self._trainer is None or not self.trainer.is_global_zero:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data = "embedded" if getattr(datamodule, "root", None) is None else "real"
+        random = self.renderer.uses_random_weights or self.hparams.lpips_backbone is None
+        h, w = self.renderer.image_size
+        rows = []
+        for name, value in values.items():
+            rows.append(ResultRow(
+                paper="inverse_painting", method=self.method_name, dataset="painting time-lapses" if data == "real" else "embedded procedural paintings",
+                split="validation", resolution=f"{h}x{w}", num_samples=int(self._painted),
+                nfe=int(self.renderer.nfe_per_step() * (self.num_sampling_steps or self.renderer.num_sampling_steps)),
+                guidance=float(self.renderer.guidance.get("text", 1.0)), metric=name, value=value,
+                evaluator={"LPIPS": "lpips alex, nearest-in-time generated frame", "max-IoU": "difference masks D(alpha=0.2)",
+                           "DDC": "DTW of LPIPS-to-target curves", "DTS": "|duration difference| minutes"}.get(name, name),
+                config=None, commit=git_commit(), date=utc_now(), weights="random" if random else "pretrained", data=data,
+                extra={"interval_s": self.interval, "keyframes": self._keyframes, "guidance_scales": dict(self.renderer.guidance),
+                       "text_backend_stand_in": bool(self.text_generator is not None and self.text_generator.is_stand_in)},
+            ))
+        target = self.results_file
+        if not os.path.isabs(target) and self.trainer.log_dir:
+            target = os.path.join(self.trainer.log_dir, target)
+        append_rows(target, rows)
+        log.info("InversePainting: %d results rows -> %s", len(rows), target)

@@ -1,0 +1,77 @@
+"""Painting time-lapse data (thesis 000, Ch. 6, §6.7): the published layout on a fake tree, windowed pairs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datamodules.painting_timelapse import PaintingTimelapseDataModule, TimelapseFolder, format_time, parse_frame_name
+
+
+def _painting(folder: Path, frames: dict[str, int], target: str | None = None, text: dict | None = None) -> None:
+    folder.mkdir(parents=True)
+    for name, grey in frames.items():
+        Image.fromarray(np.full((12, 10, 3), grey, np.uint8)).save(folder / name)
+    if target is not None:
+        (folder / "target.json").write_text(json.dumps({"target": target}))
+    if text is not None:
+        (folder / "text.json").write_text(json.dumps(text))
+
+
+def test_frame_names() -> None:
+    assert parse_frame_name("3_01:10.jpg") == (3, 70.0)
+    assert parse_frame_name("12_00:05.JPG") == (12, 5.0)
+    assert parse_frame_name("white.jpg") is None and parse_frame_name("3_01-10.jpg") is None
+    assert format_time(70) == "01:10"
+
+
+def test_timelapse_reader_on_a_fake_layout(tmp_path: Path) -> None:
+    frames = {"1_00:05.jpg": 200, "2_00:30.jpg": 150, "3_01:10.jpg": 100, "4_01:20.jpg": 50, "notes.txt": 0}
+    (tmp_path / "train").mkdir()
+    for split, name in (("train", "a"), ("val", "b")):
+        _painting(tmp_path / split / name, {k: v for k, v in frames.items() if k.endswith(".jpg")}, target="3_01:10.jpg",
+                  text={"1_00:05.jpg": "sky", "2_00:30.jpg": "mountain", "3_01:10.jpg": "tree"})
+    painting = TimelapseFolder(tmp_path / "train" / "a")
+    assert painting.times == [0.0, 5.0, 30.0, 70.0], "white start + frames up to the target"
+    assert painting.text == ["none", "sky", "mountain", "tree"]
+    stack = painting.frames((8, 8))
+    assert stack.shape == (4, 3, 8, 8)
+    assert torch.all(stack[0] == 1), "a white canvas is synthesised"
+    assert stack[3].mean() == pytest.approx(100 / 127.5 - 1, abs=1e-3)
+
+    dm = PaintingTimelapseDataModule(root=str(tmp_path), size=8, window=2, batch_size=2)
+    dm.setup()
+    pairs = dm.train_dataset.pairs
+    assert pairs == [(0, 0, 1), (0, 0, 2), (0, 1, 2), (0, 1, 3), (0, 2, 3)]
+    item = dm.train_dataset[1]
+    assert item["delta"] == 30.0 and item["text"] == "sky"
+    assert torch.equal(item["target"], stack[3]) and "mask" not in item, "real data: masks come from D in the modules"
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["canvas"].shape == (2, 3, 8, 8) and batch["text"] == ["sky", "sky"]
+    sequence = next(iter(dm.test_dataloader()))
+    assert sequence["frames"].shape == (1, 4, 3, 8, 8) and sequence["name"] == ["b"]
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "mine.png")
+    dm2 = PaintingTimelapseDataModule(root=str(tmp_path), size=8, predict_images=[str(tmp_path / "mine.png")])
+    target = next(iter(dm2.predict_dataloader()))
+    assert target["target"].shape == (1, 3, 8, 8) and target["name"] == ["mine"]
+
+
+def test_missing_root_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="data.init_args.root"):
+        PaintingTimelapseDataModule(root=str(tmp_path / "nowhere"), size=8).setup()
+
+
+def test_embedded_pairs_have_exact_masks() -> None:
+    dm = PaintingTimelapseDataModule(size=16, num_paintings=2, num_strokes=3, window=3, val_fraction=0.5, batch_size=1)
+    dm.setup()
+    assert len(dm.train_dataset) == 6  # 4 frames, all pairs within the window
+    for index in range(len(dm.train_dataset)):
+        item = dm.train_dataset[index]
+        changed = (item["canvas"] != item["next"]).any(0)
+        assert torch.equal(item["mask"][0].bool(), changed), "mask = union of the step masks = changed pixels"
+        assert torch.equal(item["unfinished"][0].bool(), (item["canvas"] != item["target"]).any(0))
+        assert item["delta"] > 0 and item["text"] in dm.vocabulary

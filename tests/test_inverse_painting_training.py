@@ -1,0 +1,189 @@
+"""Inverse Painting training, rollout, predict and evaluation on tiny random-weight parts (CPU).
+
+These check that the code learns and writes its outputs, not the paper's numbers.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from inverse_painting_helpers import SIZE, mask_generator, pair_batch, renderer, text_generator
+
+
+def _fit(loss_fn, params, steps: int, lr: float) -> tuple[float, float]:
+    opt = torch.optim.AdamW(params, lr=lr)
+    first = last = None
+    for _ in range(steps):
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = float(loss.detach()) if first is None else first
+        last = float(loss.detach())
+    return first, float(loss_fn())
+
+
+def test_renderer_fit_lowers_the_epsilon_loss() -> None:
+    torch.manual_seed(0)
+    model = renderer()
+    batch = pair_batch()
+    assert all(p.requires_grad is False for p in model.vae.parameters())
+    trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"unet", "reference_net", "canvas_encoder", "time_encoder", "clip_generator"}
+    # fixed noise and timesteps, no dropout: the same regression problem every step
+    start, end = _fit(lambda: model.pair_loss(batch, torch.Generator().manual_seed(1), train=False).mean(), model.trainable_parameters(), 8, 3e-3)
+    assert end < 0.9 * start, (start, end)
+
+
+def test_mask_generator_fit_lowers_the_bce() -> None:
+    torch.manual_seed(0)
+    model = mask_generator()
+    batch = pair_batch()
+    assert model.unet.config.in_channels == 9 and model.unet.config.out_channels == 1
+    start, end = _fit(lambda: model.loss(batch), model.trainable_parameters(), 8, 3e-3)
+    assert end < 0.8 * start, (start, end)
+    mask = model.predict_mask(batch["target"], batch["canvas"], batch["delta"], batch["text"])
+    assert mask.shape == (2, 1, SIZE, SIZE) and set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_text_classifier_stand_in_learns_and_tiny_llava_runs() -> None:
+    from lightning_modules.inverse_painting import LlavaInstructionBackend
+
+    torch.manual_seed(0)
+    model = text_generator()
+    assert model.is_stand_in
+    batch = pair_batch(4)
+    start, end = _fit(lambda: model.loss(batch), model.trainable_parameters(), 10, 1e-2)
+    assert end < start
+    assert all(w in model.backend.vocabulary and w != "none" for w in model.generate(batch["target"], batch["canvas"]))
+    llava = LlavaInstructionBackend(
+        model_config=dict(
+            vision_config=dict(model_type="clip_vision_model", hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+                               num_attention_heads=2, image_size=16, patch_size=8, projection_dim=16),
+            text_config=dict(model_type="llama", hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             num_key_value_heads=2, vocab_size=96, max_position_embeddings=128),
+            vision_feature_layer=-1),
+        lora=dict(r=2, lora_alpha=4, target_modules=r".*language_model.*\.(q_proj|v_proj)"),
+        max_new_tokens=2,
+    )
+    trainable = [n for n, p in llava.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable), "LoRA trains adapters only"
+    start, end = _fit(lambda: llava.loss(batch["target"], batch["canvas"], batch["text"]), [p for p in llava.parameters() if p.requires_grad], 4, 5e-2)
+    assert end < start
+    answers = llava.generate(batch["target"][:1], batch["canvas"][:1])
+    assert len(answers) == 1 and isinstance(answers[0], str)
+
+
+def test_tiny_rollout_predict_and_evaluation_write_files(tmp_path: Path) -> None:
+    from lightning_modules.inverse_painting import InversePainting, write_rollout
+
+    torch.manual_seed(0)
+    chain = InversePainting(renderer(), mask_generator(), text_generator(), max_keyframes=3, num_sampling_steps=2,
+                            difference_mask=None, results_file=str(tmp_path / "rows.jsonl"))
+    chain.eval()
+    target = pair_batch(1)["target"]
+    result = chain.paint(target, torch.Generator().manual_seed(0))
+    assert result.frames.shape == (4, 3, SIZE, SIZE) and torch.all(result.frames[0] == 1)
+    assert result.times == [0.0, 20.0, 40.0, 60.0] and len(result.texts) == 3 and len(result.masks) == 3
+    assert result.stopped == "limit" and set(result.seconds) == {"text", "mask", "render"}
+    info = write_rollout(result, tmp_path / "painting", fps=2)
+    for name in ("timelapse.mp4", "timelapse.gif", "process.json", "keyframes/000_00-00.png", "keyframes/003_01-00.png", "masks/001.png"):
+        assert (tmp_path / "painting" / name).is_file(), name
+    assert json.loads((tmp_path / "painting" / "process.json").read_text())["instructions"] == info["instructions"]
+    import av
+
+    with av.open(str(tmp_path / "painting" / "timelapse.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 4
+    # evaluation of one painting against a fake "real" sequence, then the results rows
+    real = torch.stack([torch.ones(3, SIZE, SIZE), target[0] * 0.5, target[0]])
+    values = chain.evaluate_painting(result, real, torch.tensor([0.0, 30.0, 90.0]))
+    assert 0 <= values["max_iou"] <= 1 and values["lpips"] >= 0
+    chain._painted = 1
+    computed = chain.metric_values()
+    assert set(computed) == {"LPIPS", "max-IoU", "DDC", "DTS"}
+    assert abs(computed["DTS"] - 0.5) < 1e-6, "|1.5 min - 1.0 min|"
+
+
+def test_rollout_stops_when_updates_vanish() -> None:
+    from lightning_modules.inverse_painting import StopCriterion, rollout
+
+    class Frozen:  # a renderer that returns the canvas unchanged after one step
+        use = {"text": False, "mask": False, "time": True, "clip": True}
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def render(self, canvas, target, delta, text, mask, num_steps=None, generator=None):
+            self.calls += 1
+            return target.clone() if self.calls == 1 else canvas.clone()
+
+    fake = Frozen()
+    stop = StopCriterion(lambda a, b: (a - b).abs().mean().reshape(1), eps=1e-3)
+    result = rollout(torch.zeros(1, 3, 4, 4), fake, max_keyframes=10, stop=stop)
+    assert result.stopped == "converged" and fake.calls == 3 and len(result.times) == 4
+
+
+def test_renderer_computes_step_masks_with_d_on_real_batches() -> None:
+    from lightning_modules.inverse_painting import DifferenceMask
+
+    batch = {k: v for k, v in pair_batch().items() if k not in ("mask", "unfinished")}  # like the real layout
+    model = renderer(difference_mask=DifferenceMask(distance="l1", alpha=0.02))
+    assert torch.isfinite(model.pair_loss(batch)).all()
+    assert "difference_mask" not in {k.split(".")[0] for k, p in model.named_parameters() if p.requires_grad}
+    with pytest.raises(ValueError, match="difference_mask"):
+        renderer().pair_loss(batch)
+    with pytest.raises(NotImplementedError, match="render"):
+        renderer().sample(1)
+
+
+def test_tiny_test_run_writes_results_rows(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+
+    from datamodules.painting_timelapse import PaintingTimelapseDataModule
+    from lightning_modules.inverse_painting import InversePainting
+    from metrics.results_rows import read_rows
+
+    from metrics.fid import FrechetInceptionDistance
+    from metrics.video import FrechetVideoDistance
+
+    class MeanColour(torch.nn.Module):  # stand-in feature networks: the real ones need Inception / I3D weights
+        num_features = 3
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.float().flatten(-2).mean(-1).flatten(1)[:, -3:] if x.ndim == 5 else x.float().mean((2, 3))
+
+    torch.manual_seed(0)
+    rows_file = tmp_path / "rows.jsonl"
+    fid = FrechetInceptionDistance(MeanColour(), num_features=3)
+    fvd = FrechetVideoDistance(MeanColour(), num_features=3)
+    chain = InversePainting(renderer(), mask_generator(), text_generator(), max_keyframes=2, num_sampling_steps=1,
+                            results_file=str(rows_file), method_name="Ours (tiny, random)", fid=fid, fvd=fvd, fvd_frames=4)
+    data = PaintingTimelapseDataModule(size=SIZE, num_paintings=4, num_strokes=3, val_fraction=0.5, max_test_paintings=2)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.test(chain, datamodule=data)
+    rows = read_rows([str(rows_file)])
+    assert {r.metric for r in rows} == {"LPIPS", "max-IoU", "DDC", "DTS", "FID", "FVD"}
+    assert all(r.paper == "inverse_painting" and r.weights == "random" and r.data == "embedded" and r.num_samples == 2 for r in rows)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [dict(use_time=False), dict(use_text=False), dict(use_mask=False), dict(use_reference_net=False), dict(use_clip=False),
+     dict(use_text=False, use_mask=False, use_time=False, canvas_mode="concat")],
+    ids=["TE", "TG", "MG", "RN", "CE", "TE-TG-MG-concat"],
+)
+def test_ablation_renderers_train_and_render(flags: dict) -> None:
+    torch.manual_seed(0)
+    model = renderer(**flags)
+    batch = pair_batch()
+    assert torch.isfinite(model.pair_loss(batch)).all()
+    assert (model.network.reference_net is None) == (not flags.get("use_reference_net", True))
+    used = [k for k in ("text", "mask", "time", "clip") if flags.get(f"use_{k}", True)]
+    assert model.nfe_per_step() == 1 + len(used)
+    image = model.render(batch["canvas"], batch["target"], 20.0, batch["text"], batch["mask"], num_steps=1,
+                         generator=torch.Generator().manual_seed(0))
+    assert image.shape == batch["canvas"].shape and image.abs().max() <= 1
