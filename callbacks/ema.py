@@ -116,6 +116,11 @@ class EMACallback(Callback):
         """Whether an average exists yet (after the first update or a restore)."""
         return self.num_updates > 0
 
+    def averaged_parameters(self) -> dict[str, torch.Tensor]:
+        """The averaged tensors by parameter name (live device tensors, not copies; empty before
+        the first update). For modules that read the EMA network directly, e.g. CoDi's target."""
+        return dict(zip(self._names, self._ema))
+
     def current_decay(self) -> float:
         """Decay the next update will use (after the initial copy)."""
         if not self.warmup:

@@ -1,0 +1,380 @@
+"""Shared parts of CoDi and its Table 5.1 baselines: the latent model, conditions, sampling, predict, test.
+
+Thesis 001, Ch. 5. Every method of Table 5.1 (CoDi, PE-CoDi, CM-II, GD-I/II, conditional
+fine-tuning) has the same network: an SD-style text-to-image UNet (v-prediction, the thesis's
+parametrisation, Ch. 1 Eq. 1.9) with the conditional adapter of
+:mod:`lightning_modules.codi.adapter`. This base holds everything they share:
+
+* the frozen VAE (``vae_path`` / ``vae_config``; SD's ``AutoencoderKL``, latents scaled by its
+  ``scaling_factor``, the posterior mean is used as the latent) and the frozen text encoder
+  (:mod:`lightning_modules.components.prompt_encoder`: SD's CLIP from ``text_encoder_path``, or a
+  named stand-in);
+* the task condition (:meth:`condition`): ``sr``: the LR image, bicubically upsampled to the HR
+  size, through the VAE (4 channels); ``inpaint``: the masked image's latent plus the mask resized
+  to the latent grid (5 channels); ``depth``: the depth map replicated to RGB through the VAE;
+  ``edit``: the source image's latent, the instruction as the text prompt ([GAP] the thesis does
+  not say how conditions are encoded; a VAE latent is the digest's inferred choice);
+* the DDPM path: SD's scaled-linear table (0.00085 -> 0.012, T = 1000), v-prediction;
+* sampling with any core sampler (:meth:`sample_for_batch`), ``predict`` on the user's inputs,
+  and ``test`` with the Table 5.2 metrics (FID, LPIPS) written as results rows.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from diffusion.grids import discrete_grid
+from diffusion.paths import DiscreteDDPMPath
+from diffusion.predictions import to_data_and_noise
+from diffusion.samplers import build_sampler
+from lightning_modules.codi.adapter import ConditionalAdapterUNet
+from lightning_modules.components.consistency_sampler import ConsistencyMultistepSampler
+from lightning_modules.components.image_io import save_grid, to_uint8
+from lightning_modules.components.pretrained_paths import build_diffusers_model
+from lightning_modules.components.prompt_encoder import build_prompt_encoder
+from lightning_modules.diffusion_module import DiffusionModule
+
+log = logging.getLogger(__name__)
+
+SD_SOURCE = (
+    "a Stable Diffusion checkpoint in diffusers layout (unet/, vae/, text_encoder/, tokenizer/); the thesis's "
+    "865M backbone matches SD 2.x's UNet (1024-d context), e.g. stabilityai/stable-diffusion-2-1-base "
+    "(v-prediction: stabilityai/stable-diffusion-2-1), fetched beforehand with "
+    "`huggingface-cli download <id> --local-dir <path>`"
+)
+TASK_CONDITION_KEYS = {"sr": "lr", "inpaint": "masked_image", "depth": "depth", "edit": "source"}
+
+
+class ConditionalDenoiser:
+    """``(x_t, t) -> output`` of a conditional network with fixed condition and context (core denoiser)."""
+
+    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor], prediction_type: str) -> None:
+        self.fn = fn
+        self.prediction_type = prediction_type
+
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.fn(x_t, t)
+
+
+class CoDiBase(DiffusionModule):
+    """Latent conditional LDM with the CoDi adapter (see the module docstring for the shared parts).
+
+    Args:
+        sd_path: local Stable Diffusion folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``);
+            ``None`` builds the parts from ``unet_config`` / ``vae_config`` with random weights.
+        unet_config / vae_config: diffusers config dicts used when ``sd_path`` is None (``vae_config``
+            None too: identity "VAE", images are the latents; tests only).
+        text_encoder: ``'sd'`` (the CLIP encoder of ``sd_path``) or ``'stand_in'`` (hashed words).
+        task: ``'sr'``, ``'inpaint'``, ``'depth'`` or ``'edit'``.
+        adapter: ``'mu_gate'`` (CoDi, Eq. 5.3) or ``'controlnet'`` (zero-convs, the CM baselines' branch).
+        mu_granularity: ``'global'`` or ``'per_level'``.
+        train_backbone: ``True`` trains the backbone too (CoDi, CM); ``False`` trains only the copy and
+            mu (PE-CoDi).
+        prompt: text prompt for batches without a ``caption`` (SR / inpainting / depth: ``""``).
+        image_size: HR image side in pixels (512 in the thesis).
+        num_sampling_steps / sampler / grid: inference defaults (subclasses set them).
+        init_checkpoint: a Lightning checkpoint of an earlier stage (e.g. the conditional fine-tune of CM-II /
+            GD-II, or the distilled model of GD-I) whose ``network.*`` weights initialise this one.
+        metrics: Table 5.2 metrics for ``test`` (``fid``, ``lpips``: ``metrics`` package classes).
+        results_file: JSONL file for results rows (relative to the run folder).
+    """
+
+    method_name = "codi-base"
+
+    def __init__(
+        self,
+        sd_path: Optional[str] = None,
+        unet_config: Optional[dict[str, Any]] = None,
+        vae_config: Optional[dict[str, Any]] = None,
+        text_encoder: str = "sd",
+        stand_in_tokens: int = 8,
+        task: str = "sr",
+        adapter: str = "mu_gate",
+        mu_granularity: str = "global",
+        train_backbone: bool = True,
+        prompt: str = "",
+        image_size: int = 512,
+        num_train_timesteps: int = 1000,
+        num_sampling_steps: int = 4,
+        sampler: str = "consistency",
+        grid: str = "trailing",
+        guidance_scale: float = 1.0,
+        gradient_checkpointing: bool = False,
+        init_checkpoint: Optional[str] = None,
+        metrics: Optional[dict[str, nn.Module]] = None,
+        results_file: Optional[str] = "results/codi.jsonl",
+        dataset_name: str = "embedded photos",
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        val_seed: int = 1234,
+        predict_seed: int = 0,
+    ) -> None:
+        if task not in TASK_CONDITION_KEYS:
+            raise ValueError(f"task {task!r} is not one of {list(TASK_CONDITION_KEYS)}")
+        if text_encoder not in ("sd", "stand_in"):
+            raise ValueError(f"text_encoder must be 'sd' or 'stand_in', got {text_encoder!r}")
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        key = "model.init_args.sd_path"
+        unet = build_diffusers_model(UNet2DConditionModel, key=key, path=sd_path, subfolder="unet",
+                                     config=unet_config, source=SD_SOURCE)
+        vae = None
+        if sd_path is not None or vae_config is not None:
+            vae = build_diffusers_model(AutoencoderKL, key=key, path=sd_path, subfolder="vae", config=vae_config,
+                                        source=SD_SOURCE)
+        factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        if image_size % factor:
+            raise ValueError(f"image_size {image_size} is not a multiple of the VAE factor {factor}")
+        latent_size = image_size // factor
+        latent_channels = int(unet.config.in_channels)
+        condition_channels = latent_channels + (1 if task == "inpaint" else 0)
+        network = ConditionalAdapterUNet(unet, condition_channels, mode=adapter, mu_granularity=mu_granularity)
+        if init_checkpoint is not None:
+            load_network_weights(network, init_checkpoint)
+        network.set_backbone_trainable(train_backbone)
+        if gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, num_train_timesteps)
+        sampler_obj = ConsistencyMultistepSampler() if sampler == "consistency" else build_sampler(sampler)
+        super().__init__(
+            network=network, path=path, prediction_type="v_prediction", sampler=sampler_obj,
+            num_sampling_steps=num_sampling_steps, grid=grid, guidance_scale=guidance_scale,
+            sample_shape=(latent_channels, latent_size, latent_size), optimizer=optimizer,
+            val_seed=val_seed, predict_seed=predict_seed,
+        )
+        if vae is not None:
+            self.register_frozen("vae", vae)
+        self.vae_scale = float(getattr(vae.config, "scaling_factor", 0.18215)) if vae is not None else 1.0
+        context_dim = int(unet.config.cross_attention_dim)
+        encoder_path = sd_path if text_encoder == "sd" else None
+        if text_encoder == "sd" and sd_path is None:
+            raise ValueError("text_encoder='sd' needs model.init_args.sd_path; use text_encoder: stand_in for random weights")
+        self.register_frozen("text_encoder", build_prompt_encoder(encoder_path, context_dim, stand_in_tokens,
+                                                                  key="model.init_args.sd_path"))
+        self.task, self.prompt, self.image_size, self.latent_size = task, prompt, int(image_size), latent_size
+        self.train_backbone = bool(train_backbone)
+        self.metrics = nn.ModuleDict(metrics or {})
+        self.results_file, self.dataset_name = results_file, dataset_name
+        self.uses_random_weights = sd_path is None
+        self._eval_count = 0
+        counts = network.parameter_counts()
+        log.info("%s: backbone %.1fM, adapter %.1fM, trainable %.1fM", type(self).__name__, counts["backbone"] / 1e6,
+                 counts["adapter"] / 1e6, sum(p.numel() for p in self.trainable_parameters()) / 1e6)
+
+    def method_label(self) -> str:
+        """The method name of results rows (matches benchmarks/paper_numbers.yaml where the method is there)."""
+        return self.method_name
+
+    # ------------------------------------------------------------------ checkpoint: metrics stay out
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        state = checkpoint["state_dict"]
+        for k in [k for k in state if k.startswith("metrics.")]:
+            del state[k]
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        result = nn.Module.load_state_dict(self, state_dict, strict=False, assign=assign)
+        prefixes = tuple(f"{name}." for name in self._frozen) + ("metrics.",)
+        missing = [k for k in result.missing_keys if not k.startswith(prefixes)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"{type(self).__name__}: checkpoint does not fit; missing {missing[:10]}, "
+                               f"unexpected {result.unexpected_keys[:10]}")
+        return result
+
+    # ------------------------------------------------------------------ latents, text, conditions
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        if not hasattr(self, "vae"):
+            return images
+        return (self.vae.encode(images.to(self.vae.dtype)).latent_dist.mean * self.vae_scale).float()
+
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        if not hasattr(self, "vae"):
+            return latents
+        return self.vae.decode((latents / self.vae_scale).to(self.vae.dtype)).sample.float()
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        return self.decode_latents(latents)
+
+    @torch.no_grad()
+    def context(self, batch: Optional[Mapping[str, Any]], size: int) -> Tensor:
+        prompts = batch.get("caption") if batch is not None else None
+        if prompts is None:
+            prompts = [self.prompt] * size
+        return self.text_encoder(list(prompts)).to(self.device)
+
+    @torch.no_grad()
+    def condition(self, batch: Mapping[str, Any]) -> Tensor:
+        """The task condition ``c`` on the latent grid (module docstring)."""
+        side = self.image_size
+        if self.task == "sr":
+            lr = batch["lr"].to(self.device)
+            up = F.interpolate(lr, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1)
+            return self.encode(up)
+        if self.task == "inpaint":
+            masked = self.encode(batch["masked_image"].to(self.device))
+            mask = F.interpolate(batch["mask"].to(self.device).float(), size=masked.shape[-2:], mode="nearest")
+            return torch.cat([masked, mask * 2 - 1], dim=1)
+        if self.task == "depth":
+            depth = batch["depth"].to(self.device)
+            depth = F.interpolate(depth, size=(side, side), mode="bilinear", align_corners=False)
+            return self.encode(depth.expand(-1, 3, -1, -1))
+        source = batch["source"].to(self.device)
+        return self.encode(F.interpolate(source, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1))
+
+    # ------------------------------------------------------------------ network calls
+    def network_output(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor,
+                       params: Optional[Mapping[str, Tensor]] = None, network: Optional[nn.Module] = None) -> Tensor:
+        """Raw v-prediction of ``network`` (default: the student; ``params`` swap in other weights)."""
+        net = network if network is not None else self.network
+        k = self.path.network_time(t).to(z.dtype)
+        if params is None:
+            return net(z, k, encoder_hidden_states=ctx, condition=cond)
+        return torch.func.functional_call(net, dict(params), (z, k), {"encoder_hidden_states": ctx, "condition": cond},
+                                          strict=False)
+
+    def data_and_noise(self, v: Tensor, z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        return to_data_and_noise(v, "v_prediction", z, t, self.path)
+
+    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor) -> ConditionalDenoiser:
+        """The denoiser the samplers see (v-prediction of the student; distilled models override)."""
+        return ConditionalDenoiser(lambda z, t: self.network_output(z, t, cond, ctx), "v_prediction")
+
+    # ------------------------------------------------------------------ sampling
+    def sampling_grid(self, num_steps: int, device: torch.device) -> Tensor:
+        return discrete_grid(self.path, num_steps, spacing=self.grid).to(device)
+
+    def nfe(self, num_steps: Optional[int] = None) -> int:
+        return int(num_steps or self.num_sampling_steps)
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps: Optional[int] = None, sampler: Any = None,
+                         generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None,
+                         use_condition: bool = True) -> Tensor:
+        """Images in [-1, 1] for the conditions of ``batch`` (``use_condition=False``: the plain backbone)."""
+        cond = self.condition(batch) if use_condition else None
+        size = cond.shape[0] if cond is not None else len(next(v for v in batch.values() if hasattr(v, "__len__")))
+        ctx = self.context(batch, size)
+        if noise is None:
+            noise = torch.randn((size, *self.sample_shape), generator=generator, device=self.device)
+        if sampler is None:
+            sampler = self.sampler
+        elif isinstance(sampler, str):
+            sampler = ConsistencyMultistepSampler() if sampler == "consistency" else build_sampler(sampler)
+        grid = self.sampling_grid(num_steps or self.num_sampling_steps, noise.device)
+        latents = sampler.sample(self.sampling_denoiser(cond, ctx), self.path, noise, grid, generator=generator)
+        return self.decode_latents(latents).clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, *, labels: Optional[Tensor] = None, num_steps: Optional[int] = None,
+               sampler: Any = None, guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None,
+               noise: Optional[Tensor] = None, progress: bool = False, batch: Optional[Mapping[str, Any]] = None) -> Tensor:
+        """With ``batch``: conditional samples; without: the backbone's text-to-image samples (default prompt)."""
+        if batch is not None:
+            return self.sample_for_batch(batch, num_steps=num_steps, sampler=sampler, generator=generator, noise=noise)
+        dummy = {"caption": [self.prompt] * num_samples}
+        return self.sample_for_batch(dummy, num_steps=num_steps, sampler=sampler, generator=generator, noise=noise,
+                                     use_condition=False)
+
+    # ------------------------------------------------------------------ validation / predict / test
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
+        images = self.sample_for_batch(batch, generator=generator)
+        mse = F.mse_loss(images, batch["image"].to(images))
+        self.log("val/mse", mse, prog_bar=True, batch_size=images.shape[0], sync_dist=True)
+        return mse
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Outputs for the user's inputs (``CoDiTaskDataModule(predict_root=...)``) as PNGs named by input."""
+        from PIL import Image
+
+        generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
+        images = self.sample_for_batch(batch, generator=generator)
+        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
+        folder = root / "predictions" / f"{self.task}_{getattr(self.sampler, 'name', 'sampler')}_{self.nfe()}steps"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.predictions_dir = str(folder)
+        names = batch.get("name") or [f"batch{batch_idx:04d}_{i:03d}" for i in range(images.shape[0])]
+        for name, array in zip(names, to_uint8(images).numpy()):
+            Image.fromarray(array).save(folder / f"{name}.png")
+        save_grid(images, folder / f"grid_{batch_idx:04d}.png")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_count = 0
+        for metric in self.metrics.values():
+            metric.reset()
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Table 5.2 protocol: generate from each condition, compare with the HR target (FID, LPIPS)."""
+        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
+        preds = self.sample_for_batch(batch, generator=generator)
+        target = batch["image"].to(preds)
+        for metric in self.metrics.values():
+            if "real" in inspect.signature(metric.update).parameters:  # FID-like: real and generated sets
+                metric.update(target, real=True)
+                metric.update(preds, real=False)
+            else:
+                metric.update(preds, target)
+        self._eval_count += preds.shape[0]
+
+    def on_test_epoch_end(self) -> None:
+        if not self.metrics:
+            return
+        from metrics.results_rows import ResultRow, append_rows, git_commit, utc_now
+
+        data = "embedded" if getattr(getattr(self.trainer, "datamodule", None), "root", None) is None else "real"
+        rows = []
+        for name, metric in self.metrics.items():
+            value = float(metric.compute())
+            self.log(f"test/{name}", value, sync_dist=False)
+            protocol = getattr(metric, "protocol", None)
+            random_eval = bool(getattr(protocol, "random_weights", False))
+            rows.append(ResultRow(
+                paper="codi", method=self.method_label(), dataset=self.dataset_name, split="test",
+                resolution=f"{self.image_size}x{self.image_size}", num_samples=int(self._eval_count), nfe=self.nfe(),
+                guidance=float(self.guidance_scale), metric=name, value=value,
+                evaluator=protocol.describe() if protocol is not None else type(metric).__name__, config=None,
+                commit=git_commit(), date=utc_now(),
+                weights="random" if (self.uses_random_weights or random_eval) else "pretrained", data=data,
+                extra={"task": self.task, "num_steps": self.num_sampling_steps,
+                       "sampler": getattr(self.sampler, "name", "sampler")},
+            ))
+        if self.results_file and self.trainer.is_global_zero:
+            target = self.results_file
+            if not os.path.isabs(target) and self.trainer.log_dir:
+                target = os.path.join(self.trainer.log_dir, target)
+            append_rows(target, rows)
+            log.info("%s: %d results rows -> %s", type(self).__name__, len(rows), target)
+
+
+def load_network_weights(network: nn.Module, checkpoint: str) -> None:
+    """Load ``network.*`` weights of a Lightning checkpoint (an earlier stage of a multi-stage method)."""
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"model.init_args.init_checkpoint: {path} does not exist (run the earlier stage first)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state)
+    own = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
+    missing, unexpected = network.load_state_dict(own, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("backbone.")]:
+        raise RuntimeError(f"init_checkpoint {path} does not fit the network: missing {missing[:8]}, "
+                           f"unexpected {unexpected[:8]}")
+
+
+def shared_or_per_sample(count: int, batch: int, shared: bool, device: torch.device,
+                         low: int = 0, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Indices in ``[low, count)``: one for the whole batch (``shared``, Fig. 5.6) or one per sample."""
+    n = 1 if shared else batch
+    idx = torch.randint(low, count, (n,), generator=generator, device="cpu").to(device)
+    return idx.expand(batch) if shared else idx
+
+
+__all__ = ["CoDiBase", "ConditionalDenoiser", "SD_SOURCE", "TASK_CONDITION_KEYS", "shared_or_per_sample"]
