@@ -1,0 +1,203 @@
+"""PSNR and SSIM, whole-image and masked (scoring only a foreground region).
+
+Inputs are ``[B, C, H, W]`` images in ``[-1, 1]``; both metrics work on the
+``[0, 1]`` scale (data range 1), average per image over channels and pixels,
+then average over images (the per-pair protocol of CFLD / PIDM and the
+restoration papers).
+
+SSIM follows Wang et al. 2004 with the conventions of scikit-image's
+``structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=1)`` and torchmetrics' default: an
+11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, the SSIM map kept only
+where the window fits (border of 5 pixels dropped). ``gaussian=False`` with
+``kernel_size=51`` and ``sample_covariance=True`` gives the CFLD repository's
+``SSIM`` variant (skimage ``win_size=51``).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import Metric
+
+from metrics.protocol import MetricProtocol
+from metrics.validation import check_images, check_mask, check_same_shape
+
+
+def _to_unit(x: Tensor) -> Tensor:
+    return (x.double() + 1.0) * 0.5
+
+
+def _window(kernel_size: int, sigma: float, gaussian: bool, device: torch.device) -> Tensor:
+    if gaussian:
+        coords = torch.arange(kernel_size, dtype=torch.float64, device=device) - (kernel_size - 1) / 2.0
+        g = torch.exp(-(coords**2) / (2 * sigma**2))
+        g = g / g.sum()
+    else:
+        g = torch.full((kernel_size,), 1.0 / kernel_size, dtype=torch.float64, device=device)
+    return torch.outer(g, g)
+
+
+def ssim_map(
+    preds: Tensor,
+    target: Tensor,
+    data_range: float = 1.0,
+    kernel_size: int = 11,
+    sigma: float = 1.5,
+    gaussian: bool = True,
+    sample_covariance: bool = False,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> Tensor:
+    """SSIM map ``[B, C, H - k + 1, W - k + 1]`` (float64) of images already on the ``data_range`` scale."""
+    if preds.shape[-1] < kernel_size or preds.shape[-2] < kernel_size:
+        raise ValueError(f"SSIM window {kernel_size} is larger than the images {tuple(preds.shape[-2:])}")
+    channels = preds.shape[1]
+    window = _window(kernel_size, sigma, gaussian, preds.device).expand(channels, 1, kernel_size, kernel_size)
+    x, y = preds.double(), target.double()
+    stacked = torch.cat([x, y, x * x, y * y, x * y])
+    filtered = F.conv2d(stacked, window.contiguous(), groups=channels)
+    mu_x, mu_y, e_xx, e_yy, e_xy = filtered.chunk(5)
+    norm = kernel_size**2 / (kernel_size**2 - 1.0) if sample_covariance else 1.0
+    var_x = norm * (e_xx - mu_x**2)
+    var_y = norm * (e_yy - mu_y**2)
+    cov = norm * (e_xy - mu_x * mu_y)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+
+
+class _PairMetric(Metric):
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("empty_masks", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    @staticmethod
+    def _check(preds: Tensor, target: Tensor) -> None:
+        check_images(preds, "preds")
+        check_images(target, "target")
+        check_same_shape(preds, target)
+
+    def _add(self, per_image: Tensor, valid: Optional[Tensor] = None) -> None:
+        if valid is not None:
+            self.empty_masks += (~valid).sum()
+            per_image = per_image[valid]
+        self.total += per_image.double().sum()
+        self.count += per_image.numel()
+
+    def compute(self) -> Tensor:
+        return self.total / self.count.clamp_min(1)
+
+
+class PeakSignalNoiseRatio(_PairMetric):
+    """Mean per-image PSNR in dB, ``10 log10(1 / MSE)`` on the ``[0, 1]`` scale.
+
+    Args:
+        max_db: cap for identical images (MSE 0 would give +inf and make the
+            mean infinite); 100 dB corresponds to an MSE of 1e-10.
+        kwargs: forwarded to ``torchmetrics.Metric``.
+    """
+
+    higher_is_better = True
+
+    def __init__(self, max_db: float = 100.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_db = float(max_db)
+
+    @property
+    def protocol(self) -> MetricProtocol:
+        return MetricProtocol(evaluator="psnr", resize="none", extra={"data_range": "[0,1]", "reduction": "mean of per-image PSNR", "max_db": self.max_db})
+
+    def _psnr(self, mse: Tensor) -> Tensor:
+        return (10.0 * torch.log10(1.0 / mse.clamp_min(1e-300))).clamp_max(self.max_db)
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        self._check(preds, target)
+        mse = ((_to_unit(preds) - _to_unit(target)) ** 2).flatten(1).mean(1)
+        self._add(self._psnr(mse))
+
+
+class MaskedPSNR(PeakSignalNoiseRatio):
+    """PSNR with the MSE taken only over the mask's pixels (all channels); ``update(preds, target, mask)``.
+
+    Images with an empty mask are skipped and counted in ``empty_masks``.
+    """
+
+    @property
+    def protocol(self) -> MetricProtocol:
+        return super().protocol.with_extra(metric="masked_psnr", region="mask pixels")
+
+    def update(self, preds: Tensor, target: Tensor, mask: Tensor) -> None:  # type: ignore[override]
+        self._check(preds, target)
+        weights = check_mask(mask, preds).double()
+        sq = ((_to_unit(preds) - _to_unit(target)) ** 2).mean(1, keepdim=True)
+        area = weights.sum((1, 2, 3))
+        mse = (sq * weights).sum((1, 2, 3)) / area.clamp_min(1e-12)
+        self._add(self._psnr(mse), area > 0)
+
+
+class StructuralSimilarityIndexMeasure(_PairMetric):
+    """Mean per-image SSIM (see the module docstring for the window conventions).
+
+    Args:
+        kernel_size: window side (11; 51 for the CFLD ``SSIM`` variant).
+        sigma: Gaussian window sigma.
+        gaussian: Gaussian (``True``) or uniform window.
+        sample_covariance: use the ``N / (N - 1)`` sample covariance (skimage's
+            default for uniform windows).
+        k1, k2: stability constants.
+        kwargs: forwarded to ``torchmetrics.Metric``.
+    """
+
+    higher_is_better = True
+
+    def __init__(
+        self,
+        kernel_size: int = 11,
+        sigma: float = 1.5,
+        gaussian: bool = True,
+        sample_covariance: bool = False,
+        k1: float = 0.01,
+        k2: float = 0.03,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.options = dict(kernel_size=int(kernel_size), sigma=float(sigma), gaussian=bool(gaussian),
+                            sample_covariance=bool(sample_covariance), k1=float(k1), k2=float(k2))
+
+    @property
+    def protocol(self) -> MetricProtocol:
+        return MetricProtocol(evaluator="ssim", resize="none", extra={"data_range": "[0,1]", **self.options})
+
+    def _map(self, preds: Tensor, target: Tensor) -> Tensor:
+        return ssim_map(_to_unit(preds), _to_unit(target), 1.0, **self.options)
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        self._check(preds, target)
+        self._add(self._map(preds, target).flatten(1).mean(1))
+
+
+class MaskedSSIM(StructuralSimilarityIndexMeasure):
+    """SSIM map averaged over the mask (cropped like the map); ``update(preds, target, mask)``."""
+
+    @property
+    def protocol(self) -> MetricProtocol:
+        return super().protocol.with_extra(metric="masked_ssim", region="SSIM map averaged over mask")
+
+    def update(self, preds: Tensor, target: Tensor, mask: Tensor) -> None:  # type: ignore[override]
+        self._check(preds, target)
+        weights = check_mask(mask, preds).double()
+        r = (self.options["kernel_size"] - 1) // 2
+        weights = weights[..., r : weights.shape[-2] - r, r : weights.shape[-1] - r]
+        values = self._map(preds, target).mean(1, keepdim=True)
+        area = weights.sum((1, 2, 3))
+        self._add((values * weights).sum((1, 2, 3)) / area.clamp_min(1e-12), area > 0)
+
+
+__all__ = ["PeakSignalNoiseRatio", "MaskedPSNR", "StructuralSimilarityIndexMeasure", "MaskedSSIM", "ssim_map"]

@@ -1,0 +1,159 @@
+"""Results rows: the one-JSON-object-per-metric records that evaluation writes and the leaderboard reads.
+
+Standard library only, so that the evaluation callback (``callbacks/``) and the
+leaderboard (``benchmarks/``) share one schema without a layer importing one
+above it; ``benchmarks.results_rows`` re-exports this module.
+
+A row (``results/*.jsonl``, one object per line) has the fields of
+``REQUIRED_FIELDS`` (DESIGN.md, "Results are data") plus optional extras
+(``step``, ``epoch``, ``num_steps``, ``sampler``, ``stage``, ``protocol``,
+``random_weights_reason``...). ``weights`` says whether the networks involved
+(the generator's pretrained parts and the evaluator's feature network) had
+real pretrained weights; ``data`` whether the data was the embedded stand-in.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import json
+import math
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Optional
+
+REQUIRED_FIELDS = (
+    "paper", "method", "dataset", "split", "resolution", "num_samples", "nfe", "guidance",
+    "metric", "value", "evaluator", "config", "commit", "date", "weights", "data",
+)
+WEIGHTS_VALUES = ("random", "pretrained")
+DATA_VALUES = ("embedded", "real")
+
+
+class ResultsRowError(ValueError):
+    """A results row that does not follow the schema; the message names the file and line."""
+
+
+@dataclass
+class ResultRow:
+    """One metric value with everything needed to interpret it."""
+
+    paper: Optional[str]
+    method: str
+    dataset: str
+    split: str
+    resolution: Optional[str]
+    num_samples: Optional[int]
+    nfe: Optional[int]
+    guidance: Optional[float]
+    metric: str
+    value: float
+    evaluator: str
+    config: Optional[str]
+    commit: str
+    date: str
+    weights: str
+    data: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        extra = row.pop("extra")
+        row.update(extra)
+        value = row["value"]
+        if isinstance(value, float) and not math.isfinite(value):
+            row["value"] = str(value)  # JSON has no inf / nan
+        return row
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any], where: str = "<row>") -> "ResultRow":
+        validate_row(row, where)
+        base = {k: row[k] for k in REQUIRED_FIELDS}
+        base["value"] = float(base["value"])
+        extra = {k: v for k, v in row.items() if k not in REQUIRED_FIELDS}
+        return cls(**base, extra=extra)
+
+
+def validate_row(row: Any, where: str = "<row>") -> None:
+    """Raise :class:`ResultsRowError` naming ``where`` and the offending field."""
+    if not isinstance(row, dict):
+        raise ResultsRowError(f"{where}: expected a JSON object, found {type(row).__name__}")
+    missing = [k for k in REQUIRED_FIELDS if k not in row]
+    if missing:
+        raise ResultsRowError(f"{where}: missing field(s) {missing}")
+    for key in ("method", "dataset", "split", "metric", "evaluator", "commit", "date"):
+        if not isinstance(row[key], str) or not row[key]:
+            raise ResultsRowError(f"{where}: field {key!r} must be a non-empty string, found {row[key]!r}")
+    try:
+        float(row["value"])
+    except (TypeError, ValueError):
+        raise ResultsRowError(f"{where}: field 'value' must be a number, found {row['value']!r}") from None
+    if row["weights"] not in WEIGHTS_VALUES:
+        raise ResultsRowError(f"{where}: field 'weights' must be one of {WEIGHTS_VALUES}, found {row['weights']!r}")
+    if row["data"] not in DATA_VALUES:
+        raise ResultsRowError(f"{where}: field 'data' must be one of {DATA_VALUES}, found {row['data']!r}")
+    for key in ("num_samples", "nfe"):
+        if row[key] is not None and not isinstance(row[key], int):
+            raise ResultsRowError(f"{where}: field {key!r} must be an integer or null, found {row[key]!r}")
+    if row["guidance"] is not None and not isinstance(row["guidance"], (int, float)):
+        raise ResultsRowError(f"{where}: field 'guidance' must be a number or null, found {row['guidance']!r}")
+
+
+def append_rows(path: str, rows: Iterable[ResultRow | dict[str, Any]]) -> int:
+    """Append rows to a JSONL file (created with its folder); one ``write`` per call keeps lines whole."""
+    lines = []
+    for row in rows:
+        data = row.to_json() if isinstance(row, ResultRow) else dict(row)
+        validate_row(data, path)
+        lines.append(json.dumps(data, sort_keys=True) + "\n")
+    if not lines:
+        return 0
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("".join(lines))
+    return len(lines)
+
+
+def read_rows(paths: Iterable[str]) -> list[ResultRow]:
+    """Read and validate rows from JSONL files; errors name the file and line."""
+    rows: list[ResultRow] = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ResultsRowError(f"{where}: not valid JSON ({err.msg})") from None
+                rows.append(ResultRow.from_json(data, where))
+    return rows
+
+
+def find_results(root: str = "results") -> list[str]:
+    """All ``*.jsonl`` files under ``root`` (recursively), sorted."""
+    return sorted(glob.glob(os.path.join(root, "**", "*.jsonl"), recursive=True))
+
+
+def git_commit(cwd: Optional[str] = None) -> str:
+    """The checkout's HEAD commit (``+dirty`` when tracked files changed), or ``"unknown"``."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return "unknown"
+        commit = head.stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, timeout=5)
+        return commit + ("+dirty" if status.stdout.strip() else "")
+    except Exception:
+        return "unknown"
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+__all__ = ["ResultRow", "ResultsRowError", "REQUIRED_FIELDS", "validate_row", "append_rows", "read_rows",
+           "find_results", "git_commit", "utc_now"]
