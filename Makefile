@@ -21,11 +21,15 @@ $(STAMP): setup.cfg $(CONSTRAINTS) requirements/no-deps.txt
 	touch $(STAMP)
 
 # Train the flow-matching baseline on the bundled handwritten digits (CPU, a few minutes),
-# then sample grids with two samplers. Paths of the run folder and images are printed.
+# sample grids with two samplers, score FID on the held-out digits and regenerate the
+# leaderboard. Paths of the run folder, images and results are printed.
+DEMO := --config flow_matching_digits_cfg.yaml --config demo/flow_matching_digits_cfg.yaml --run_name demo
 demo: install
-	$(PY) cli.py fit --config flow_matching_digits_cfg.yaml --config demo/flow_matching_digits_cfg.yaml --run_name demo
-	$(PY) cli.py predict --config flow_matching_digits_cfg.yaml --config demo/flow_matching_digits_cfg.yaml --run_name demo --ckpt_path last --model.sampler euler
-	$(PY) cli.py predict --config flow_matching_digits_cfg.yaml --config demo/flow_matching_digits_cfg.yaml --run_name demo --ckpt_path last --model.sampler heun --model.num_sampling_steps 25
+	$(PY) cli.py fit $(DEMO)
+	$(PY) cli.py predict $(DEMO) --ckpt_path last --model.sampler euler
+	$(PY) cli.py predict $(DEMO) --ckpt_path last --model.sampler heun --model.num_sampling_steps 25
+	$(PY) cli.py test $(DEMO) --ckpt_path last
+	$(PY) -m benchmarks.leaderboard
 
 # The whole suite, SLURM cluster tests included (they install and start a one-node cluster).
 test: install
@@ -34,6 +38,9 @@ test: install
 # Everything except the SLURM cluster tests.
 test-quick: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slurm"
+
+leaderboard: install
+	$(PY) -m benchmarks.leaderboard
 
 benchmarks: install
 	$(PY) -m benchmarks.perf_training

@@ -13,7 +13,7 @@ What this adds to a plain LightningCLI (see docs/cli.md):
   ``config.yaml``, TensorBoard logs and ``checkpoints/`` (``last.ckpt`` always kept);
 * ``--ckpt_path last`` finds the newest ``last.ckpt`` of that run name: ``fit`` resumes in the
   same folder at the same step, ``validate``/``test``/``predict`` load it;
-* checkpoints are written atomically, a rich progress bar shows progress, and the paths of
+* checkpoints are written atomically, a progress bar shows progress (Rich in a terminal, TQDM lines in log files), and the paths of
   the run folder, checkpoints and predictions are printed at the end.
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ class SuiteCLI(LightningCLI):
         if trainer.get("enable_progress_bar", True) is not False:
             callbacks = list(trainer.get("callbacks") or [])
             if not any(_class_path_of(cb) in PROGRESS_BAR_CLASSES for cb in callbacks):
-                callbacks.append(Namespace(class_path="lightning.pytorch.callbacks.RichProgressBar"))
+                callbacks.append(_default_progress_bar())
                 trainer["callbacks"] = callbacks
         if not trainer.get("plugins"):
             trainer["plugins"] = [Namespace(class_path="callbacks.checkpoint_io.AtomicCheckpointIO")]
@@ -150,6 +150,16 @@ class SuiteCLI(LightningCLI):
 
     def after_validate(self) -> None:
         self._report_paths()
+
+
+def _default_progress_bar() -> Namespace:
+    """Rich in a terminal; in a log file (SLURM, CI) Rich draws nothing, so a TQDM bar that
+    writes a line every 50 steps."""
+    if sys.stdout.isatty():
+        return Namespace(class_path="lightning.pytorch.callbacks.RichProgressBar")
+    return Namespace(
+        class_path="lightning.pytorch.callbacks.TQDMProgressBar", init_args=Namespace(refresh_rate=50)
+    )
 
 
 def _class_path_of(callback: Any) -> str:

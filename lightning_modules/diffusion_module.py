@@ -18,9 +18,9 @@ probability ``label_dropout`` (replaced by a learned null class, index ``num_cla
 classifier-free guidance (Ho & Salimans, lecture seed 002) works at sampling time.
 
 Latent-diffusion papers subclass this and override ``encode``/``decode`` and
-``conditioning``; frozen parts are registered with ``register_frozen`` so that they stay out
-of the optimizer, EMA and the checkpoint (DESIGN.md, "Frozen parts stay outside training
-state").
+``conditioning``; frozen parts are registered with ``register_frozen`` (from
+``components.frozen_parts.FrozenPartsModule``) so that they stay out of the optimizer, EMA
+and the checkpoint (DESIGN.md, "Frozen parts stay outside training state").
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
-from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
@@ -37,10 +36,11 @@ from diffusion.denoisers import NetworkDenoiser, unwrap_output
 from diffusion.grids import discrete_grid, karras_grid, shifted_grid, uniform_grid
 from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.paths import AffinePath, RectifiedFlowPath
-from diffusion.predictions import training_target
+from diffusion.predictions import training_target, validate_prediction_type
 from diffusion.samplers import build_sampler
 from diffusion.time_samplers import UniformTimeSampler
 from launch.sharding import shard_for_strategy
+from lightning_modules.components.frozen_parts import FrozenPartsModule
 from lightning_modules.components.image_io import save_grid, save_images
 from lightning_modules.components.network_info import (
     class_embedding_count,
@@ -50,18 +50,18 @@ from lightning_modules.components.network_info import (
 
 log = logging.getLogger(__name__)
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "velocity", "score")
 GRID_NAMES = ("uniform", "shifted", "karras", "leading", "trailing", "linspace")
 
 
-class DiffusionModule(LightningModule):
+class DiffusionModule(FrozenPartsModule):
     """Train and sample a denoiser on a Gaussian path (thesis 000, Ch. 2).
 
     Args:
         network: the denoiser network, called as ``network(x_t, network_time, class_labels=...)``.
         path: the Gaussian path x_t = data_coef(t) x + noise_coef(t) eps (t=0 noise, t=1 data);
             ``None`` means rectified flow (``RectifiedFlowPath()``).
-        prediction_type: the network's output parametrisation (one of ``PREDICTION_TYPES``).
+        prediction_type: the network's output parametrisation (one of
+            ``diffusion.predictions.PREDICTION_TYPES``).
         time_sampler: draws training times t in [0, 1]; ``None`` means uniform.
         loss_weighting: ``(t, path) -> w`` per-sample loss weight; ``None`` means 1.
         sampler: name or object of the sampler ``sample()`` uses ("euler", "heun", "ddim",
@@ -112,7 +112,7 @@ class DiffusionModule(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network", "path", "time_sampler", "loss_weighting"])
-        _check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+        validate_prediction_type(prediction_type)
         _check_choice("grid", grid, GRID_NAMES)
         _check_choice("lr_scheduler_interval", lr_scheduler_interval, ("step", "epoch"))
         if not 0.0 <= label_dropout < 1.0:
@@ -134,50 +134,12 @@ class DiffusionModule(LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.val_seed = val_seed
         self.predict_seed = predict_seed
-        self._frozen: dict[str, nn.Module] = {}
         self.predictions_dir: Optional[str] = None
         self._check_class_embeddings()
         shape = sample_shape or network_sample_shape(network)
         self.sample_shape = tuple(int(s) for s in shape) if shape else None
 
     # ------------------------------------------------------------------ parameters
-    def register_frozen(self, name: str, module: nn.Module) -> nn.Module:
-        """Attach a frozen part (VAE, encoder): no grads, eval mode, not in checkpoints."""
-        module.requires_grad_(False)
-        module.eval()
-        self._frozen[name] = module
-        setattr(self, name, module)
-        return module
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """The parameters the optimizer sees; EMA and exported weights follow this set."""
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def train(self, mode: bool = True) -> "DiffusionModule":
-        super().train(mode)
-        for module in self._frozen.values():
-            module.eval()  # frozen parts never switch to training behaviour (dropout, BN)
-        return self
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        prefixes = tuple(f"{name}." for name in self._frozen)
-        if prefixes:
-            state = checkpoint["state_dict"]
-            for key in [k for k in state if k.startswith(prefixes)]:
-                del state[key]
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        """Load weights; frozen parts may be absent (they come from their own pretrained files)."""
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        prefixes = tuple(f"{name}." for name in self._frozen)
-        missing = [k for k in result.missing_keys if not k.startswith(prefixes)]
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(
-                f"{type(self).__name__}: checkpoint does not fit; missing keys {missing[:10]}"
-                f"{' ...' if len(missing) > 10 else ''}, unexpected keys {result.unexpected_keys[:10]}"
-            )
-        return result
-
     def configure_model(self) -> None:
         """Shard ``network`` with FSDP2 under ``ModelParallelStrategy``; a no-op otherwise."""
         shard_for_strategy(self)

@@ -40,6 +40,9 @@ _EXPORTS = {
     "LabRegionRMSE": "metrics.region_rmse",
     "CLIPScore": "metrics.clip_score",
     "IdentitySimilarity": "metrics.identity",
+    "InceptionScore": "metrics.generation_quality",
+    "PrecisionRecall": "metrics.generation_quality",
+    "FIDInceptionLogits": "metrics.generation_quality",
 }
 
 

@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
-from .common import FrozenPartsModule, downsample_mask, upsample_mask
+from lightning_modules.components.frozen_parts import FrozenPartsModule
+
+from .common import downsample_mask, upsample_mask
 from .difference_mask import DifferenceMask
 from .encoders import TimeEncoder
 from .pretrained import TextEncoder, build_unet, build_vae, vae_factor

@@ -29,7 +29,9 @@ from torch import Tensor, nn
 from datamodules.paintings import PAINTING_VOCABULARY
 from datamodules.painting_timelapse import INSTRUCTION_PROMPT
 
-from .common import FrozenPartsModule, side_by_side
+from lightning_modules.components.frozen_parts import FrozenPartsModule
+
+from .common import side_by_side
 
 LLAVA_SOURCE = "LLaVA-1.5-7B in HF format, huggingface.co/llava-hf/llava-1.5-7b-hf (conversion of liuhaotian/llava-v1.5-7b)"
 
