@@ -13,12 +13,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import torch
+
+from two_ranks import run_two_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, BAD_STEP, PER_RANK_BATCH = 6, 5, 4
@@ -97,34 +98,6 @@ SCRIPT = textwrap.dedent(
         run(sys.argv[1], sys.argv[2])
     """
 )
-
-
-def run_two_ranks(script: Path, *args: str, cwd: Path, timeout: float = 100) -> None:
-    """Start both ranks at once with the env torchrun would set (Lightning then launches nothing itself)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    base.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                WORLD_SIZE="2", NODE_RANK="0", GLOO_SOCKET_IFNAME="lo")
-    procs = [
-        subprocess.Popen([sys.executable, str(script), *args], cwd=cwd, env=dict(base, RANK=str(r), LOCAL_RANK=str(r)),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for r in (0, 1)
-    ]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for r, (p, out) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0, f"rank {r} failed:\n{out[-5000:]}"
 
 
 def test_two_process_ddp_matches_one_process_and_ema_identical(tmp_path):

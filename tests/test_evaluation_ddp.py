@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+
+from two_ranks import run_two_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,24 +85,7 @@ WORKER = textwrap.dedent(
 def test_two_rank_evaluation_reduces_and_writes_once(tmp_path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(repo=str(REPO), pooled=POOLED))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-               WORLD_SIZE="2", NODE_RANK="0", GLOO_SOCKET_IFNAME="lo")
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path,
-                              env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
-    try:
-        logs = [p.communicate(timeout=150)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    run_two_ranks(script, str(tmp_path), cwd=tmp_path, timeout=150)
 
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert results[0] == results[1]  # the states were reduced before compute on both ranks
