@@ -41,7 +41,16 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchmetrics import Metric
 
-from metrics.results_rows import ResultRow, append_rows, git_commit, utc_now
+from metrics.results_rows import (
+    ResultRow,
+    append_rows,
+    describe_evaluator,
+    git_commit,
+    infer_data_flag,
+    infer_weights_flag,
+    run_config_path,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -375,38 +384,13 @@ class EvaluationCallback(Callback):
             log.info("wrote %d results rows to %s", len(self.last_rows), path)
 
     def _infer_weights(self, pl_module: L.LightningModule) -> str:
-        if self.weights is not None:
-            return self.weights
-        if getattr(pl_module, "uses_random_weights", False):
-            return "random"
-        for metric in self.metrics.values():
-            proto = getattr(metric, "protocol", None)
-            if proto is not None and getattr(proto, "random_weights", False):
-                return "random"
-        return "pretrained"
+        return self.weights or infer_weights_flag(pl_module, self.metrics.values())
 
     def _infer_data(self, trainer: L.Trainer) -> str:
-        if self.data is not None:
-            return self.data
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is None:
-            return "real"
-        flag = getattr(datamodule, "is_embedded", None)
-        if isinstance(flag, bool):
-            return "embedded" if flag else "real"
-        if hasattr(datamodule, "root") and getattr(datamodule, "root") is None:
-            return "embedded"
-        if any("Embedded" in cls.__name__ for cls in type(datamodule).__mro__):
-            return "embedded"
-        return "real"
+        return self.data or infer_data_flag(trainer)
 
     def _config_name(self, trainer: L.Trainer) -> Optional[str]:
-        if self.config is not None:
-            return self.config
-        log_dir = getattr(trainer, "log_dir", None)
-        if log_dir and os.path.isfile(os.path.join(log_dir, "config.yaml")):
-            return os.path.join(log_dir, "config.yaml")
-        return None
+        return self.config if self.config is not None else run_config_path(trainer)
 
     def _count(self, trainer: L.Trainer, local: int) -> int:
         total = trainer.strategy.reduce(torch.tensor(float(local)), reduce_op="sum")
@@ -448,7 +432,7 @@ class EvaluationCallback(Callback):
                 metric=key,
                 value=float(value),
                 num_samples=paired_total if paired else self.num_samples,
-                evaluator=proto.describe() if proto is not None else "unknown",
+                evaluator=describe_evaluator(self.metrics[origin[key]]),
                 extra={
                     "stage": stage,
                     "step": int(trainer.global_step),

@@ -155,5 +155,47 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def infer_data_flag(trainer: Any) -> str:
+    """``"embedded"`` when the run's datamodule uses the suite's no-download stand-in data, else ``"real"``.
+
+    A datamodule may say so itself (``is_embedded``); otherwise its ``root`` decides (``None``
+    selects the embedded default, DESIGN.md); only a datamodule without a ``root`` is judged
+    by its class (a subclass of the embedded base).
+    """
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is None:
+        return "real"
+    flag = getattr(datamodule, "is_embedded", None)
+    if isinstance(flag, bool):
+        return "embedded" if flag else "real"
+    if hasattr(datamodule, "root"):
+        return "embedded" if getattr(datamodule, "root") is None else "real"
+    return "embedded" if any("Embedded" in cls.__name__ for cls in type(datamodule).__mro__) else "real"
+
+
+def infer_weights_flag(pl_module: Any, metrics: Iterable[Any] = ()) -> str:
+    """``"random"`` when the module reports random weights or any metric's feature network has them."""
+    if getattr(pl_module, "uses_random_weights", False):
+        return "random"
+    if any(getattr(getattr(m, "protocol", None), "random_weights", False) for m in metrics):
+        return "random"
+    return "pretrained"
+
+
+def run_config_path(trainer: Any) -> Optional[str]:
+    """The resolved ``config.yaml`` the CLI wrote into the run folder, if there is one."""
+    log_dir = getattr(trainer, "log_dir", None)
+    if log_dir and os.path.isfile(os.path.join(log_dir, "config.yaml")):
+        return os.path.join(log_dir, "config.yaml")
+    return None
+
+
+def describe_evaluator(metric: Any) -> str:
+    """The ``evaluator`` field of a row: the metric's declared protocol, or its class name."""
+    protocol = getattr(metric, "protocol", None)
+    return protocol.describe() if protocol is not None else type(metric).__name__
+
+
 __all__ = ["ResultRow", "ResultsRowError", "REQUIRED_FIELDS", "validate_row", "append_rows", "read_rows",
-           "find_results", "git_commit", "utc_now"]
+           "find_results", "git_commit", "utc_now", "infer_data_flag", "infer_weights_flag", "run_config_path",
+           "describe_evaluator"]

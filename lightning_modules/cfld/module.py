@@ -547,25 +547,25 @@ class CFLD(DiffusionModule):
     def on_test_epoch_end(self) -> None:
         if not self.metrics:
             return
-        from benchmarks.results_rows import ResultRow, append_rows, git_commit, utc_now
+        from metrics.results_rows import (
+            ResultRow, append_rows, describe_evaluator, git_commit, infer_data_flag, infer_weights_flag,
+            run_config_path, utc_now,
+        )
 
         rows = []
-        data = "embedded" if getattr(getattr(self.trainer, "datamodule", None), "root", None) is None else "real"
-        random_eval = any(getattr(getattr(m, "protocol", None), "random_weights", False) for m in self.metrics.values())
+        data = infer_data_flag(self.trainer)
+        weights = infer_weights_flag(self, self.metrics.values())
         size = self.eval_size or (self.image_size, self.image_size)
-        log_dir = self.trainer.log_dir if self._trainer is not None else None
-        config_name = str(Path(log_dir) / "config.yaml") if log_dir and (Path(log_dir) / "config.yaml").is_file() else None
+        config_name = run_config_path(self.trainer)
         for name, metric in self.metrics.items():
             value = float(metric.compute())
             self.log(f"test/{name}", value, sync_dist=False)
-            protocol = getattr(metric, "protocol", None)
             reference = ("training-split statistics " + str(self.fid_real_statistics)) if self.fid_real_statistics else "test targets (not the paper's protocol)"
             rows.append(ResultRow(
                 paper="cfld", method="CFLD", dataset=self.dataset_name, split="test", resolution=f"{size[0]}x{size[1]}",
                 num_samples=int(self._eval_count), nfe=self.nfe(), guidance=float(self.appearance_guidance), metric=name,
-                value=value, evaluator=protocol.describe() if protocol is not None else type(metric).__name__,
-                config=config_name, commit=git_commit(), date=utc_now(),
-                weights="random" if (self.uses_random_weights or random_eval) else "pretrained", data=data,
+                value=value, evaluator=describe_evaluator(metric),
+                config=config_name, commit=git_commit(), date=utc_now(), weights=weights, data=data,
                 extra={"pose_guidance": float(self.pose_guidance), "num_steps": self.num_sampling_steps,
                        "sampler": "ddpm", "fid_reference": reference if is_distribution_metric(metric) else None},
             ))

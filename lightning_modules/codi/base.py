@@ -328,22 +328,23 @@ class CoDiBase(DiffusionModule):
     def on_test_epoch_end(self) -> None:
         if not self.metrics:
             return
-        from metrics.results_rows import ResultRow, append_rows, git_commit, utc_now
+        from metrics.results_rows import (
+            ResultRow, append_rows, describe_evaluator, git_commit, infer_data_flag, infer_weights_flag,
+            run_config_path, utc_now,
+        )
 
-        data = "embedded" if getattr(getattr(self.trainer, "datamodule", None), "root", None) is None else "real"
+        data = infer_data_flag(self.trainer)
+        config_name = run_config_path(self.trainer)
         rows = []
         for name, metric in self.metrics.items():
             value = float(metric.compute())
             self.log(f"test/{name}", value, sync_dist=False)
-            protocol = getattr(metric, "protocol", None)
-            random_eval = bool(getattr(protocol, "random_weights", False))
             rows.append(ResultRow(
                 paper="codi", method=self.method_label(), dataset=self.dataset_name, split="test",
                 resolution=f"{self.image_size}x{self.image_size}", num_samples=int(self._eval_count), nfe=self.nfe(),
                 guidance=float(self.guidance_scale), metric=name, value=value,
-                evaluator=protocol.describe() if protocol is not None else type(metric).__name__, config=None,
-                commit=git_commit(), date=utc_now(),
-                weights="random" if (self.uses_random_weights or random_eval) else "pretrained", data=data,
+                evaluator=describe_evaluator(metric), config=config_name, commit=git_commit(), date=utc_now(),
+                weights=infer_weights_flag(self, [metric]), data=data,
                 extra={"task": self.task, "num_steps": self.num_sampling_steps,
                        "sampler": getattr(self.sampler, "name", "sampler")},
             ))

@@ -31,7 +31,15 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torchmetrics import Metric
 
-from benchmarks.results_rows import ResultRow, append_rows, git_commit, utc_now
+from metrics.results_rows import (
+    ResultRow,
+    append_rows,
+    describe_evaluator,
+    git_commit,
+    infer_data_flag,
+    run_config_path,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +141,7 @@ class FitCheckEvaluation(Callback):
         datamodule = getattr(trainer, "datamodule", None)
         height, width = (getattr(datamodule, "height", None), getattr(datamodule, "width", None))
         weights = self.weights or ("pretrained" if pl_module.hparams.get("pretrained_svd") else "random")
-        data = self.data or ("embedded" if getattr(datamodule, "root", None) is None else "real")
+        data = self.data or infer_data_flag(trainer)
         for name, metric in self.metrics.items():
             try:
                 value = float(metric.compute())
@@ -141,7 +149,6 @@ class FitCheckEvaluation(Callback):
                 log.warning("fitcheck evaluation: %s could not be computed: %s", name, error)
                 continue
             pl_module.log(f"test/{name}", value, sync_dist=False)
-            protocol = getattr(metric, "protocol", None)
             rows.append(ResultRow(
                 paper="fitcheck",
                 method=self.method,
@@ -153,8 +160,8 @@ class FitCheckEvaluation(Callback):
                 guidance=float(pl_module.fitcheck_guidance) if not isinstance(pl_module.fitcheck_guidance, tuple) else None,
                 metric=name,
                 value=value,
-                evaluator=protocol.describe() if protocol is not None else type(metric).__name__,
-                config=None,
+                evaluator=describe_evaluator(metric),
+                config=run_config_path(trainer),
                 commit=git_commit(),
                 date=utc_now(),
                 weights=weights,

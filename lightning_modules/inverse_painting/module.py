@@ -292,15 +292,14 @@ class InversePainting(LightningModule):
         return values
 
     def on_test_epoch_end(self) -> None:
-        from metrics.results_rows import ResultRow, append_rows, git_commit, utc_now
+        from metrics.results_rows import ResultRow, append_rows, git_commit, infer_data_flag, run_config_path, utc_now
 
         values = self.metric_values()
         for name, value in values.items():
             self.log(f"test/{name}", value, sync_dist=False)
         if not self.results_file or self._trainer is None or not self.trainer.is_global_zero:
             return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        data = "embedded" if getattr(datamodule, "root", None) is None else "real"
+        data = infer_data_flag(self.trainer)
         random = self.renderer.uses_random_weights or self.hparams.lpips_backbone is None
         h, w = self.renderer.image_size
         rows = []
@@ -312,7 +311,8 @@ class InversePainting(LightningModule):
                 guidance=float(self.renderer.guidance.get("text", 1.0)), metric=name, value=value,
                 evaluator={"LPIPS": "lpips alex, nearest-in-time generated frame", "max-IoU": "difference masks D(alpha=0.2)",
                            "DDC": "DTW of LPIPS-to-target curves", "DTS": "|duration difference| minutes"}.get(name, name),
-                config=None, commit=git_commit(), date=utc_now(), weights="random" if random else "pretrained", data=data,
+                config=run_config_path(self.trainer), commit=git_commit(), date=utc_now(),
+                weights="random" if random else "pretrained", data=data,
                 extra={"interval_s": self.interval, "keyframes": self._keyframes, "guidance_scales": dict(self.renderer.guidance),
                        "text_backend_stand_in": bool(self.text_generator is not None and self.text_generator.is_stand_in)},
             ))
