@@ -96,6 +96,11 @@ SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         run(sys.argv[1], sys.argv[2])
+        # Leave the process group cleanly: an exit with gloo threads still running can abort
+        # ("terminate called without an active exception") after the work is done.
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
     """
 )
 

@@ -114,6 +114,11 @@ SCRIPT = textwrap.dedent(
         # the process group stays up between the two Trainers
         main("full", sys.argv[1])
         main("resume", sys.argv[1])
+        # Leave the process group cleanly: an exit with gloo threads still running can abort
+        # ("terminate called without an active exception") after the work is done.
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
     """
 )
 

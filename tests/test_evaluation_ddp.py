@@ -77,6 +77,11 @@ WORKER = textwrap.dedent(
     torch.save(torch.cat(module.drawn), os.path.join(out, f"drawn{{rank}}.pt"))
     with open(os.path.join(out, f"rank{{rank}}.json"), "w") as handle:
         json.dump(callback.last_results, handle)
+    # Leave the process group cleanly: an exit with gloo threads still running can abort
+    # ("terminate called without an active exception") after the work is done.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     """
 )
 
