@@ -198,6 +198,8 @@ def run_sweep(configs: Sequence[str], ckpt_path: str | Path, samplers: Sequence[
               guidance: Sequence[float], args: argparse.Namespace, overrides: Sequence[str] = (),
               extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """One test run per (sampler, steps, guidance) through Lightning; returns rows and the frontier points."""
+    # every test run restores the checkpoint's ModelCheckpoint state, which only warns that the run folder moved
+    warnings.filterwarnings("ignore", message="The dirpath has changed")
     suite = build_cli(configs, overrides)
     module, datamodule, trainer = suite.model, suite.datamodule, suite.trainer
     if len(set(guidance)) > 1 and not is_conditional(module):
@@ -289,8 +291,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lightning.pytorch").propagate = False
-    # every test run restores the checkpoint's ModelCheckpoint state, which only warns that the run folder moved
-    warnings.filterwarnings("ignore", message="The dirpath has changed")
     args, overrides = parse_args(argv)
     from launch.run_folders import run_name_from_configs
 
