@@ -39,7 +39,7 @@ import warnings
 import torch
 
 from launch.errors import one_line_errors
-from launch.from_config import build_cli, resolve_ckpt_path
+from launch.from_config import build_cli, check_fits, resolve_ckpt_path
 
 log = logging.getLogger("sampling_budget")
 
@@ -209,6 +209,7 @@ def run_sweep(configs: Sequence[str], ckpt_path: str | Path, samplers: Sequence[
     if cb.config is None:
         cb.config = " + ".join(str(c) for c in configs)  # no run folder, so no resolved config.yaml
     saved = torch.load(str(ckpt_path), map_location="cpu", weights_only=True, mmap=True)
+    check_fits(module, saved.get("state_dict") or {}, ckpt_path)  # one line instead of Lightning's size-mismatch list
     trained = {"step": int(saved.get("global_step", 0)), "epoch": int(saved.get("epoch", 0))}
     del saved
     rows: list[Any] = []

@@ -39,7 +39,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from launch.errors import one_line_errors
-from launch.from_config import build_cli, ema_weights, load_checkpoint, resolve_ckpt_path
+from launch.from_config import build_cli, check_fits, ema_weights, load_checkpoint, resolve_ckpt_path
 
 log = logging.getLogger("export")
 
@@ -86,14 +86,10 @@ def scheduler_for(module: Any) -> tuple[Optional[str], Optional[dict[str, Any]],
     return _PIPELINES[sampler][0], config, f"{sampler} sampler on a DDPM table{note}"
 
 
-def _apply_weights(module: Any, checkpoint: dict[str, Any], which: str) -> dict[str, Any]:
+def _apply_weights(module: Any, checkpoint: dict[str, Any], which: str, where: str = "the checkpoint") -> dict[str, Any]:
     """Load the checkpoint's module state, then the EMA average over it; returns what was used."""
     state = checkpoint.get("state_dict") or {}
-    net_keys = [k for k in module.state_dict() if k.startswith("network.")]
-    missing = [k for k in net_keys if k not in state]
-    if missing:
-        raise SystemExit(f"error: the checkpoint lacks {len(missing)} network weights of this config, e.g. {missing[:3]}; "
-                         "is it a checkpoint of this --config?")
+    check_fits(module, state, where)
     module.load_state_dict(state, strict=False)  # frozen parts are not in the checkpoint (DESIGN.md)
     info: dict[str, Any] = {"weights": "raw"}
     ema = ema_weights(checkpoint)
@@ -120,7 +116,7 @@ def export_module(module: Any, checkpoint: dict[str, Any], out: str | Path, weig
     network = getattr(module, "network", None)
     if network is None or not callable(getattr(network, "save_pretrained", None)):
         raise SystemExit(f"error: {type(module).__name__}.network is not a diffusers model (no save_pretrained)")
-    info = _apply_weights(module, checkpoint, weights)
+    info = _apply_weights(module, checkpoint, weights, str((extra or {}).get("checkpoint", "the checkpoint")))
     network = network.eval().cpu()
     pipe_name, sched_config, reason = scheduler_for(module)
     if pipeline == "none":

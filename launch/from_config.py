@@ -20,7 +20,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-__all__ = ["build_cli", "config_args", "load_checkpoint", "ema_weights", "resolve_ckpt_path"]
+__all__ = ["build_cli", "config_args", "load_checkpoint", "ema_weights", "resolve_ckpt_path", "check_fits"]
 
 
 def config_args(configs: Sequence[str]) -> list[str]:
@@ -95,3 +95,17 @@ def ema_weights(checkpoint: dict[str, Any]) -> Optional[dict[str, Any]]:
         if str(key).startswith("EMACallback") and isinstance(state, dict) and state.get("ema"):
             return state
     return None
+
+
+def check_fits(module: Any, state: dict[str, Any], ckpt_path: str | Path = "the checkpoint") -> None:
+    """One-line error when a checkpoint's ``network.*`` weights do not fit the module built from the config."""
+    own = module.state_dict()
+    missing = [k for k in own if k.startswith("network.") and k not in state]
+    if missing:
+        raise SystemExit(f"error: {ckpt_path} lacks {len(missing)} network weights of this config, e.g. {missing[0]}; "
+                         "pass the config (and overrides) it was trained with")
+    for key, value in state.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            raise SystemExit(f"error: {ckpt_path} does not fit this config: {key} is {list(value.shape)} in the "
+                             f"checkpoint, {list(own[key].shape)} in the module; pass the config (and overrides, "
+                             "e.g. --model.init_args.width) it was trained with")

@@ -86,3 +86,11 @@ def test_no_pipeline_for_flow_matching_and_conditional_models() -> None:
     assert name is None and "class" in reason
     name, config, _ = scheduler_for(DDPM(unet(), sampler="euler"))
     assert name is None
+
+
+def test_a_checkpoint_of_another_config_is_one_clear_error(trained: Path, tmp_path: Path) -> None:
+    from launch.export import main
+
+    with pytest.raises(SystemExit, match="does not fit this config: network.conv_in.weight is"):
+        main(["--config", CONFIGS[0], "--config", CONFIGS[1], "--ckpt_path", str(trained), "--out", str(tmp_path),
+              "--", "--model.init_args.network.init_args.block_out_channels", "[16, 32]"])
