@@ -1,7 +1,8 @@
 """Timestep grids and the cosine table against diffusers on a sweep of settings (issue 14).
 
 * ``discrete_grid`` places exactly the timesteps of every diffusers scheduler the suite's
-  samplers mirror (DDPM, DDIM, Euler, Euler-ancestral, Heun, DPM-Solver multistep), for a grid
+  samplers mirror (DDPM, DDIM, Euler, Euler-ancestral, Heun, DPM-Solver multistep; UniPC and DEIS
+  share DPM-Solver's placement), for a grid
   of ``(T, N, spacing, steps_offset)``: not a few chosen points. The sweep includes the ``(T, N)``
   pairs where a ``torch.linspace`` grid rounds a ``.5`` tie the other way (asserted, so the test
   keeps covering the defect it guards).
@@ -32,6 +33,8 @@ SCHEDULERS = {
     "EulerAncestralDiscreteScheduler": (False, False),
     "HeunDiscreteScheduler": (False, False),
     "DPMSolverMultistepScheduler": (True, True),
+    "UniPCMultistepScheduler": (True, True),  # the same placement as DPM-Solver (docstring of discrete_grid)
+    "DEISMultistepScheduler": (True, True),
 }
 TRAIN_STEPS = (1000, 999, 500, 251, 100)
 SPACINGS = ("leading", "trailing", "linspace")
@@ -41,7 +44,7 @@ TOL = 1e-4
 
 def _step_counts(T: int) -> list[int]:
     """Every N up to 63, then a stride through the rest (and the ends), for one ``T``."""
-    return sorted(set(range(1, 64)) | set(range(64, T, 23)) | {T // 2, T - 1, T})
+    return sorted(set(range(1, 64)) | set(range(64, T, 41)) | {T // 2, T - 1, T})
 
 
 def _reference_timesteps(sched) -> torch.Tensor:
