@@ -8,9 +8,10 @@
   keeps covering the defect it guards).
 * ``final='first'`` with a grid that already ends at ``k = 0`` drops the repeated point and
   samples what diffusers samples (``set_alpha_to_one=False`` / ``final_sigmas_type='sigma_min'``).
-* ``DiscreteDDPMPath('squaredcos_cap_v2')`` and ``CosinePath`` drive a cosine-scheduled diffusers
-  ``UNet2DModel`` (tiny, random weights: a stand-in for a cosine-trained model) to the same sample
-  as diffusers' DDIM / DDPM schedulers from the same noise.
+* ``DiscreteDDPMPath('squaredcos_cap_v2')`` and ``CosinePath`` drive a diffusers ``UNet2DModel``
+  trained with diffusers' cosine table (tiny, random init + 8 steps on random images: a stand-in
+  for a cosine-trained model) to the same sample as diffusers' DDIM / DDPM schedulers from the
+  same noise.
 """
 from __future__ import annotations
 
@@ -108,6 +109,32 @@ def unet():
 
 
 @pytest.fixture(scope="module")
+def cosine_unet(unet):
+    """The tiny UNet after 8 diffusers-style training steps on the ``squaredcos_cap_v2`` table.
+
+    diffusers' recipe (``DDPMScheduler.add_noise`` at integer timesteps, epsilon MSE) on random
+    8x8 images: a stand-in for a cosine-trained model, whose timestep input is diffusers' ``k``.
+    """
+    import copy
+
+    from diffusers import DDPMScheduler
+
+    net = copy.deepcopy(unet).train()
+    sched = DDPMScheduler(beta_schedule="squaredcos_cap_v2")
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(8)
+    for _ in range(8):
+        x0 = torch.rand(4, 1, 8, 8, generator=gen) * 2 - 1
+        eps = torch.randn(x0.shape, generator=gen)
+        k = torch.randint(0, 1000, (4,), generator=gen)
+        loss = (net(sched.add_noise(x0, eps, k), k).sample - eps).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
 def noise() -> torch.Tensor:
     return torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(21))
 
@@ -182,7 +209,8 @@ def test_cosine_table_matches_diffusers_and_the_continuous_path() -> None:
 
 
 @pytest.mark.parametrize("which", ["ddim", "ddpm"])
-def test_cosine_diffusers_unet_samples_like_diffusers(unet, noise, which: str) -> None:
+def test_cosine_diffusers_unet_samples_like_diffusers(cosine_unet, noise, which: str) -> None:
+    unet = cosine_unet
     from diffusers import DDIMScheduler, DDPMScheduler
 
     path = DiscreteDDPMPath("squaredcos_cap_v2")
