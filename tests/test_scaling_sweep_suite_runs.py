@@ -14,7 +14,6 @@ import pytest
 from benchmarks.results_rows import read_rows
 
 
-@pytest.mark.slow
 def test_scaling_sweep_on_suite_checkpoints_writes_rows_with_costs(tmp_path: Path) -> None:
     from benchmarks.scaling_sweep import main
 
