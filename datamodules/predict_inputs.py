@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -29,7 +29,7 @@ from typing import Any, Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def unique_names(files: Sequence[Path]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- sizes
-@dataclass(frozen=True)
+@dataclass
 class Placement:
     """How an input of ``height x width`` sits on a ``canvas_height x canvas_width`` model canvas.
 
@@ -216,16 +216,36 @@ def image_size_of(path: Path) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------- batching
-def size_grouped_batches(sizes: Sequence[Any], batch_size: int) -> list[list[int]]:
-    """Index batches of at most ``batch_size`` whose items share a size key (input order kept
-    inside a size), so a loader over inputs of different sizes never stacks two sizes."""
+def size_grouped_batches(sizes: Sequence[Any], batch_size: int, order: Optional[Sequence[int]] = None) -> list[list[int]]:
+    """Index batches of at most ``batch_size`` whose items share a size key (the order of
+    ``order``, default input order, kept inside a size), so inputs of different sizes are
+    never stacked together."""
     groups: dict[Any, list[int]] = {}
-    for index, size in enumerate(sizes):
-        groups.setdefault(size, []).append(index)
+    for index in (range(len(sizes)) if order is None else order):
+        groups.setdefault(sizes[index], []).append(int(index))
     batches: list[list[int]] = []
     for indices in groups.values():
         batches.extend(indices[i : i + batch_size] for i in range(0, len(indices), batch_size))
     return sorted(batches, key=lambda batch: batch[0])
+
+
+class SizeGroupedBatchSampler(BatchSampler):
+    """A ``BatchSampler`` that batches only same-size items (:func:`size_grouped_batches`) of
+    the indices its ``sampler`` yields; Lightning can swap in a ``DistributedSampler``."""
+
+    def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool = False,
+                 sizes: Sequence[Any] = ()) -> None:
+        super().__init__(sampler, batch_size, False)
+        self.sizes = list(sizes)
+
+    def _batches(self) -> list[list[int]]:
+        return size_grouped_batches(self.sizes, self.batch_size, list(self.sampler))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
 
 
 def release_predict_limit(trainer: Any, num_inputs: int, key: str = "predict inputs") -> None:
@@ -254,10 +274,48 @@ def predict_loader(
     release_predict_limit(trainer, len(dataset), key)
     return DataLoader(
         dataset,
-        batch_sampler=size_grouped_batches(sizes, max(1, int(batch_size))),
+        batch_sampler=SizeGroupedBatchSampler(SequentialSampler(dataset), max(1, int(batch_size)), sizes=list(sizes)),
         collate_fn=collate_fn,
         num_workers=num_workers,
     )
+
+
+# ---------------------------------------------------------------------------------------- image inputs
+def pil_to_tensor(image: Any) -> Tensor:
+    """A PIL image -> float32 ``[C, H, W]`` in [-1, 1]."""
+    import numpy as np
+
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))) / 127.5 - 1.0
+
+
+def load_image_tensor(path: Path, channels: int = 3) -> Tensor:
+    """An image file as float32 ``[C, H, W]`` in [-1, 1] (RGB or grey; names the file on failure)."""
+    from datamodules.image_folder import read_image
+
+    return pil_to_tensor(read_image(Path(path), channels))
+
+
+class PredictImages(Dataset):
+    """The user's image files brought to the model canvas: ``{"image": [C, H, W], "name": str,
+    "path": str, "placement": Placement}``. ``"placement"`` maps the output back
+    (:func:`restore_from_canvas`); ``name`` is the unique output stem (:func:`unique_names`)."""
+
+    def __init__(self, files: Sequence[Path], height: int, width: int, mode: str = "pad", channels: int = 3) -> None:
+        if mode not in FIT_MODES:
+            raise ValueError(f"predict fit mode {mode!r} is not one of {list(FIT_MODES)}")
+        self.files, self.names = list(files), unique_names(list(files))
+        self.height, self.width, self.mode, self.channels = int(height), int(width), mode, int(channels)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.files[index]
+        image, place = fit_to_canvas(load_image_tensor(path, self.channels), self.height, self.width, self.mode)
+        return {"image": image, "name": self.names[index], "path": str(path), "placement": place}
 
 
 # ---------------------------------------------------------------------------------------- sampling requests
@@ -303,7 +361,7 @@ def read_prompts(spec: InputSpec, key: str = "prompts") -> list[str]:
 
 
 __all__ = [
-    "FIT_MODES", "IMAGE_EXTENSIONS", "Placement", "SampleRequests", "expand_inputs", "fit_to_canvas",
+    "FIT_MODES", "IMAGE_EXTENSIONS", "Placement", "PredictImages", "SampleRequests", "load_image_tensor", "expand_inputs", "fit_to_canvas",
     "image_size_of", "placement_for", "predict_loader", "read_prompts", "release_predict_limit",
     "restore_from_canvas", "size_grouped_batches", "unique_names",
 ]
