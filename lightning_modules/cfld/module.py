@@ -64,7 +64,8 @@ from lightning_modules.cfld.clip_prompt import build_clip_vision
 from lightning_modules.cfld.network import CFLDNetwork
 from lightning_modules.cfld.pose import encode_pose
 from lightning_modules.cfld.pose_detector import PoseDetector
-from lightning_modules.components.image_io import save_images
+from datamodules.predict_inputs import restore_from_canvas
+from lightning_modules.components.predict_outputs import names_of, variant_tag
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.diffusion_module import DiffusionModule
 
@@ -508,19 +509,22 @@ class CFLD(DiffusionModule):
             batch["source_image"], pose, generator=generator, appearance=appearance,
             reference=batch.get("reference_image"), mask=batch.get("mask"),
         )
-        if self.eval_size is not None:
+        placements = batch.get("placement")
+        if self.eval_size is not None and placements is None:
             images = resize(images, self.eval_size)
-        folder = self._predictions_folder()
-        names = batch.get("name")
-        if names is not None and not isinstance(names, Tensor):
-            folder.mkdir(parents=True, exist_ok=True)
-            from PIL import Image
-
-            arrays = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            for name, array in zip(names, arrays):
-                Image.fromarray(array).save(folder / f"{Path(str(name)).stem}.png")
-        else:
-            save_images(images, folder, prefix=f"batch{batch_idx:04d}")
+        sampler_name = getattr(self.sampler, "name", type(self.sampler).__name__)
+        writer = self.prediction_writer(str(sampler_name), self.predict_settings())
+        names = names_of(batch, batch_idx, images.shape[0])
+        alphas = batch.get("interpolation_alpha")
+        for row, name in enumerate(names):
+            output = images[row]
+            if placements is not None:  # the source's own size: its aspect ratio is kept
+                output = restore_from_canvas(output.float().cpu(), placements[row])
+            alpha = None if alphas is None else float(alphas[row])
+            variant = variant_tag(alpha=alpha)
+            path = writer.save_image(output, Path(str(name)).stem, variant)
+            source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
+            writer.record(source, [path], alpha=alpha, seed=self.predict_seed + batch_idx)
 
     # ------------------------------------------------------------------ test: the paper's metrics
     def on_test_epoch_start(self) -> None:
