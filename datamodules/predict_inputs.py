@@ -192,9 +192,18 @@ def fit_to_canvas(
     return canvas, place
 
 
-def restore_from_canvas(output: Tensor, place: Placement, scale: float = 1.0, interpolation: str = "bicubic") -> Tensor:
-    """The model's ``output [C, H, W]`` (for the canvas, at any resolution) -> the input's frame:
-    ``[C, round(height * scale), round(width * scale)]`` (super-resolution: ``scale`` = its factor)."""
+def restore_from_canvas(
+    output: Tensor, place: Placement, scale: float = 1.0, interpolation: str = "bicubic",
+    max_side: Optional[int] = None,
+) -> Tensor:
+    """The model's ``output [..., C, H, W]`` (for the canvas, at any resolution) -> the input's frame:
+    ``[..., C, round(height * scale), round(width * scale)]`` (super-resolution: ``scale`` = its factor).
+
+    ``max_side`` (generative papers whose output need not be upsampled to a large input) caps the
+    long side instead: the output keeps the input's aspect ratio at the model's resolution.
+    """
+    if max_side is not None:
+        scale = min(scale, max_side / max(place.height, place.width))
     ratio_h = output.shape[-2] / place.canvas_height
     ratio_w = output.shape[-1] / place.canvas_width
     top, left = round(place.top * ratio_h), round(place.left * ratio_w)
@@ -340,6 +349,26 @@ class SampleRequests(Dataset):
         return item
 
 
+class PromptRequests(Dataset):
+    """Text-to-image requests: each prompt x ``samples_per_prompt`` seeds -> ``{"caption", "name",
+    "prompt_index", "seed"}``; ``name`` is ``prompt<i>_<first words>`` so files are found by prompt."""
+
+    def __init__(self, prompts: Sequence[str], samples_per_prompt: int = 1, seed: int = 0) -> None:
+        if int(samples_per_prompt) < 1:
+            raise ValueError(f"samples_per_prompt must be >= 1, got {samples_per_prompt}")
+        self.prompts, self.per_prompt, self.seed = list(prompts), int(samples_per_prompt), int(seed)
+
+    def __len__(self) -> int:
+        return len(self.prompts) * self.per_prompt
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        prompt_index, copy = divmod(index, self.per_prompt)
+        prompt = self.prompts[prompt_index]
+        words = "_".join("".join(c for c in word if c.isalnum()) for word in prompt.split()[:6]).strip("_")
+        return {"caption": prompt, "name": f"prompt{prompt_index:03d}_{words}"[:80], "prompt_index": prompt_index,
+                "seed": self.seed + index}
+
+
 def read_prompts(spec: InputSpec, key: str = "prompts") -> list[str]:
     """Prompts from the command line (strings) or text files (one prompt per non-empty line)."""
     if spec is None:
@@ -361,7 +390,7 @@ def read_prompts(spec: InputSpec, key: str = "prompts") -> list[str]:
 
 
 __all__ = [
-    "FIT_MODES", "IMAGE_EXTENSIONS", "Placement", "PredictImages", "SampleRequests", "load_image_tensor", "expand_inputs", "fit_to_canvas",
+    "FIT_MODES", "IMAGE_EXTENSIONS", "Placement", "PredictImages", "PromptRequests", "SampleRequests", "load_image_tensor", "expand_inputs", "fit_to_canvas",
     "image_size_of", "placement_for", "predict_loader", "read_prompts", "release_predict_limit",
     "restore_from_canvas", "size_grouped_batches", "unique_names",
 ]
