@@ -298,7 +298,10 @@ class DiffusionModule(PredictOutputsMixin, FrozenPartsModule):
         predict split, with its label (a warning says so). A grid per batch is written beside
         them and ``manifest.json`` lists every sample with its seed, label and the settings.
         """
-        labels = self.batch_labels(batch) if self.num_classes is not None else None
+        if self.num_classes is not None and "seed" in batch and "label" not in batch:
+            labels = batch["sample_index"].to(self.device).long() % self.num_classes  # no labels given: cycle
+        else:
+            labels = self.batch_labels(batch) if self.num_classes is not None else None
         name = getattr(self.sampler, "name", type(self.sampler).__name__)
         writer = self.prediction_writer(str(name), self.predict_settings())
         if "seed" in batch:

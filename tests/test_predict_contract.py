@@ -189,6 +189,9 @@ def test_baseline_num_samples_gives_n_files_and_counts_sampler_steps(tmp_path: P
     assert samples[0].name == "sample00000__seed0_label3.png"
     progress = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "SamplerStepProgress")
     assert progress.steps_done == 2 * 4, "two batches of 4 sampler steps: the bar counts steps"
+    cycled = run_cli(["predict", "--config", "ddpm_digits_cfg", "--config", "tiny/ddpm_digits_cfg", *TINY,
+                      "--data.num_samples", "3"], tmp_path / "runs")
+    assert [item["label"] for item in _manifest(Path(cycled.model.predictions_dir))["items"]] == [0, 1, 2]
 
 
 def test_text_to_image_takes_prompts_from_the_command_line_and_a_file(tmp_path: Path) -> None:
