@@ -42,7 +42,7 @@ import logging
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -267,7 +267,7 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
         root: Optional[str] = None,
         size: int | Sequence[int] = 512,
         window: int = 10,
-        predict_images: Optional[list[str]] = None,
+        predict_images: Union[str, list[str], None] = None,
         num_paintings: int = 256,
         num_strokes: int = 8,
         min_step_seconds: float = 6.0,
@@ -284,7 +284,7 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
         self.root = root
         self.size = as_hw(size)
         self.window = int(window)
-        self.predict_images = list(predict_images or [])
+        self.predict_images = [predict_images] if isinstance(predict_images, str) else list(predict_images or [])
         self.num_paintings, self.num_strokes = int(num_paintings), int(num_strokes)
         self.min_step_seconds, self.seconds_per_canvas = float(min_step_seconds), float(seconds_per_canvas)
         self.vocabulary = tuple(vocabulary)

@@ -204,3 +204,16 @@ def test_text_to_image_takes_prompts_from_the_command_line_and_a_file(tmp_path: 
     assert [item["input"] for item in items] == ["a red car", "a handwritten digit 3", "a handwritten digit 7"]
     assert items[0]["outputs"] == ["prompt000_a_red_car__seed0.png"]
     assert all((folder / item["outputs"][0]).is_file() for item in items)
+
+
+def test_inverse_painting_paints_every_target_at_its_aspect_ratio(tmp_path: Path) -> None:
+    _images(tmp_path / "paintings", [(60, 30), (20, 40)], prefix="painting")
+    cli = run_cli(["predict", "--config", "inverse_painting", "--config", "tiny/inverse_painting", *TINY,
+                   "--data.predict_images", str(tmp_path / "paintings")], tmp_path / "runs")
+    folder = Path(cli.model.predictions_dir)
+    items = _manifest(folder)["items"]
+    assert [item["outputs"][0] for item in items] == ["painting0/timelapse.mp4", "painting1/timelapse.mp4"]
+    with Image.open(folder / "painting0" / "keyframes" / "001_00-20.png") as frame:
+        assert frame.size == (32, 16), "a 60x30 painting gives a 2:1 time-lapse (long side = the model's 32)"
+    with Image.open(folder / "painting1" / "keyframes" / "001_00-20.png") as frame:
+        assert frame.size == (16, 32)

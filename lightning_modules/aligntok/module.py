@@ -39,9 +39,8 @@ from torch import Tensor, nn
 from lightning_modules.aligntok.checkpoints import load_into, load_stage_state, sub_state
 from lightning_modules.aligntok.losses import PatchDiscriminator, adaptive_weight, generator_loss, hinge_d_loss
 from lightning_modules.aligntok.tokenizer import AlignTokenizer
-from datamodules.predict_inputs import restore_from_canvas
 from lightning_modules.components.image_io import save_grid
-from lightning_modules.components.predict_outputs import PredictOutputsMixin, names_of
+from lightning_modules.components.predict_outputs import PredictOutputsMixin
 
 log = logging.getLogger(__name__)
 
@@ -269,13 +268,7 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
         images = batch["image"].to(self.device)
         recon = self.reconstruct(images)
         writer = self.prediction_writer("reconstructions", {"module": type(self).__name__})
-        names = names_of(batch, batch_idx, recon.shape[0])
-        placements = batch.get("placement") or [None] * recon.shape[0]
-        for row, (name, place) in enumerate(zip(names, placements)):
-            output = recon[row] if place is None else restore_from_canvas(recon[row].float().cpu(), place)
-            path = writer.save_image(output, name)
-            source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
-            writer.record(source, [path], size=list(output.shape[-2:]))
+        self.write_batch_images(writer, recon, batch, batch_idx)
         save_grid(torch.cat([images.to(recon), recon]), writer.folder / f"grid_{batch_idx:04d}.png", nrow=recon.shape[0])
 
 

@@ -64,8 +64,7 @@ from lightning_modules.cfld.clip_prompt import build_clip_vision
 from lightning_modules.cfld.network import CFLDNetwork
 from lightning_modules.cfld.pose import encode_pose
 from lightning_modules.cfld.pose_detector import PoseDetector
-from datamodules.predict_inputs import restore_from_canvas
-from lightning_modules.components.predict_outputs import names_of, variant_tag
+from lightning_modules.components.predict_outputs import variant_tag
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.diffusion_module import DiffusionModule
 
@@ -495,7 +494,13 @@ class CFLD(DiffusionModule):
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """Write one PNG per item: pose transfer, with style interpolation / mask transfer when the batch asks."""
+        """Write one PNG per request: pose transfer, with style interpolation / mask transfer when the batch asks.
+
+        User requests (``PoseTransferRequests``) carry the source's ``placement``: the output is
+        mapped back to the source's size (its aspect ratio kept); a style-interpolation sweep
+        writes one file per alpha (``<source>__<target>__alpha0.50.png``); ``manifest.json``
+        lists each request's source, alpha and seed.
+        """
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         pose = self.target_pose_map(batch)
         appearance = None
@@ -514,17 +519,10 @@ class CFLD(DiffusionModule):
             images = resize(images, self.eval_size)
         sampler_name = getattr(self.sampler, "name", type(self.sampler).__name__)
         writer = self.prediction_writer(str(sampler_name), self.predict_settings())
-        names = names_of(batch, batch_idx, images.shape[0])
         alphas = batch.get("interpolation_alpha")
-        for row, name in enumerate(names):
-            output = images[row]
-            if placements is not None:  # the source's own size: its aspect ratio is kept
-                output = restore_from_canvas(output.float().cpu(), placements[row])
-            alpha = None if alphas is None else float(alphas[row])
-            variant = variant_tag(alpha=alpha)
-            path = writer.save_image(output, Path(str(name)).stem, variant)
-            source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
-            writer.record(source, [path], alpha=alpha, seed=self.predict_seed + batch_idx)
+        alpha_values = [None] * images.shape[0] if alphas is None else [float(a) for a in alphas]
+        self.write_batch_images(writer, images, batch, batch_idx, variants=[variant_tag(alpha=a) for a in alpha_values],
+                                alpha=alpha_values, seed=self.predict_seed + batch_idx)
 
     # ------------------------------------------------------------------ test: the paper's metrics
     def on_test_epoch_start(self) -> None:

@@ -37,9 +37,7 @@ from diffusion.predictions import to_data_and_noise
 from diffusion.samplers import build_sampler
 from lightning_modules.codi.adapter import ConditionalAdapterUNet
 from lightning_modules.components.consistency_sampler import ConsistencyMultistepSampler
-from datamodules.predict_inputs import restore_from_canvas
 from lightning_modules.components.image_io import save_grid
-from lightning_modules.components.predict_outputs import names_of
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.components.prompt_encoder import build_prompt_encoder
 from lightning_modules.diffusion_module import DiffusionModule
@@ -312,16 +310,7 @@ class CoDiBase(DiffusionModule):
             {"module": type(self).__name__, "task": self.task, "sampler": sampler_name, "nfe": self.nfe(),
              "image_size": self.image_size, "predict_seed": self.predict_seed},
         )
-        names = names_of(batch, batch_idx, images.shape[0])
-        placements = batch.get("placement") or [None] * images.shape[0]
-        scales = batch.get("output_scale")
-        for row, (name, place) in enumerate(zip(names, placements)):
-            output = images[row]
-            if place is not None:
-                output = restore_from_canvas(output.float().cpu(), place, float(scales[row]) if scales is not None else 1.0)
-            path = writer.save_image(output, name)
-            source = batch["path"][row] if "path" in batch else f"val split, batch {batch_idx} item {row}"
-            writer.record(source, [path], size=list(output.shape[-2:]), seed=self.predict_seed + batch_idx)
+        self.write_batch_images(writer, images, batch, batch_idx, seed=self.predict_seed + batch_idx)
         save_grid(images, writer.folder / f"grid_{batch_idx:04d}.png")
 
     def on_test_epoch_start(self) -> None:

@@ -110,10 +110,17 @@ class PredictionWriter:
 
     def record(self, input: Any, outputs: Sequence[Path], **details: Any) -> None:
         """Add one manifest item (``input`` is a path, a prompt, or a sample index) and rewrite the manifest."""
-        item = {"input": _jsonable(input), "outputs": [Path(p).name for p in outputs]}
+        item = {"input": _jsonable(input), "outputs": [self._relative(Path(p)) for p in outputs]}
         item.update({key: _jsonable(value) for key, value in details.items()})
         self.items.append(item)
         self.write_manifest()
+
+    def _relative(self, path: Path) -> str:
+        """``path`` relative to the folder (``name.png``, ``painting/timelapse.mp4``), else as given."""
+        try:
+            return path.resolve().relative_to(self.folder.resolve()).as_posix()
+        except ValueError:
+            return str(path)
 
     def write_manifest(self) -> Path:
         data = {"folder": str(self.folder), "settings": _jsonable(self.settings), "items": self.items}
@@ -144,6 +151,32 @@ class PredictOutputsMixin:
             writers[key] = PredictionWriter(folder, full, rank=rank)
         self.predictions_dir = str(folder)
         return writers[key]
+
+    def write_batch_images(
+        self, writer: PredictionWriter, images: Tensor, batch: Mapping[str, Any], batch_idx: int,
+        variants: Optional[Sequence[str]] = None, max_side: Optional[int] = None, **details: Any,
+    ) -> list[Path]:
+        """Write one image per item of ``batch``: mapped back to its input's frame when the batch
+        carries ``placement`` (and ``output_scale``, e.g. the SR factor), named after ``name``
+        (+ the item's variant), and recorded in the manifest with ``details``."""
+        from datamodules.predict_inputs import restore_from_canvas
+
+        names = names_of(batch, batch_idx, images.shape[0])
+        placements = batch.get("placement")
+        scales = batch.get("output_scale")
+        paths = []
+        for row, name in enumerate(names):
+            output = images[row]
+            if placements is not None:
+                scale = float(scales[row]) if scales is not None else 1.0
+                output = restore_from_canvas(output.float().cpu(), placements[row], scale, max_side=max_side)
+            variant = variants[row] if variants is not None else ""
+            path = writer.save_image(output, name, variant)
+            source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
+            item_details = {key: (value[row] if isinstance(value, (list, tuple)) else value) for key, value in details.items()}
+            writer.record(source, [path], size=list(output.shape[-2:]), **item_details)
+            paths.append(path)
+        return paths
 
     def configure_callbacks(self) -> list[Any]:
         """Adds the sampler-step progress bar for ``predict`` (``callbacks.sampler_progress``)."""

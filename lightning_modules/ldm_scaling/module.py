@@ -38,7 +38,7 @@ from diffusion.denoisers import NetworkDenoiser
 from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.paths import DiscreteDDPMPath
 from lightning_modules.codi.base import SD_SOURCE
-from lightning_modules.components.image_io import save_grid, save_images
+from lightning_modules.components.image_io import save_grid
 from lightning_modules.components.predict_outputs import variant_tag
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.components.prompt_encoder import build_prompt_encoder
@@ -329,9 +329,10 @@ class ScaledLDMSuperResolution(ScaledLDM):
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         images = self.upscale(batch, generator=generator)
-        folder = self._predictions_folder()
-        save_images(images, folder, prefix=f"batch{batch_idx:04d}")
-        save_grid(images, folder / f"grid_{batch_idx:04d}.png")
+        writer = self.prediction_writer(str(getattr(self.sampler, "name", "sampler")), self.predict_settings())
+        # user inputs (CoDiTaskDataModule predict_root) come back at exactly scale x their size
+        self.write_batch_images(writer, images, batch, batch_idx, seed=self.predict_seed + batch_idx)
+        save_grid(images, writer.folder / f"grid_{batch_idx:04d}.png")
 
 
 __all__ = ["ScaledLDM", "ScaledLDMSuperResolution", "build_sampler_by_name"]
