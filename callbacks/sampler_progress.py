@@ -5,7 +5,8 @@ at 0/1 for minutes. This callback listens to every sampler step (``diffusion.sam
 .STEP_LISTENERS``, called by all of the suite's samplers) and shows one tqdm bar in steps. Its
 total is estimated after the first batch (steps per batch x batches) and corrected as batches
 arrive (papers that sample several variants per batch, e.g. CFLD's interpolation sweep). The
-batch bar of Lightning's progress bar is hidden while it runs (rank 0 only draws). Modules
+batch bar of Lightning's progress bar is hidden while it runs (rank 0 only draws; with the
+progress bar turned off, no bar is drawn, the steps are still counted). Modules
 with ``PredictOutputsMixin`` add it through ``configure_callbacks``.
 """
 from __future__ import annotations
@@ -40,14 +41,22 @@ class SamplerStepProgress(Callback):
         self._bar.set_description(f"predict ({name})", refresh=False)
         self._bar.update(1)
 
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Hide Lightning's batch bar for ``predict`` (before it draws); ``teardown`` restores it."""
+        bar = trainer.progress_bar_callback
+        if stage == "predict" and bar is not None and bar.is_enabled:
+            self._hidden_bar = bar
+            bar.disable()
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self._hidden_bar is not None:
+            self._hidden_bar.enable()
+            self._hidden_bar = None
+
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         self.steps_done, self._batches_started = 0, 0
         self._batches_total = int(sum(trainer.num_predict_batches)) if trainer.num_predict_batches else 0
-        if trainer.is_global_zero and trainer.progress_bar_callback is not None:
-            bar = trainer.progress_bar_callback
-            if bar.is_enabled:
-                self._hidden_bar = bar
-                bar.disable()
+        if trainer.is_global_zero and self._hidden_bar is not None:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=None, desc="predict", unit="step", dynamic_ncols=True, file=sys.stdout,
@@ -66,9 +75,7 @@ class SamplerStepProgress(Callback):
             self._bar.refresh()
             self._bar.close()
             self._bar = None
-        if self._hidden_bar is not None:
-            self._hidden_bar.enable()
-            self._hidden_bar = None
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self.on_predict_end(trainer, pl_module)
+        self.teardown(trainer, pl_module, "predict")

@@ -298,6 +298,11 @@ class DiffusionModule(PredictOutputsMixin, FrozenPartsModule):
         predict split, with its label (a warning says so). A grid per batch is written beside
         them and ``manifest.json`` lists every sample with its seed, label and the settings.
         """
+        if "path" in batch:
+            raise ValueError(
+                f"{type(self).__name__} samples from noise and takes no input files (got {batch['path'][0]} ...); "
+                "ask for samples with --data.num_samples N (and --data.labels [..])"
+            )
         if self.num_classes is not None and "seed" in batch and "label" not in batch:
             labels = batch["sample_index"].to(self.device).long() % self.num_classes  # no labels given: cycle
         else:
