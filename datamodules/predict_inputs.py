@@ -11,7 +11,9 @@ Every paper's ``predict`` reads the user's inputs through these helpers (``docs/
   output back, so the output keeps the input's aspect ratio and size (times ``scale`` for
   super-resolution: a 12x8 input at scale 4 gives exactly 48x32). Two documented mappings:
   ``"pad"`` (resize the long side to the canvas and pad the rest, the default: nothing of the
-  input is lost) and ``"stretch"`` (resize both sides; the output is resized back);
+  input is lost) and ``"stretch"`` (resize both sides; the output is resized back). Tiling is
+  not offered: an input much larger than the canvas is generated at the canvas resolution and
+  resized back, which each paper page states;
 * :func:`size_grouped_batches` batches only same-size items, so variable sizes never reach
   ``torch.stack`` together;
 * :func:`release_predict_limit` lifts a ``trainer.limit_predict_batches`` inherited from an
@@ -390,7 +392,8 @@ def read_prompts(spec: InputSpec, key: str = "prompts") -> list[str]:
 
 
 __all__ = [
-    "FIT_MODES", "IMAGE_EXTENSIONS", "Placement", "PredictImages", "PromptRequests", "SampleRequests", "load_image_tensor", "expand_inputs", "fit_to_canvas",
-    "image_size_of", "placement_for", "predict_loader", "read_prompts", "release_predict_limit",
-    "restore_from_canvas", "size_grouped_batches", "unique_names",
+    "FIT_MODES", "IMAGE_EXTENSIONS", "Placement", "PredictImages", "PromptRequests", "SampleRequests",
+    "SizeGroupedBatchSampler", "expand_inputs", "fit_to_canvas", "image_size_of", "load_image_tensor",
+    "placement_for", "predict_loader", "read_prompts", "release_predict_limit", "restore_from_canvas",
+    "size_grouped_batches", "unique_names",
 ]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import torch
