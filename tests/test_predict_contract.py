@@ -123,6 +123,7 @@ def test_writer_never_overwrites_and_lists_every_output(tmp_path: Path) -> None:
     assert first.name == "photo__alpha0.50.png" and second.name == "photo__alpha0.50_1.png"
     again = PredictionWriter(tmp_path / "out")  # a later run in the same folder
     assert again.save_image(image, "photo", "alpha0.50").name == "photo__alpha0.50_2.png"
+    assert again.write_manifest().name == "manifest_1.json", "the earlier run's manifest is kept"
     manifest = _manifest(tmp_path / "out")
     assert manifest["settings"] == {"sampler": "euler"}
     assert manifest["items"] == [{"input": "photo.png", "outputs": [first.name, second.name], "alpha": 0.5}]

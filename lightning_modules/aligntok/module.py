@@ -77,6 +77,8 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
         max_adaptive_weight: clamp of the adaptive weights (VQGAN: 1e4).
     """
 
+    predict_counts_sampler_steps = False  # reconstruction, no sampler: Lightning's batch bar stays
+
     def __init__(
         self,
         tokenizer: AlignTokenizer,

@@ -10,7 +10,8 @@ Every paper's ``predict_step`` writes through :class:`PredictionWriter` (``docs/
 * ``manifest.json`` in the folder lists, for each input, its outputs and the settings used
   (sampler, steps, guidance, seeds, checkpoint), rewritten after every batch so an interrupted
   run still describes what it wrote. Under several ranks each rank writes
-  ``manifest.rank<r>.json`` (the items of its share).
+  ``manifest.rank<r>.json`` (the items of its share); a later run into the same folder writes
+  ``manifest_1.json`` (the earlier manifest is kept, like the earlier outputs).
 
 :func:`predictions_root` is the one place that decides where predictions go
 (``<run folder>/predictions``), so the run-folder layout can be changed in one line.
@@ -86,7 +87,10 @@ class PredictionWriter:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.settings = dict(settings or {})
-        self.manifest_path = self.folder / ("manifest.json" if rank == 0 else f"manifest.rank{rank}.json")
+        stem = "manifest" if rank == 0 else f"manifest.rank{rank}"
+        self.manifest_path, count = self.folder / f"{stem}.json", 1
+        while self.manifest_path.exists():  # an earlier run wrote into this folder: keep its manifest
+            self.manifest_path, count = self.folder / f"{stem}_{count}.json", count + 1
         self.items: list[dict[str, Any]] = []
         self._taken: set[str] = set()
 
@@ -178,13 +182,16 @@ class PredictOutputsMixin:
             paths.append(path)
         return paths
 
+    #: ``False`` for modules whose predict does not sample (a tokenizer): Lightning's batch bar stays.
+    predict_counts_sampler_steps: bool = True
+
     def configure_callbacks(self) -> list[Any]:
         """Adds the sampler-step progress bar for ``predict`` (``callbacks.sampler_progress``)."""
         from callbacks.sampler_progress import SamplerStepProgress
 
         parent = super().configure_callbacks() if hasattr(super(), "configure_callbacks") else []
         parent = list(parent) if isinstance(parent, (list, tuple)) else ([parent] if parent else [])
-        return [*parent, SamplerStepProgress()]
+        return [*parent, SamplerStepProgress()] if self.predict_counts_sampler_steps else parent
 
 
 def names_of(batch: Mapping[str, Any], batch_idx: int, size: int) -> list[str]:
