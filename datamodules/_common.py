@@ -228,8 +228,20 @@ class EmbeddedDataModule(L.LightningDataModule):
         """The validation split again: embedded data has no separate test split."""
         return self._loader(self.val_dataset, shuffle=False)
 
+    #: Sampling requests for ``predict`` (``datamodules.predict_inputs.SampleRequests``): set by
+    #: subclasses that expose ``num_samples`` / ``labels`` (the baselines' data modules).
+    predict_num_samples: int | None = None
+    predict_labels: list[int] | None = None
+
     def predict_dataloader(self) -> DataLoader:
-        """The validation split, e.g. as conditions for ``predict``."""
+        """``num_samples`` sampling requests when set (every one processed, no batch limit);
+        otherwise the validation split, e.g. as conditions for ``predict``."""
+        if self.predict_num_samples is not None:
+            from datamodules.predict_inputs import SampleRequests, release_predict_limit
+
+            requests = SampleRequests(self.predict_num_samples, self.predict_labels, seed=self.seed)
+            release_predict_limit(getattr(self, "trainer", None), len(requests), "data.num_samples")
+            return DataLoader(requests, batch_size=self.batch_size, shuffle=False, collate_fn=collate_dicts)
         return self._loader(self.val_dataset, shuffle=False)
 
 

@@ -126,6 +126,9 @@ class AlignTokLatentsDataModule(EmbeddedDataModule):
         root: the folder written by the extractor (``train/`` and optionally ``val/`` inside,
             or shards directly).
         batch_size, num_workers, val_fraction, seed, pin_memory: loader settings.
+        num_samples, labels: ``predict`` draws ``num_samples`` images of the classes ``labels``
+            (cycled; ``None``: 0..num_classes-1), one noise seed per sample (``DigitsDataModule``);
+            ``None``: one sample per validation latent, with its label.
     """
 
     def __init__(
@@ -136,9 +139,12 @@ class AlignTokLatentsDataModule(EmbeddedDataModule):
         val_fraction: float = 0.01,
         seed: int = 0,
         pin_memory: bool = False,
+        num_samples: Optional[int] = None,
+        labels: Optional[list[int]] = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
         self.root = Path(root).expanduser()
+        self.predict_num_samples, self.predict_labels = num_samples, labels
 
     def build_datasets(self):
         train_root = self.root / "train" if (self.root / "train").is_dir() else self.root

@@ -28,7 +28,11 @@ Sources:
 ``predict_root`` points at the user's own inputs for ``predict``: for ``sr`` every image file
 there is a low-resolution input (``lr``); for ``inpaint`` every ``<stem>.<ext>`` with a
 ``<stem>_mask.png`` beside it (white = fill); for ``depth`` depth maps; for ``edit`` a
-``metadata.jsonl`` as above without ``edited``. Each batch also carries ``name`` (the stem).
+``metadata.jsonl`` as above without ``edited``. ``predict_root`` may also be a list of files or
+folders or a ``.txt``/``.json`` manifest. Every input of any size is processed: it is fitted to
+the canvas (resize + pad, ``datamodules.predict_inputs``) and the output is mapped back, so SR
+outputs are exactly ``scale`` x the input and the other tasks keep the input's size. Each batch
+also carries ``name`` (a unique output stem), ``path`` and ``placement``.
 
 Degradations / masks: train samples draw fresh randomness at every read from torch's global
 generator (reproducible under ``seed_everything``); validation samples are fixed by
@@ -39,7 +43,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -48,9 +52,10 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules._common import EmbeddedDataModule, TensorDictDataset
+from datamodules._common import EmbeddedDataModule, TensorDictDataset, collate_dicts
 from datamodules.degradation import DegradationConfig, RealESRGANDegradation, StageConfig
 from datamodules.photos import PhotoCropsDataModule
+from datamodules.predict_inputs import expand_inputs, fit_to_canvas, predict_loader, unique_names
 
 log = logging.getLogger(__name__)
 
@@ -258,38 +263,55 @@ class _EditFolder(Dataset):
 
 
 class _PredictInputs(Dataset):
-    """The user's own inputs for ``predict`` (module docstring)."""
+    """The user's own inputs for ``predict`` (module docstring), each fitted to the model canvas.
 
-    def __init__(self, root: Path, task: str, scale: int) -> None:
-        self.root, self.task, self.scale = root, task, scale
+    Every input keeps its own size through ``datamodules.predict_inputs``: it is resized to fit
+    the canvas (``size``; ``size / scale`` for the SR low-resolution input) and padded
+    (``placement`` records how), and the module maps the output back with
+    ``restore_from_canvas(output, placement, output_scale)``: SR outputs are exactly
+    ``scale`` x the input (12x8 at x4 -> 48x32), the other tasks keep the input's size.
+    """
+
+    def __init__(self, spec: Any, task: str, scale: int, size: int) -> None:
+        self.task, self.scale, self.size = task, int(scale), int(size)
         if task == "edit":
-            self.rows = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines() if line.strip()]
-            self.items = list(range(len(self.rows)))
+            root = Path(spec if isinstance(spec, (str, Path)) else spec[0]).expanduser()
+            meta = root / "metadata.jsonl"
+            if not meta.is_file():
+                raise FileNotFoundError(f"data.predict_root: edit inputs need {meta} (lines of input/instruction)")
+            self.rows = [json.loads(line) for line in meta.read_text().splitlines() if line.strip()]
+            self.items = [root / row["input"] for row in self.rows]
         else:
-            files = [p for p in _files(root) if not p.stem.endswith("_mask")]
-            if not files:
-                raise FileNotFoundError(f"predict_root {root} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            self.items = files
+            self.items = expand_inputs(spec, key="data.predict_root", extensions=IMAGE_EXTENSIONS,
+                                       exclude=lambda p: p.stem.endswith("_mask"))
+        self.names = unique_names(self.items)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        path, name = self.items[index], self.names[index]
+        side = self.size // self.scale if self.task == "sr" else self.size
+        info: dict[str, Any] = {"name": name, "path": str(path), "output_scale": float(self.scale if self.task == "sr" else 1)}
         if self.task == "edit":
-            row = self.rows[index]
-            return {"source": read_image(self.root / row["input"]), "caption": row["instruction"],
-                    "name": Path(row["input"]).stem}
-        path = self.items[index]
+            source, info["placement"] = fit_to_canvas(read_image(path), side, side)
+            return {"source": source, "caption": self.rows[index]["instruction"], **info}
         if self.task == "sr":
-            return {"lr": read_image(path), "name": path.stem}
+            lr, info["placement"] = fit_to_canvas(read_image(path), side, side)
+            return {"lr": lr, **info}
         if self.task == "depth":
-            return {"depth": read_image(path, mode="L"), "name": path.stem}
+            depth, info["placement"] = fit_to_canvas(read_image(path, mode="L"), side, side)
+            return {"depth": depth, **info}
         mask_path = path.with_name(f"{path.stem}_mask.png")
         if not mask_path.is_file():
             raise FileNotFoundError(f"inpainting input {path} has no mask {mask_path} (white = region to fill)")
-        image = read_image(path)
-        mask = (read_image(mask_path, mode="L") > 0).float()
-        return {"masked_image": image * (1 - mask), "mask": mask, "name": path.stem}
+        image, info["placement"] = fit_to_canvas(read_image(path), side, side)
+        raw_mask = (read_image(mask_path, mode="L") > 0).float()
+        if raw_mask.shape[-2:] != read_image(path).shape[-2:]:
+            raise ValueError(f"inpainting mask {mask_path} is {tuple(raw_mask.shape[-2:])}, its image {path} is "
+                             f"{tuple(read_image(path).shape[-2:])}: they must have the same size")
+        mask, _ = fit_to_canvas(raw_mask, side, side, fill=0.0, interpolation="nearest")
+        return {"masked_image": image * (1 - mask), "mask": mask, "image": image, **info}
 
 
 class CoDiTaskDataModule(EmbeddedDataModule):
@@ -305,7 +327,9 @@ class CoDiTaskDataModule(EmbeddedDataModule):
         mask_mode: ``'free_form'``, ``'box'`` or ``'mixed'`` inpainting masks.
         depth_estimator: callable ``images [B, 3, H, W] in [-1, 1] -> depth [B, 1, H, W] in [-1, 1]``
             (the user's estimator, e.g. a DPT/MiDaS wrapper); ``None`` uses depth files or the stand-in.
-        predict_root: folder of the user's inputs for ``predict``; ``None`` predicts on the val split.
+        predict_root: the user's inputs for ``predict``: image files, folders or manifests (``.txt`` /
+            ``.json``), every one processed at its own size (``_PredictInputs``); ``None`` predicts
+            on the val split.
         crops_per_image / short_side / images: embedded photo crops.
         val_crops_per_image: validation crops per photo (embedded) or per validation file (``root``; seeded
             random positions when > 1, the centre crop when 1).
@@ -320,7 +344,7 @@ class CoDiTaskDataModule(EmbeddedDataModule):
         degradation: Optional[dict[str, Any]] = None,
         mask_mode: str = "mixed",
         depth_estimator: Optional[Callable[[Tensor], Tensor]] = None,
-        predict_root: Optional[str] = None,
+        predict_root: Union[str, list[str], None] = None,
         crops_per_image: int = 16,
         val_crops_per_image: int = 4,
         short_side: Optional[int] = 256,
@@ -399,8 +423,11 @@ class CoDiTaskDataModule(EmbeddedDataModule):
     def predict_dataloader(self):
         if self.predict_root is None:
             return super().predict_dataloader()
-        dataset = _PredictInputs(Path(self.predict_root).expanduser(), self.task, self.scale)
-        return self._loader(dataset, shuffle=False)
+        dataset = _PredictInputs(self.predict_root, self.task, self.scale, self.size)
+        log.info("CoDi predict (%s): %d inputs from %s", self.task, len(dataset), self.predict_root)
+        sizes = [self.size] * len(dataset)  # every input is fitted to the same canvas
+        return predict_loader(dataset, sizes, self.batch_size, collate_dicts, self.num_workers,
+                              getattr(self, "trainer", None), "data.predict_root")
 
 
 def build_degradation_config(scale: int, overrides: Optional[dict[str, Any]]) -> DegradationConfig:

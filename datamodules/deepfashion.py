@@ -44,6 +44,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules._common import GeneratedDataset, as_hw, collate_dicts, split_counts
+from datamodules.predict_inputs import placement_for, predict_loader, unique_names
 from datamodules.stick_figures import StickFigurePairs
 
 log = logging.getLogger(__name__)
@@ -293,17 +294,31 @@ def read_keypoint_file(path: Path) -> tuple[Tensor, Optional[tuple[int, int]]]:
 
 
 class _Requests(Dataset):
+    """One request per source, or per (source, alpha) of a style-interpolation sweep.
+
+    Images are loaded at the square ``load_size`` (resized, "stretch" mapping of
+    ``datamodules.predict_inputs``); ``placement`` records the source's own size, so the
+    module maps the output back to it and the output keeps the source's aspect ratio.
+    """
+
     def __init__(self, module: "PoseTransferRequests") -> None:
         self.m = module
+        self.alphas = module.alphas if module.interpolation_sources else [None]
+        pairs = [Path(f"{Path(s).stem}__{Path(module.targets[i if len(module.targets) > 1 else 0]).stem}")
+                 for i, s in enumerate(module.sources)]
+        self.names = unique_names(pairs)
 
     def __len__(self) -> int:
-        return len(self.m.sources)
+        return len(self.m.sources) * len(self.alphas)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, request: int) -> dict[str, Any]:
         m = self.m
+        index, alpha = divmod(request, len(self.alphas))[0], self.alphas[request % len(self.alphas)]
         source_path = Path(m.sources[index])
         target_path = Path(m.targets[index if len(m.targets) > 1 else 0])
-        item: dict[str, Any] = {"source_image": _resize(load_image(source_path), m.image_size)}
+        source = load_image(source_path)
+        item: dict[str, Any] = {"source_image": _resize(source, m.image_size)}
+        item["placement"] = placement_for(source.shape[-2], source.shape[-1], *m.image_size, mode="stretch")
         if target_path.suffix.lower() in IMAGE_SUFFIXES:
             item["target_pose_image"] = _resize(load_image(target_path), m.image_size)
         else:
@@ -314,10 +329,11 @@ class _Requests(Dataset):
             item["reference_image"] = _resize(load_image(Path(m.references[index])), m.image_size)
             mask = load_image(Path(m.masks[index]))[:1]
             item["mask"] = (_resize(mask, m.image_size) > 0).float()
-        if m.interpolation_sources:
+        if alpha is not None:
             item["interpolation_source"] = _resize(load_image(Path(m.interpolation_sources[index])), m.image_size)
-            item["interpolation_alpha"] = torch.tensor(float(m.alphas[index if len(m.alphas) > 1 else 0]))
-        item["name"] = f"{source_path.stem}__{target_path.stem}"
+            item["interpolation_alpha"] = torch.tensor(float(alpha))
+        item["name"] = self.names[index]
+        item["path"] = str(source_path)
         return item
 
 
@@ -332,7 +348,8 @@ class PoseTransferRequests(L.LightningDataModule):
         load_size: square side images are loaded at (the model resizes further as needed).
         references, masks: mask-based style transfer: per source a reference image (its pose is the
             target pose) and a mask image (white = take the source's appearance, black = keep the reference).
-        interpolation_sources, alphas: style interpolation with a second source and ``alpha``.
+        interpolation_sources, alphas: style interpolation with a second source: every source is
+            transferred at every ``alpha`` of the sweep, one file per alpha (``<name>__alpha0.50.png``).
         batch_size: requests per batch.
     """
 
@@ -364,7 +381,10 @@ class PoseTransferRequests(L.LightningDataModule):
         self.root = "user inputs"
 
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(_Requests(self), batch_size=self.batch_size, shuffle=False, collate_fn=collate_dicts)
+        """Every request, batched (all at ``load_size``); no ``limit_predict_batches`` truncation."""
+        requests = _Requests(self)
+        return predict_loader(requests, [self.image_size] * len(requests), self.batch_size, collate_dicts,
+                              trainer=getattr(self, "trainer", None), key="PoseTransferRequests")
 
 
 __all__ = [

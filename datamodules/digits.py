@@ -7,6 +7,7 @@ documented in :mod:`datamodules.embedded_digits`.
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import numpy as np
 import torch
@@ -44,6 +45,10 @@ class DigitsDataModule(EmbeddedDataModule):
         val_fraction: share of the 1797 images held out for validation.
         seed: seed of the split and of the train shuffling order.
         pin_memory: pin host memory in the loaders.
+        num_samples: ``predict`` draws this many samples (request ``i`` uses noise seed
+            ``seed + i``); ``None`` draws one per validation item, with its label.
+        labels: class labels of the ``num_samples`` requests (cycled), for class-conditional
+            models; ``None`` cycles 0..num_classes-1.
     """
 
     def __init__(
@@ -55,8 +60,11 @@ class DigitsDataModule(EmbeddedDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         pin_memory: bool = False,
+        num_samples: Optional[int] = None,
+        labels: Optional[list[int]] = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
+        self.predict_num_samples, self.predict_labels = num_samples, labels
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.size = int(size)

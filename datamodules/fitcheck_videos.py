@@ -50,6 +50,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules._common import EmbeddedDataModule, GeneratedDataset, as_hw, collate_dicts, sample_rng, split_counts
+from datamodules.predict_inputs import image_size_of, placement_for, release_predict_limit
 from datamodules.stick_figures import OPENPOSE_LIMBS, draw_person, random_person, walking_or_turning_poses
 
 log = logging.getLogger(__name__)
@@ -373,6 +374,9 @@ class FitCheckPredictInputs(Dataset):
             "back_pose": _load_single_pose(a["back_pose"], h, w),
             "pose": poses,
             "name": a["name"],
+            "path": str(a["background"]),
+            # the scene's own frame: the module maps the video back to the background's aspect ratio
+            "placement": placement_for(*image_size_of(Path(a["background"])), h, w, mode="stretch"),
         }
 
 
@@ -472,6 +476,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             a["front"], a["back"], a["background"], self.height, self.width, a["poses"], a["imu"], a["motion_library"],
             a["front_pose"], a["back_pose"], a["top_k"], a["ground_y"], a["name"],
         )
+        release_predict_limit(getattr(self, "trainer", None), len(dataset), "data.predict_front")
         return DataLoader(dataset, batch_size=1, collate_fn=collate_dicts)
 
 

@@ -28,8 +28,9 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules._common import EmbeddedDataModule, TensorDictDataset, as_hw, split_indices
+from datamodules._common import EmbeddedDataModule, TensorDictDataset, as_hw, collate_dicts, split_indices
 from datamodules.embedded_digits import load_digits_images
+from datamodules.predict_inputs import FIT_MODES, PredictImages, expand_inputs, predict_loader
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,13 @@ class ImageFolderDataModule(EmbeddedDataModule):
         num_workers: DataLoader worker processes (0 = main process).
         seed: seed of the train/val split and of the train shuffling order.
         pin_memory: pin host memory in the loaders.
+        predict_inputs: what ``predict`` processes: image files, folders (recursive) or manifests
+            (``.txt`` one path per line, ``.json`` list), every one of them, at its own aspect
+            ratio (``datamodules.predict_inputs``); ``None`` predicts on the validation split.
+        predict_fit: how a predict input reaches ``size``: ``"pad"`` (resize to fit, pad; the
+            output is cropped back) or ``"stretch"`` (resize; the output is resized back).
+        num_samples, labels: sampling requests for generative modules' ``predict`` (see
+            ``DigitsDataModule``).
     """
 
     def __init__(
@@ -201,8 +209,17 @@ class ImageFolderDataModule(EmbeddedDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
+        predict_inputs: str | list[str] | None = None,
+        predict_fit: str = "pad",
+        num_samples: int | None = None,
+        labels: list[int] | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
+        if predict_fit not in FIT_MODES:
+            raise ValueError(f"predict_fit must be one of {list(FIT_MODES)}, got {predict_fit!r}")
+        self.predict_inputs = [predict_inputs] if isinstance(predict_inputs, str) else predict_inputs
+        self.predict_fit = predict_fit
+        self.predict_num_samples, self.predict_labels = num_samples, labels
         if crop not in ("center", "random"):
             raise ValueError(f"crop must be 'center' or 'random', got {crop!r}")
         if channels not in (1, 3):
@@ -311,6 +328,17 @@ class ImageFolderDataModule(EmbeddedDataModule):
             f", {len(self.classes)} classes from sub-folders" if self.labels_from_subfolders else "",
         )
         return train, val
+
+    def predict_dataloader(self):
+        """Every file of ``predict_inputs`` (fitted to ``size``, see ``predict_fit``), else the base behaviour."""
+        if not self.predict_inputs:
+            return super().predict_dataloader()
+        files = expand_inputs(self.predict_inputs, key="data.predict_inputs", extensions=self.extensions)
+        dataset = PredictImages(files, self.height, self.width, self.predict_fit, self.channels)
+        log.info("predict: %d input images from %s, fitted to %dx%d by %s", len(files), self.predict_inputs,
+                 self.height, self.width, self.predict_fit)
+        return predict_loader(dataset, [(self.height, self.width)] * len(files), self.batch_size, collate_dicts,
+                              self.num_workers, getattr(self, "trainer", None), "data.predict_inputs")
 
     def test_dataloader(self):
         """``root/test`` when it exists, otherwise the validation split."""

@@ -15,7 +15,7 @@ configs), no download.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -50,8 +50,10 @@ class ImageNetDataModule(ImageFolderDataModule):
         hflip: random horizontal flips of train images.
         embedded: ``photos`` or ``digits`` (used only when ``root`` is null).
         crops_per_image, val_crops_per_image: embedded photo crops per photo.
-        batch_size, num_workers, seed, pin_memory, val_fraction, extensions, recursive: as in
-            ``ImageFolderDataModule``.
+        batch_size, num_workers, seed, pin_memory, val_fraction, extensions, recursive,
+            predict_inputs, predict_fit, num_samples, labels: as in ``ImageFolderDataModule``
+            (``predict_inputs``: the user's images for a tokenizer's ``predict``, every one
+            reconstructed at its own size; ``num_samples`` / ``labels``: a generator's samples).
     """
 
     def __init__(
@@ -71,6 +73,10 @@ class ImageNetDataModule(ImageFolderDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
+        predict_inputs: Union[str, list[str], None] = None,
+        predict_fit: str = "pad",
+        num_samples: Optional[int] = None,
+        labels: Optional[list[int]] = None,
     ) -> None:
         if embedded not in ("photos", "digits"):
             raise ValueError(f"embedded must be 'photos' or 'digits', got {embedded!r}")
@@ -78,6 +84,7 @@ class ImageNetDataModule(ImageFolderDataModule):
             root=root, size=size, crop=crop, val_fraction=val_fraction, extensions=extensions,
             recursive=recursive, labels_from_subfolders=labels_from_subfolders, channels=3, hflip=hflip,
             batch_size=batch_size, num_workers=num_workers, seed=seed, pin_memory=pin_memory,
+            predict_inputs=predict_inputs, predict_fit=predict_fit, num_samples=num_samples, labels=labels,
         )
         self.embedded = embedded
         self.crops_per_image = int(crops_per_image)

@@ -42,7 +42,7 @@ import logging
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules._common import EmbeddedDataModule, as_hw, collate_dicts, split_counts
+from datamodules.predict_inputs import expand_inputs, image_size_of, placement_for, release_predict_limit, unique_names
 from datamodules.paintings import PAINTING_VOCABULARY, LandscapeGenerator
 
 log = logging.getLogger(__name__)
@@ -223,16 +224,22 @@ class SequenceDataset(Dataset):
 
 
 class TargetImages(Dataset):
-    """The user's finished paintings for ``predict``."""
+    """The user's finished paintings for ``predict``: resized to the model's ``size`` ("stretch"
+    mapping of ``datamodules.predict_inputs``); ``placement`` lets the module bring the time-lapse
+    back to the painting's aspect ratio."""
 
     def __init__(self, paths: Sequence[Path], size: tuple[int, int]) -> None:
         self.paths, self.size = list(paths), size
+        self.names = unique_names(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"target": load_image(self.paths[index], self.size), "name": self.paths[index].stem}
+        path = self.paths[index]
+        height, width = image_size_of(path)
+        return {"target": load_image(path, self.size), "name": self.names[index], "path": str(path),
+                "placement": placement_for(height, width, *self.size, mode="stretch")}
 
 
 def _collate_lists(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -247,7 +254,8 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
             embedded procedural paintings.
         size: image size (int or ``(H, W)``).
         window: maximum frame distance of a pair (10 renderer, 5 mask generator in the code).
-        predict_images: image files or folders of finished paintings for ``predict``.
+        predict_images: finished paintings for ``predict``: image files, folders or manifests
+            (``.txt`` / ``.json``), every one painted (no batch limit), at its aspect ratio.
         num_paintings, num_strokes, min_step_seconds, seconds_per_canvas: embedded data
             (``num_paintings`` in total, ``val_fraction`` of them validation).
         vocabulary: instruction words for the ``instruction`` index (the stand-in classifier).
@@ -259,7 +267,7 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
         root: Optional[str] = None,
         size: int | Sequence[int] = 512,
         window: int = 10,
-        predict_images: Optional[list[str]] = None,
+        predict_images: Union[str, list[str], None] = None,
         num_paintings: int = 256,
         num_strokes: int = 8,
         min_step_seconds: float = 6.0,
@@ -276,7 +284,7 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
         self.root = root
         self.size = as_hw(size)
         self.window = int(window)
-        self.predict_images = list(predict_images or [])
+        self.predict_images = [predict_images] if isinstance(predict_images, str) else list(predict_images or [])
         self.num_paintings, self.num_strokes = int(num_paintings), int(num_strokes)
         self.min_step_seconds, self.seconds_per_canvas = float(min_step_seconds), float(seconds_per_canvas)
         self.vocabulary = tuple(vocabulary)
@@ -328,15 +336,8 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         if self.predict_images:
-            paths: list[Path] = []
-            for entry in self.predict_images:
-                path = Path(entry).expanduser()
-                if path.is_dir():
-                    paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-                elif path.is_file():
-                    paths.append(path)
-                else:
-                    raise FileNotFoundError(f"data.init_args.predict_images: '{path}' is neither an image file nor a folder")
+            paths = expand_inputs(self.predict_images, key="data.init_args.predict_images", extensions=IMAGE_SUFFIXES)
+            release_predict_limit(getattr(self, "trainer", None), len(paths), "data.init_args.predict_images")
             dataset: Dataset = TargetImages(paths, self.size)
         else:
             dataset = SequenceDataset(self._sources()["val"])

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from datamodules._common import EmbeddedDataModule, TensorDictDataset, split_indices
+from datamodules._common import EmbeddedDataModule, TensorDictDataset, collate_dicts, split_indices
 from datamodules.codi_tasks import IMAGE_EXTENSIONS, read_image
 from datamodules.embedded_digits import load_digits_images
+from datamodules.predict_inputs import PromptRequests, read_prompts, release_predict_limit
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,27 @@ class _CaptionedImages(Dataset):
 
 
 class TextImageDataModule(EmbeddedDataModule):
-    """Captioned images (module docstring). Args: ``root``, ``size``, ``prompt_template`` (embedded digits)."""
+    """Captioned images (module docstring). Args: ``root``, ``size``, ``prompt_template`` (embedded digits).
+
+    ``prompts`` (predict): the user's prompts, strings on the command line and/or ``.txt`` files
+    (one prompt per line), each drawn ``samples_per_prompt`` times (seed ``seed + request``);
+    every prompt is processed (no ``limit_predict_batches``). ``None``: the validation captions.
+    """
 
     def __init__(self, root: Optional[str] = None, size: int = 512, prompt_template: str = "a handwritten digit {}",
                  batch_size: int = 64, num_workers: int = 0, val_fraction: float = 0.1, seed: int = 0,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, prompts: Union[str, list[str], None] = None,
+                 samples_per_prompt: int = 1) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
         self.root, self.size, self.prompt_template = root, int(size), prompt_template
+        self.prompts, self.samples_per_prompt = prompts, int(samples_per_prompt)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.prompts is None:
+            return super().predict_dataloader()
+        requests = PromptRequests(read_prompts(self.prompts, "data.prompts"), self.samples_per_prompt, self.seed)
+        release_predict_limit(getattr(self, "trainer", None), len(requests), "data.prompts")
+        return DataLoader(requests, batch_size=self.batch_size, shuffle=False, collate_fn=collate_dicts)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         if self.root is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -57,14 +57,30 @@ class Denoiser(Protocol):
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor: ...
 
 
+#: Callables ``listener(sampler_name, step_index, num_steps)`` told after every sampler step
+#: (``callbacks.sampler_progress`` uses this for a progress bar in sampler steps).
+STEP_LISTENERS: list[Callable[[str, int, int], None]] = []
+
+
+def _announce(iterable: Sequence[int], desc: str) -> Iterator[int]:
+    total = len(iterable)
+    for index in iterable:
+        yield index
+        for listener in list(STEP_LISTENERS):
+            listener(desc, index, total)
+
+
 def _progress(iterable: Sequence[int], enabled: bool, desc: str) -> Iterable[int]:
+    total = len(iterable)
+    if STEP_LISTENERS:
+        iterable = _announce(iterable, desc)
     if not enabled:
         return iterable
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm ships with the stack
         return iterable
-    return tqdm(iterable, desc=desc, leave=False)
+    return tqdm(iterable, desc=desc, leave=False, total=total)
 
 
 class _Coefs:

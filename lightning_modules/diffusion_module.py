@@ -41,7 +41,8 @@ from diffusion.samplers import build_sampler
 from diffusion.time_samplers import UniformTimeSampler
 from launch.sharding import shard_for_strategy
 from lightning_modules.components.frozen_parts import FrozenPartsModule
-from lightning_modules.components.image_io import save_grid, save_images
+from lightning_modules.components.image_io import save_grid
+from lightning_modules.components.predict_outputs import PredictOutputsMixin, variant_tag
 from lightning_modules.components.network_info import (
     class_embedding_count,
     count_parameters,
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 GRID_NAMES = ("uniform", "shifted", "karras", "leading", "trailing", "linspace")
 
 
-class DiffusionModule(FrozenPartsModule):
+class DiffusionModule(PredictOutputsMixin, FrozenPartsModule):
     """Train and sample a denoiser on a Gaussian path (thesis 000, Ch. 2).
 
     Args:
@@ -134,7 +135,6 @@ class DiffusionModule(FrozenPartsModule):
         self.lr_scheduler_factory = lr_scheduler
         self.val_seed = val_seed
         self.predict_seed = predict_seed
-        self.predictions_dir: Optional[str] = None
         self._check_class_embeddings()
         shape = sample_shape or network_sample_shape(network)
         self.sample_shape = tuple(int(s) for s in shape) if shape else None
@@ -290,21 +290,73 @@ class DiffusionModule(FrozenPartsModule):
         return self.decode(latents).clamp(-1, 1)
 
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
-        """Sample one image per item of the batch (its label, if conditional) and write PNGs."""
-        size = len(next(iter(batch.values())))
-        labels = self.batch_labels(batch) if self.num_classes is not None else None
-        generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
-        images = self.sample(size, labels=labels, generator=generator)
-        folder = self._predictions_folder()
-        save_images(images, folder, prefix=f"batch{batch_idx:04d}")
-        save_grid(images, folder / f"grid_{batch_idx:04d}.png")
+        """Sample and write one PNG per request, named ``sample<i>__<sampler>_seed<s>[_label<c>]``.
+
+        Requests come from the datamodule's ``num_samples`` (``--data.num_samples N``, labels
+        ``--data.labels [..]``; noise seed ``predict_seed + data seed + i`` per sample, so a
+        sample does not depend on the batch size). Without them, one sample per item of the
+        predict split, with its label (a warning says so). A grid per batch is written beside
+        them and ``manifest.json`` lists every sample with its seed, label and the settings.
+        """
+        if "path" in batch:
+            raise ValueError(
+                f"{type(self).__name__} samples from noise and takes no input files (got {batch['path'][0]} ...); "
+                "ask for samples with --data.num_samples N (and --data.labels [..])"
+            )
+        if self.num_classes is not None and "seed" in batch and "label" not in batch:
+            labels = batch["sample_index"].to(self.device).long() % self.num_classes  # no labels given: cycle
+        else:
+            labels = self.batch_labels(batch) if self.num_classes is not None else None
+        name = getattr(self.sampler, "name", type(self.sampler).__name__)
+        writer = self.prediction_writer(str(name), self.predict_settings())
+        if "seed" in batch:
+            seeds = [self.predict_seed + int(s) for s in batch["seed"]]
+            indices = [int(i) for i in batch["sample_index"]]
+        else:
+            size = len(next(iter(batch.values())))
+            if batch_idx == 0:
+                log.warning(
+                    "%s.predict: drawing one sample per item of the predict split; set --data.num_samples N "
+                    "(and --data.labels [..]) to choose how many", type(self).__name__,
+                )
+            start = len(writer.items)
+            seeds = [self.predict_seed + start + i for i in range(size)]
+            indices = list(range(start, start + size))
+        noise = self._request_noise(seeds)
+        images = self.sample(len(seeds), labels=labels, noise=noise)
+        for row, (index, seed) in enumerate(zip(indices, seeds)):
+            label = None if labels is None else int(labels[row])
+            variant = variant_tag(seed=seed, label=label)
+            path = writer.save_image(images[row], f"sample{index:05d}", variant)
+            writer.record(index, [path], seed=seed, label=label)
+        save_grid(images, writer.folder / f"grid_{batch_idx:04d}.png")
 
     def _predictions_folder(self) -> Path:
-        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
+        """``<run>/predictions/<sampler>`` (with its manifest) for subclasses' own predict steps."""
         name = getattr(self.sampler, "name", type(self.sampler).__name__)
-        folder = root / "predictions" / str(name)
-        self.predictions_dir = str(folder)
-        return folder
+        return self.prediction_writer(str(name), self.predict_settings()).folder
+
+    def _request_noise(self, seeds: Sequence[int]) -> Tensor:
+        """One noise tensor per seed (each drawn on its own generator)."""
+        if self.sample_shape is None:
+            raise ValueError(f"{type(self).__name__}: sample_shape is unknown; set model.sample_shape (C, H, W)")
+        draws = [
+            torch.randn(self.sample_shape, generator=torch.Generator(device=self.device).manual_seed(seed),
+                        device=self.device)
+            for seed in seeds
+        ]
+        return torch.stack(draws)
+
+    def predict_settings(self) -> dict[str, Any]:
+        """What the manifest records about how the samples were drawn."""
+        return {
+            "module": type(self).__name__,
+            "sampler": getattr(self.sampler, "name", type(self.sampler).__name__),
+            "num_sampling_steps": self.num_sampling_steps,
+            "grid": self.grid,
+            "guidance_scale": self.guidance_scale,
+            "predict_seed": self.predict_seed,
+        }
 
     # ------------------------------------------------------------------ checks
     def _check_class_embeddings(self) -> None:

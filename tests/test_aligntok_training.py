@@ -185,7 +185,7 @@ def test_tiny_dit_predict_writes_pngs(tmp_path):
     base = ["--config", "aligntok_dit.yaml", "--config", "tiny/aligntok_dit.yaml", "--trainer.enable_progress_bar", "false"]
     cli = run_cli(["predict", *base], tmp_path)  # random weights: tests the path, not the samples
     folder = Path(cli.model.predictions_dir)
-    assert len(list(folder.glob("batch*.png"))) == 4
+    assert len(list(folder.glob("sample*.png"))) == 4
 
 
 def test_tiny_tokenizer_test_writes_results_rows(tmp_path, monkeypatch):

@@ -59,15 +59,20 @@ def test_tiny_predict_writes_pngs_from_keypoint_files_and_pose_images(tmp_path: 
     pngs = sorted(Path(model.predictions_dir).glob("*.png"))
     assert [p.name for p in pngs] == ["source__other.png", "source__pose.png"]
     with Image.open(pngs[0]) as image:
-        assert image.size == (32, 32)
+        assert image.size == (44, 64), "the output keeps the 44x64 source's size and aspect ratio"
     # style interpolation and mask-based transfer go through predict as well
     edits = PoseTransferRequests(
         sources=[str(tmp_path / "source.png")], targets=[str(tmp_path / "pose.json")], load_size=32,
         references=[str(tmp_path / "other.png")], masks=[str(tmp_path / "mask.png")],
-        interpolation_sources=[str(tmp_path / "other.png")], alphas=[0.5],
+        interpolation_sources=[str(tmp_path / "other.png")], alphas=[0.25, 0.75],
     )
     trainer.predict(model, datamodule=edits)
-    assert (Path(model.predictions_dir) / "source__pose.png").is_file()
+    folder = Path(model.predictions_dir)
+    assert (folder / "source__pose__alpha0.25.png").is_file(), "one file per alpha of the sweep"
+    assert (folder / "source__pose__alpha0.75.png").is_file()
+    assert (folder / "source__pose.png").is_file(), "the first run's output is not overwritten"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [item["alpha"] for item in manifest["items"][-2:]] == [0.25, 0.75]
 
 
 def test_mask_transfer_keeps_the_reference_outside_the_mask() -> None:

@@ -64,7 +64,7 @@ def test_predict_writes_images_with_two_samplers(tmp_path: Path) -> None:
         cli = run_cli(["predict", *base, "--ckpt_path", "last", "--model.sampler", sampler], tmp_path)
         folder = Path(cli.model.predictions_dir)
         assert folder.name == sampler
-        pngs = sorted(folder.glob("batch*.png"))
+        pngs = sorted(folder.glob("sample*.png"))
         assert len(pngs) == 8, "one PNG per item of the predict batch"
         assert (folder / "grid_0000.png").is_file()
 

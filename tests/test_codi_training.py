@@ -63,6 +63,7 @@ def test_tiny_predict_writes_one_png_per_user_input(tmp_path: Path) -> None:
     folder = Path(model.predictions_dir)
     assert folder.name == "inpaint_consistency_2steps"
     assert sorted(p.name for p in folder.glob("*.png")) == ["grid_0000.png", "left.png", "right.png"]
+    assert (folder / "manifest.json").is_file()
     assert Image.open(folder / "left.png").size == (16, 16)
 
 

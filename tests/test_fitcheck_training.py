@@ -72,8 +72,8 @@ def test_image_fine_tuning_items_choose_front_80_percent_and_shift_jointly() -> 
     assert shifted, "joint shift/scale exposes undefined regions, filled with white"
 
 
-def _png(path: Path, colour: tuple[int, int, int]) -> str:
-    Image.new("RGB", (24, 32), colour).save(path)
+def _png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (24, 32)) -> str:
+    Image.new("RGB", size, colour).save(path)
     return str(path)
 
 
@@ -92,7 +92,7 @@ def test_tiny_predict_from_imu_and_motion_library_writes_an_mp4(tmp_path: Path) 
     np.savez(tmp_path / "imu.npz", time=np.arange(12) / 30, yaw=np.linspace(0, 3 * np.pi, 12), acceleration=np.zeros((12, 3)))
     datamodule = FitCheckVideoDataModule(
         size=(32, 24), num_frames=4, predict_front=_png(tmp_path / "front.png", (200, 50, 50)),
-        predict_back=_png(tmp_path / "back.png", (50, 200, 50)), predict_background=_png(tmp_path / "bg.png", (90, 90, 200)),
+        predict_back=_png(tmp_path / "back.png", (50, 200, 50)), predict_background=_png(tmp_path / "bg.png", (90, 90, 200), (64, 32)),
         predict_imu=str(tmp_path / "imu.npz"), predict_motion_library=str(tmp_path / "library.npz"), predict_name="me",
     )
     module = tiny_module(num_sampling_steps=1, window=8, overlap=4)
@@ -101,7 +101,11 @@ def test_tiny_predict_from_imu_and_motion_library_writes_an_mp4(tmp_path: Path) 
     mp4 = Path(module.predictions_dir) / "me.mp4"
     assert mp4.is_file()
     frames = read_mp4(mp4)
-    assert frames.shape == (12, 32, 24, 3), "the retrieved motion m2 has 12 frames; references dropped"
+    assert frames.shape == (12, 16, 32, 3), "m2's 12 frames; references dropped; the 64x32 background's aspect"
+    with Image.open(mp4.with_suffix(".png")) as first:
+        assert first.size == (32, 16), "the first frame PNG, at the background's aspect ratio"
+    manifest = json.loads((mp4.parent / "manifest.json").read_text())
+    assert manifest["items"][0]["outputs"] == ["me.mp4", "me.png"]
 
 
 def test_render_pose_draws_limbs_only_between_visible_joints() -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import torch
@@ -39,7 +38,8 @@ from torch import Tensor, nn
 from lightning_modules.aligntok.checkpoints import load_into, load_stage_state, sub_state
 from lightning_modules.aligntok.losses import PatchDiscriminator, adaptive_weight, generator_loss, hinge_d_loss
 from lightning_modules.aligntok.tokenizer import AlignTokenizer
-from lightning_modules.components.image_io import save_grid, save_images
+from lightning_modules.components.image_io import save_grid
+from lightning_modules.components.predict_outputs import PredictOutputsMixin
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
     return -10.0 * torch.log10(mse)
 
 
-class AlignTokModule(LightningModule):
+class AlignTokModule(PredictOutputsMixin, LightningModule):
     """One stage of AlignTok tokenizer training.
 
     Args:
@@ -76,6 +76,8 @@ class AlignTokModule(LightningModule):
         init_use_ema: take the EMA weights of ``init_checkpoint`` when it has them.
         max_adaptive_weight: clamp of the adaptive weights (VQGAN: 1e4).
     """
+
+    predict_counts_sampler_steps = False  # reconstruction, no sampler: Lightning's batch bar stays
 
     def __init__(
         self,
@@ -255,15 +257,20 @@ class AlignTokModule(LightningModule):
             "PSNR, LPIPS), which use sample_for_batch"
         )
 
-    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
-        """Reconstruct the given images and write them (and a grid) as PNGs."""
-        recon = self.reconstruct(batch["image"].to(self.device))
-        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
-        folder = root / "predictions" / "reconstructions"
-        self.predictions_dir = str(folder)
-        save_images(recon, folder, prefix=f"batch{batch_idx:04d}")
-        save_grid(torch.cat([batch["image"].to(recon), recon]), folder / f"grid_{batch_idx:04d}.png",
-                  nrow=recon.shape[0])
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Reconstruct every given image and write it named after its input, at its size.
+
+        User images (``--data.predict_inputs my_images/``) arrive fitted to the tokenizer's
+        resolution by ``datamodules.predict_inputs`` (``predict_fit: pad``, the default: resize
+        the long side, pad); the reconstruction is cropped back and resized to the input's own
+        height x width, so a 300x200 photo gives a 300x200 reconstruction. A grid per batch
+        (inputs over reconstructions, at the model canvas) is written beside them.
+        """
+        images = batch["image"].to(self.device)
+        recon = self.reconstruct(images)
+        writer = self.prediction_writer("reconstructions", {"module": type(self).__name__})
+        self.write_batch_images(writer, recon, batch, batch_idx)
+        save_grid(torch.cat([images.to(recon), recon]), writer.folder / f"grid_{batch_idx:04d}.png", nrow=recon.shape[0])
 
 
 class LinearProbeModule(LightningModule):

@@ -64,7 +64,7 @@ from lightning_modules.cfld.clip_prompt import build_clip_vision
 from lightning_modules.cfld.network import CFLDNetwork
 from lightning_modules.cfld.pose import encode_pose
 from lightning_modules.cfld.pose_detector import PoseDetector
-from lightning_modules.components.image_io import save_images
+from lightning_modules.components.predict_outputs import variant_tag
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.diffusion_module import DiffusionModule
 
@@ -494,7 +494,13 @@ class CFLD(DiffusionModule):
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """Write one PNG per item: pose transfer, with style interpolation / mask transfer when the batch asks."""
+        """Write one PNG per request: pose transfer, with style interpolation / mask transfer when the batch asks.
+
+        User requests (``PoseTransferRequests``) carry the source's ``placement``: the output is
+        mapped back to the source's size (its aspect ratio kept); a style-interpolation sweep
+        writes one file per alpha (``<source>__<target>__alpha0.50.png``); ``manifest.json``
+        lists each request's source, alpha and seed.
+        """
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         pose = self.target_pose_map(batch)
         appearance = None
@@ -508,19 +514,15 @@ class CFLD(DiffusionModule):
             batch["source_image"], pose, generator=generator, appearance=appearance,
             reference=batch.get("reference_image"), mask=batch.get("mask"),
         )
-        if self.eval_size is not None:
+        placements = batch.get("placement")
+        if self.eval_size is not None and placements is None:
             images = resize(images, self.eval_size)
-        folder = self._predictions_folder()
-        names = batch.get("name")
-        if names is not None and not isinstance(names, Tensor):
-            folder.mkdir(parents=True, exist_ok=True)
-            from PIL import Image
-
-            arrays = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            for name, array in zip(names, arrays):
-                Image.fromarray(array).save(folder / f"{Path(str(name)).stem}.png")
-        else:
-            save_images(images, folder, prefix=f"batch{batch_idx:04d}")
+        sampler_name = getattr(self.sampler, "name", type(self.sampler).__name__)
+        writer = self.prediction_writer(str(sampler_name), self.predict_settings())
+        alphas = batch.get("interpolation_alpha")
+        alpha_values = [None] * images.shape[0] if alphas is None else [float(a) for a in alphas]
+        self.write_batch_images(writer, images, batch, batch_idx, variants=[variant_tag(alpha=a) for a in alpha_values],
+                                alpha=alpha_values, seed=self.predict_seed + batch_idx)
 
     # ------------------------------------------------------------------ test: the paper's metrics
     def on_test_epoch_start(self) -> None:

@@ -37,7 +37,7 @@ from diffusion.predictions import to_data_and_noise
 from diffusion.samplers import build_sampler
 from lightning_modules.codi.adapter import ConditionalAdapterUNet
 from lightning_modules.components.consistency_sampler import ConsistencyMultistepSampler
-from lightning_modules.components.image_io import save_grid, to_uint8
+from lightning_modules.components.image_io import save_grid
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.components.prompt_encoder import build_prompt_encoder
 from lightning_modules.diffusion_module import DiffusionModule
@@ -220,7 +220,10 @@ class CoDiBase(DiffusionModule):
             up = F.interpolate(lr, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1)
             return self.encode(up)
         if self.task == "inpaint":
-            masked = self.encode(batch["masked_image"].to(self.device))
+            masked_image = batch["masked_image"].to(self.device)
+            if tuple(masked_image.shape[-2:]) != (side, side):  # inputs of another size: the model canvas
+                masked_image = F.interpolate(masked_image, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1)
+            masked = self.encode(masked_image)
             mask = F.interpolate(batch["mask"].to(self.device).float(), size=masked.shape[-2:], mode="nearest")
             return torch.cat([masked, mask * 2 - 1], dim=1)
         if self.task == "depth":
@@ -293,19 +296,22 @@ class CoDiBase(DiffusionModule):
         return mse
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """Outputs for the user's inputs (``CoDiTaskDataModule(predict_root=...)``) as PNGs named by input."""
-        from PIL import Image
+        """Outputs for the user's inputs (``--data.predict_root``), named after them, at their size.
 
+        Each input arrives fitted to the canvas with its ``placement``; the output is mapped back
+        (``datamodules.predict_inputs.restore_from_canvas``) at ``output_scale`` (SR: the factor),
+        so a 12x8 SR input gives exactly a 48x32 output. ``manifest.json`` lists input -> output.
+        """
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         images = self.sample_for_batch(batch, generator=generator)
-        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
-        folder = root / "predictions" / f"{self.task}_{getattr(self.sampler, 'name', 'sampler')}_{self.nfe()}steps"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.predictions_dir = str(folder)
-        names = batch.get("name") or [f"batch{batch_idx:04d}_{i:03d}" for i in range(images.shape[0])]
-        for name, array in zip(names, to_uint8(images).numpy()):
-            Image.fromarray(array).save(folder / f"{name}.png")
-        save_grid(images, folder / f"grid_{batch_idx:04d}.png")
+        sampler_name = getattr(self.sampler, "name", "sampler")
+        writer = self.prediction_writer(
+            f"{self.task}_{sampler_name}_{self.nfe()}steps",
+            {"module": type(self).__name__, "task": self.task, "sampler": sampler_name, "nfe": self.nfe(),
+             "image_size": self.image_size, "predict_seed": self.predict_seed},
+        )
+        self.write_batch_images(writer, images, batch, batch_idx, seed=self.predict_seed + batch_idx)
+        save_grid(images, writer.folder / f"grid_{batch_idx:04d}.png")
 
     def on_test_epoch_start(self) -> None:
         self._eval_count = 0

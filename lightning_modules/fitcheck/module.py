@@ -51,6 +51,8 @@ from diffusion.samplers import EDMSampler
 from diffusion.time_samplers import EDMLogNormalTimeSampler
 from diffusion.video_fusion import ProgressiveLatentFusion
 from diffusion.weighting import EDMWeighting
+from datamodules.predict_inputs import restore_from_canvas
+from lightning_modules.components.predict_outputs import names_of
 from lightning_modules.fitcheck.pretrained import build_part, load_state_dict_file
 from lightning_modules.diffusion_module import DiffusionModule
 from lightning_modules.fitcheck.network import FitCheckNetwork
@@ -465,17 +467,32 @@ class FitCheckVideoModule(DiffusionModule):
         """
         return self.generate(batch, num_steps=num_steps, guidance_scale=guidance_scale, generator=generator)
 
-    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> list[str]:
-        """Generate each item's video and write ``<predictions>/<name>.mp4`` (plus the first frame PNG)."""
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> list[str]:
+        """Generate each item's video: ``<predictions>/<name>.mp4`` and its first frame ``<name>.png``.
+
+        The user's background was resized to the model's frame; the video is mapped back to the
+        background's aspect ratio (long side = the model's, ``restore_from_canvas``), so a
+        landscape room gives a landscape video. ``manifest.json`` lists the files and settings.
+        """
         from lightning_modules.fitcheck.video_io import write_mp4
 
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         video = self.generate(batch, generator=generator)
-        folder = self._predictions_folder()
-        names = batch.get("name") or [f"video_{batch_idx:04d}_{i}" for i in range(video.shape[0])]
+        writer = self.prediction_writer(str(getattr(self.sampler, "name", "sampler")), {
+            **self.predict_settings(), "fps": self.fps, "fitcheck_guidance": _jsonable_scale(self.fitcheck_guidance),
+        })
+        names = names_of(batch, batch_idx, video.shape[0])
+        placements = batch.get("placement")
         written = []
-        for name, clip in zip(names, video):
-            written.append(str(write_mp4(clip, folder / f"{name}.mp4", fps=self.fps)))
+        for row, (name, clip) in enumerate(zip(names, video)):
+            if placements is not None:
+                clip = restore_from_canvas(clip.float().cpu(), placements[row], max_side=max(clip.shape[-2:]))
+            mp4 = write_mp4(clip, writer.path_for(name, ext=".mp4"), fps=self.fps)
+            png = writer.save_image(clip[0], name)
+            source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
+            writer.record(source, [mp4, png], frames=int(clip.shape[0]), size=list(clip.shape[-2:]),
+                          seed=self.predict_seed + batch_idx)
+            written.append(str(mp4))
         return written
 
     def sample(self, num_samples: int, **kwargs: Any) -> Tensor:  # noqa: D401 - contract of DiffusionModule
@@ -489,6 +506,10 @@ class FitCheckVideoModule(DiffusionModule):
         scale = self.fitcheck_guidance if guidance_scale is None else guidance_scale
         passes = 1 if (not isinstance(scale, (list, tuple)) and float(scale) == 1.0) else 2
         return (num_steps or self.num_sampling_steps) * passes
+
+
+def _jsonable_scale(scale: Any) -> Any:
+    return list(scale) if isinstance(scale, (list, tuple)) else float(scale)
 
 
 def _load_mimicmotion(unet: nn.Module, pose_net: nn.Module, path: str) -> None:

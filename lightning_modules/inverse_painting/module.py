@@ -18,6 +18,7 @@ Ablations (Table 6.1) are config overlays in ``configs/inverse_painting_ablation
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -29,6 +30,8 @@ from torchmetrics import MeanMetric, Metric
 
 from metrics.painting import DistanceCurveDifference, TimeSpentDifference
 from metrics.perceptual import LPIPSNetwork
+from datamodules.predict_inputs import restore_from_canvas
+from lightning_modules.components.predict_outputs import PredictOutputsMixin, names_of
 from metrics.segmentation import MaxIoU
 
 from .difference_mask import DifferenceMask, MinSizeLPIPS
@@ -61,7 +64,7 @@ def uniform_frames(video: Tensor, count: int) -> Tensor:
     return video.index_select(0, index)
 
 
-class InversePainting(LightningModule):
+class InversePainting(PredictOutputsMixin, LightningModule):
     """Text generator + mask generator + renderer with the §6.6 rollout and the §6.8 evaluation.
 
     Args:
@@ -140,7 +143,6 @@ class InversePainting(LightningModule):
         self.fid, self.fvd, self.fvd_frames = fid, fvd, int(fvd_frames)
         self.method_name, self.results_file, self.fps = method_name, results_file, float(fps)
         self.predict_seed = int(predict_seed)
-        self.predictions_dir: Optional[str] = None
         self._painted = 0
         self._keyframes = 0
 
@@ -227,19 +229,38 @@ class InversePainting(LightningModule):
             stop=stop, num_steps=self.num_sampling_steps, generator=generator,
         )
 
-    def _folder(self) -> Path:
-        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
-        folder = root / "predictions" / "timelapses"
-        self.predictions_dir = str(folder)
-        return folder
-
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Paint every target; one folder per painting (named after it) and ``manifest.json``.
+
+        Targets were resized to the model's size; the time-lapse frames and masks are mapped
+        back to the painting's aspect ratio (long side = the model's, ``restore_from_canvas``).
+        """
         targets = batch["target"]
-        names = batch.get("name") or [f"painting_{batch_idx:04d}_{i}" for i in range(targets.shape[0])]
+        writer = self.prediction_writer("timelapses", {
+            "module": type(self).__name__, "interval": self.interval, "max_keyframes": self.max_keyframes,
+            "num_sampling_steps": self.num_sampling_steps, "predict_seed": self.predict_seed,
+        })
+        names = names_of(batch, batch_idx, targets.shape[0])
+        placements = batch.get("placement")
         for i in range(targets.shape[0]):
-            generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx * 1000 + i)
+            seed = self.predict_seed + batch_idx * 1000 + i
+            generator = torch.Generator(device=self.device).manual_seed(seed)
             result = self.paint(targets[i : i + 1], generator)
-            info = write_rollout(result, self._folder() / str(names[i]), self.fps)
+            if placements is not None:
+                side = max(targets.shape[-2:])
+                place = placements[i]
+                result = replace(
+                    result,
+                    frames=restore_from_canvas(result.frames.float().cpu(), place, max_side=side),
+                    masks=[restore_from_canvas(m.float().cpu(), place, interpolation="nearest", max_side=side)
+                           for m in result.masks],
+                )
+            folder = writer.path_for(names[i], ext="")
+            info = write_rollout(result, folder, self.fps)
+            outputs = [folder / "timelapse.mp4", folder / "timelapse.gif", folder / "process.json"]
+            source = batch["path"][i] if "path" in batch else f"predict split, batch {batch_idx} item {i}"
+            writer.record(source, outputs, keyframes=len(result.times) - 1, stopped=result.stopped, seed=seed,
+                          size=list(result.frames.shape[-2:]))
             log.info("%s: %d keyframes (%s), %.1fs text / %.1fs mask / %.1fs render", names[i], len(result.times) - 1,
                      result.stopped, result.seconds["text"], result.seconds["mask"], result.seconds["render"])
             del info

@@ -411,11 +411,10 @@ class InversePaintingRenderer(DiffusionModule):
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """One rendered step per pair of the batch, written as PNGs (the chained rollout is ``InversePainting``)."""
-        from lightning_modules.components.image_io import save_images
-
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         images = self.render(batch["canvas"], batch["target"], batch["delta"], batch.get("text"), batch.get("mask"), generator=generator)
-        save_images(images, self._predictions_folder(), prefix=f"batch{batch_idx:04d}")
+        writer = self.prediction_writer(str(getattr(self.sampler, "name", "sampler")), self.predict_settings())
+        self.write_batch_images(writer, images, batch, batch_idx, seed=self.predict_seed + batch_idx)
 
 
 class _Plain:

@@ -38,7 +38,8 @@ from diffusion.denoisers import NetworkDenoiser
 from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.paths import DiscreteDDPMPath
 from lightning_modules.codi.base import SD_SOURCE
-from lightning_modules.components.image_io import save_grid, save_images
+from lightning_modules.components.image_io import save_grid
+from lightning_modules.components.predict_outputs import variant_tag
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.components.prompt_encoder import build_prompt_encoder
 from lightning_modules.components.unet_inputs import expand_conv_in
@@ -228,12 +229,23 @@ class ScaledLDM(DiffusionModule):
         return super().sample(num_samples, labels=self.context(list(prompts)), **kwargs)
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """One image per prompt request (``--data.prompts "a red car" prompts.txt``), named after
+        the prompt and seed; ``manifest.json`` keeps each prompt's full text and seed."""
         prompts = self.prompts(batch)
-        generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
-        images = self.sample(len(prompts), prompts=prompts, generator=generator)
-        folder = self._predictions_folder()
-        save_images(images, folder, prefix=f"batch{batch_idx:04d}")
-        save_grid(images, folder / f"grid_{batch_idx:04d}.png")
+        writer = self.prediction_writer(str(getattr(self.sampler, "name", "sampler")), self.predict_settings())
+        if "seed" in batch:
+            seeds = [self.predict_seed + int(s) for s in batch["seed"]]
+            noise = self._request_noise(seeds)
+            images = self.sample(len(prompts), prompts=prompts, noise=noise)
+        else:
+            seeds = [self.predict_seed + batch_idx] * len(prompts)
+            generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
+            images = self.sample(len(prompts), prompts=prompts, generator=generator)
+        names = batch.get("name") or [f"batch{batch_idx:04d}_{i:03d}" for i in range(len(prompts))]
+        for row, (name, prompt, seed) in enumerate(zip(names, prompts, seeds)):
+            path = writer.save_image(images[row], str(name), variant_tag(seed=seed))
+            writer.record(prompt, [path], seed=seed)
+        save_grid(images, writer.folder / f"grid_{batch_idx:04d}.png")
 
 
 class _ConcatNetwork(nn.Module):
@@ -317,9 +329,10 @@ class ScaledLDMSuperResolution(ScaledLDM):
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         images = self.upscale(batch, generator=generator)
-        folder = self._predictions_folder()
-        save_images(images, folder, prefix=f"batch{batch_idx:04d}")
-        save_grid(images, folder / f"grid_{batch_idx:04d}.png")
+        writer = self.prediction_writer(str(getattr(self.sampler, "name", "sampler")), self.predict_settings())
+        # user inputs (CoDiTaskDataModule predict_root) come back at exactly scale x their size
+        self.write_batch_images(writer, images, batch, batch_idx, seed=self.predict_seed + batch_idx)
+        save_grid(images, writer.folder / f"grid_{batch_idx:04d}.png")
 
 
 __all__ = ["ScaledLDM", "ScaledLDMSuperResolution", "build_sampler_by_name"]
