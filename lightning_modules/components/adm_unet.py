@@ -355,10 +355,13 @@ def load_adm_weights(network: ADMUNet, path: str | Path) -> ADMUNet:
         state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    missing, unexpected = network.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: checkpoint does not match the ADMUNet config: missing {sorted(missing)[:8]}, "
-                         f"unexpected {sorted(unexpected)[:8]}")
+    own = network.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shapes:
+        raise ValueError(f"{path}: checkpoint does not match the ADMUNet config: missing {missing[:8]}, "
+                         f"unexpected {unexpected[:8]}, other shapes {shapes[:8]}")
+    network.load_state_dict(state, strict=True)
     return network
 
 
