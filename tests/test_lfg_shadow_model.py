@@ -186,6 +186,8 @@ def test_sampling_reuses_the_encoder_and_counts_nfe() -> None:
     out = module.remove_shadows(torch.rand(2, 3, 8, 8) * 2 - 1, torch.ones(2, 1, 8, 8), num_steps=5, sampler="ddim")
     assert out.shape == (2, 3, 8, 8)
     assert calls == {"enc": 1, "den": 5} and module.nfe(5, "ddim") == 5
+    out = module.remove_shadows(torch.rand(1, 3, 8, 8) * 2 - 1, torch.ones(1, 1, 8, 8), num_steps=3, sampler="dpm_solver++")
+    assert torch.isfinite(out).all() and calls["den"] == 8, "DPM-Solver++ (Table 7.5's accelerated solver) from the core"
 
 
 def test_bad_module_settings_fail_clearly() -> None:

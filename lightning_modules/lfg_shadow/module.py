@@ -36,6 +36,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from diffusion.denoisers import NetworkDenoiser
+from diffusion.dpm_solver import DPMSolverPlusPlusSampler
 from diffusion.learned_variance import integer_steps, vlb_terms
 from diffusion.paths import DiscreteDDPMPath
 from diffusion.samplers import build_sampler
@@ -47,6 +48,13 @@ from lightning_modules.lfg_shadow.networks import LFGNetwork
 log = logging.getLogger(__name__)
 
 STAGES = ("pretrain", "finetune")
+
+
+def resolve_sampler(sampler: Any) -> Any:
+    """A core sampler from a name of :data:`diffusion.samplers.SAMPLERS` or ``dpm_solver++`` (2M; Table 7.5)."""
+    if isinstance(sampler, str):
+        return DPMSolverPlusPlusSampler() if sampler == "dpm_solver++" else build_sampler(sampler)
+    return sampler
 
 
 class LFGShadowRemoval(DiffusionModule):
@@ -100,7 +108,7 @@ class LFGShadowRemoval(DiffusionModule):
         path = DiscreteDDPMPath("linear", beta_start, beta_end, num_train_timesteps)
         super().__init__(
             network=network, path=path, prediction_type="epsilon", time_sampler=DiscreteTimeSampler(path),
-            loss_weighting=P2Weighting(p2_gamma, p2_k) if p2_gamma else None, sampler=sampler,
+            loss_weighting=P2Weighting(p2_gamma, p2_k) if p2_gamma else None, sampler=resolve_sampler(sampler),
             num_sampling_steps=num_sampling_steps, grid=grid, sample_shape=(network.image_channels, image_size, image_size),
             optimizer=optimizer, lr_scheduler=lr_scheduler, val_seed=val_seed, predict_seed=predict_seed,
         )
@@ -204,7 +212,7 @@ class LFGShadowRemoval(DiffusionModule):
     def nfe(self, num_steps: Optional[int] = None, sampler: Any = None, guidance_scale: Optional[float] = None) -> int:
         """Network evaluations per image (the encoder runs once more, outside the count)."""
         steps = int(num_steps or self.num_sampling_steps)
-        chosen = build_sampler(sampler) if isinstance(sampler, str) else (sampler or self.sampler)
+        chosen = resolve_sampler(sampler) or self.sampler
         return chosen.num_evaluations(self.sampling_grid(steps, torch.device("cpu")))
 
     @torch.no_grad()
@@ -214,7 +222,7 @@ class LFGShadowRemoval(DiffusionModule):
         shadow, mask = shadow.to(self.device), mask.to(self.device)
         latent = self.network.encode(shadow, mask)
         denoiser = NetworkDenoiser(self.network, self.path, "epsilon", condition=shadow, mask=mask, latent=latent)
-        chosen = build_sampler(sampler) if isinstance(sampler, str) else (sampler or self.sampler)
+        chosen = resolve_sampler(sampler) or self.sampler
         noise = torch.randn(shadow.shape, generator=generator, device=self.device, dtype=shadow.dtype)
         grid = self.sampling_grid(int(num_steps or self.num_sampling_steps), self.device)
         return chosen.sample(denoiser, self.path, noise, grid, generator=generator, progress=progress).clamp(-1, 1)
