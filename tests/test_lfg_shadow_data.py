@@ -118,7 +118,8 @@ def test_unmatched_names_non_binary_and_mismatched_masks_fail_naming_the_file(tm
     with pytest.raises(ValueError, match="2-3.png is 10x10"):
         dm.val_dataset[1]
     with pytest.raises(ValueError, match="root"):
-        ShadowRemovalDataModule(source="srd", root=None)
+        ShadowRemovalDataModule(source="embedded", root=str(root))
+    assert ShadowRemovalDataModule(source="srd", root=None).source == "embedded", "root: null is the embedded default"
 
 
 def test_predict_inputs_any_size_and_bad_masks(tmp_path: Path) -> None:

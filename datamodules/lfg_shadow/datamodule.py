@@ -10,7 +10,7 @@ Batches are dicts (``docs/architecture.md``, "Batches")::
 
 ``source`` chooses where triplets come from:
 
-* ``embedded`` (the default, no download): crops of the scikit-image sample photos
+* ``embedded`` (the default, no download; also whenever ``root`` is null): crops of the scikit-image sample photos
   (:mod:`datamodules.photos`, train and validation from disjoint strips of each photo) with
   synthetic shadows cast on them (:mod:`datamodules.lfg_shadow.synshadow`), fixed by the seed.
 * ``istd`` / ``aistd`` / ``srd`` / ``desoba`` / ``folder``: the published layouts of
@@ -112,7 +112,7 @@ class ShadowRemovalDataModule(EmbeddedDataModule):
 
     Args:
         source: ``embedded``, ``synthetic``, ``istd``, ``aistd``, ``srd``, ``desoba`` or ``folder``.
-        root: dataset folder (``None`` only with ``source='embedded'``).
+        root: dataset folder; ``None`` selects the embedded default whatever ``source`` says.
         size: model resolution; 256 in the thesis (§7.4, "interpolate ... 256x256").
         mask_dilation: ``k`` of the mask dilation (21, §7.4); 0 or 1 disables it.
         augment: random flips / 90-degree rotations of the train split.
@@ -150,7 +150,9 @@ class ShadowRemovalDataModule(EmbeddedDataModule):
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not one of {list(SOURCES)}")
         if source != "embedded" and root is None:
-            raise ValueError(f"data.source={source!r} needs data.root (the dataset folder); root: null is the embedded default")
+            log.info("ShadowRemovalDataModule: data.root is null, so the embedded default is used (data.source=%r "
+                     "applies once root names the dataset folder)", source)
+            source = "embedded"
         if source == "embedded" and root is not None:
             raise ValueError(f"data.root={root!r} is set but data.source is 'embedded'; choose the layout in data.source")
         if size < 8:
