@@ -200,3 +200,17 @@ def test_bad_module_settings_fail_clearly() -> None:
                          image_size=8, hybrid_loss=True)
     with pytest.raises(FileNotFoundError, match="init_weights"):
         _module(init_weights="/nonexistent/ema.safetensors").load_weights("/nonexistent/ema.safetensors")
+
+
+def test_learned_range_variance_matches_diffusers_ddpm_scheduler() -> None:
+    """Peer check: diffusers' DDPMScheduler(variance_type='learned_range') interpolates the same log variances."""
+    from diffusers import DDPMScheduler
+
+    path = DiscreteDDPMPath("linear", 1e-4, 0.02, 1000)
+    peer = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                         variance_type="learned_range")
+    peer.set_timesteps(1000)
+    for k, v in ((1, -0.3), (10, 0.7), (500, -1.0), (999, 0.2)):
+        ref = peer._get_variance(k, predicted_variance=torch.tensor([[v]]))
+        ours = learned_log_variance(path, torch.tensor([k]), torch.tensor([[v]], dtype=torch.float64))
+        assert float(ours) == pytest.approx(float(ref), rel=1e-4)  # diffusers works in float32
