@@ -25,19 +25,19 @@ What the constructor covers:
   before it reaches the blocks (``forward(x, t, extra_embedding=...)``); LFG's dense latent
   variable fusion (§7.3.3) and PosGN-style conditioning plug in here.
 
-Why not diffusers' ``UNet2DModel``: it comes close but cannot express the architecture exactly.
-With ``resnet_time_scale_shift='scale_shift'``, ``downsample_type='resnet'`` /
-``upsample_type='resnet'`` (``ResnetDownsampleBlock2D`` / ``ResnetUpsampleBlock2D`` at levels without
-attention, ``Attn*Block2D`` at the others) and ``attention_head_dim=64`` it has the same ResBlocks,
-resampling blocks, attention layers and time MLP, and ``class_embed_type='identity'`` could carry
-an extra embedding. But (1) under scale-shift norm its mid-block attention has *no* GroupNorm
-(``UNetMidBlock2D`` sets ``attn_groups=None`` unless the shift is ``'default'``), where ADM
-normalises before every attention: a different function, and exactly ``2 * C_mid`` fewer
-parameters (``tests/test_lfg_shadow_model.py`` checks this difference at the LFG size);
-(2) it cannot build the encoder variant: every ``ResnetBlock2D`` owns a ``time_emb_proj`` and the
-model a ``time_embedding`` MLP, so "without the timestep embedding" would leave unused parameters
-and a different count; (3) its key names differ from ADM checkpoints, which Bi-Noising loads. So
-the network is written here once, with the ADM layout.
+Why not diffusers' ``UNet2DModel``: it expresses the *time-embedded* network exactly, but not the
+rest of what this component must do. With ``resnet_time_scale_shift='scale_shift'``,
+``downsample_type='resnet'`` / ``upsample_type='resnet'`` (``ResnetDownsampleBlock2D`` /
+``ResnetUpsampleBlock2D`` at levels without attention, ``Attn*Block2D`` at the others),
+``attention_head_dim=64`` and ``attn_norm_num_groups=32`` (without it the mid-block attention has no
+GroupNorm under scale-shift norm) it computes the same function with the same parameter count under
+a renaming of the weights (``tests/test_lfg_shadow_model.py`` checks the count at the LFG size and
+the outputs of a small model). But (1) it cannot build the encoder variant: every ``ResnetBlock2D``
+owns a ``time_emb_proj`` and the model a ``time_embedding`` MLP, so "without the timestep
+embedding" would leave unused parameters (a different count from the thesis's network) and still
+need a timestep; (2) its key names differ from ADM checkpoints, which Bi-Noising loads directly;
+(3) the extra embedding would have to travel as ``class_labels`` with ``class_embed_type='identity'``.
+So the network is written here once, with the ADM layout.
 """
 from __future__ import annotations
 
