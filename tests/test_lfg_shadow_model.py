@@ -287,3 +287,16 @@ def test_adm_unet_equals_diffusers_unet2d_with_the_same_weights() -> None:
     peer.load_state_dict(converted, strict=True)
     x, t = torch.randn(2, 8, 8, 8), torch.tensor([3, 812])
     torch.testing.assert_close(ours(x, t), peer(x, t).sample, rtol=1e-4, atol=1e-5)
+
+
+def test_adm_class_labels_and_attention_resolutions() -> None:
+    from lightning_modules.components.adm_unet import attention_ds_from_resolutions
+
+    assert attention_ds_from_resolutions(256, (32, 16, 8)) == (8, 16, 32)
+    net = ADMUNet(in_channels=3, out_channels=3, **{**TINY_DEN, "learn_sigma": False}, num_classes=4)
+    _randomise(net, seed=2)
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([5, 5])
+    assert not torch.allclose(net(x, t, y=torch.tensor([0, 0])), net(x, t, y=torch.tensor([1, 1])))
+    assert "label_emb.weight" in net.state_dict()
+    with pytest.raises(ValueError, match="class labels"):
+        net(x, t)

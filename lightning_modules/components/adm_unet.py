@@ -21,6 +21,7 @@ What the constructor covers:
 * ``use_timestep_embedding=False``: no time MLP and no ``emb_layers`` in any ResBlock (the
   LFG latent feature encoder, "the same network architecture ... with the exception of a
   timestep embedding", §7.3.2); ``forward(x)`` then takes no timestep;
+* ``num_classes``: ADM's class-conditional ``label_emb`` (``forward(x, t, y=labels)``);
 * ``extra_embedding``: an ``[B, 4 * model_channels]`` tensor added to the timestep embedding
   before it reaches the blocks (``forward(x, t, extra_embedding=...)``); LFG's dense latent
   variable fusion (§7.3.3) and PosGN-style conditioning plug in here.
@@ -223,6 +224,7 @@ class ADMUNet(nn.Module):
         use_timestep_embedding: ``False`` drops the time MLP and every ResBlock's embedding layer.
         conv_resample: resample with convolutions when ``resblock_updown`` is off.
         norm_num_groups: GroupNorm groups (32 in ADM; smaller for the CPU-sized stand-ins).
+        num_classes: class-conditional ADM (``label_emb``, added to the timestep embedding); ``None``: none.
         use_fp16: accepted for config compatibility; precision is the Trainer's choice here.
     """
 
@@ -244,6 +246,7 @@ class ADMUNet(nn.Module):
         use_timestep_embedding: bool = True,
         conv_resample: bool = True,
         norm_num_groups: int = 32,
+        num_classes: Optional[int] = None,
         use_fp16: bool = False,
     ) -> None:
         super().__init__()
@@ -262,6 +265,10 @@ class ADMUNet(nn.Module):
             nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
             if use_timestep_embedding else None
         )
+        if num_classes is not None and not use_timestep_embedding:
+            raise ValueError("num_classes needs the timestep embedding (use_timestep_embedding=True)")
+        self.num_classes = num_classes
+        self.label_emb = nn.Embedding(num_classes, emb_dim) if num_classes is not None else None
         emb_ch = self.embedding_dim
 
         def res(ch: int, out: int, **kw: bool) -> ResBlock:
@@ -306,8 +313,9 @@ class ADMUNet(nn.Module):
         """Inputs must have sides divisible by this (``2 ** (levels - 1)``)."""
         return 2 ** (self.num_levels - 1)
 
-    def embedding(self, timesteps: Optional[Tensor], batch: int, extra_embedding: Optional[Tensor] = None) -> Optional[Tensor]:
-        """``time_embed(sinusoid(t)) + extra_embedding`` (``None`` for the no-timestep variant)."""
+    def embedding(self, timesteps: Optional[Tensor], batch: int, extra_embedding: Optional[Tensor] = None,
+                  y: Optional[Tensor] = None) -> Optional[Tensor]:
+        """``time_embed(sinusoid(t)) [+ label_emb(y)] + extra_embedding`` (``None`` for the no-timestep variant)."""
         if self.time_embed is None:
             if timesteps is not None or extra_embedding is not None:
                 raise ValueError("this ADMUNet has no timestep embedding (use_timestep_embedding=False): "
@@ -319,19 +327,24 @@ class ADMUNet(nn.Module):
         if t.ndim == 0:
             t = t.expand(batch)
         emb = self.time_embed(timestep_embedding(t, self.model_channels).to(self.time_embed[0].weight.dtype))
+        if (y is None) != (self.label_emb is None):
+            raise ValueError("class labels y must be given exactly when the ADMUNet has num_classes")
+        if y is not None:
+            emb = emb + self.label_emb(y)
         if extra_embedding is not None:
             if tuple(extra_embedding.shape) != tuple(emb.shape):
                 raise ValueError(f"extra_embedding must have shape {tuple(emb.shape)}, got {tuple(extra_embedding.shape)}")
             emb = emb + extra_embedding.to(emb.dtype)
         return emb
 
-    def forward(self, x: Tensor, timesteps: Optional[Tensor] = None, extra_embedding: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, timesteps: Optional[Tensor] = None, extra_embedding: Optional[Tensor] = None,
+                y: Optional[Tensor] = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ADMUNet expects [B, {self.in_channels}, H, W], got {tuple(x.shape)}")
         f = self.downsample_factor
         if x.shape[-1] % f or x.shape[-2] % f:
             raise ValueError(f"ADMUNet with {self.num_levels} levels needs H and W divisible by {f}, got {tuple(x.shape[-2:])}")
-        emb = self.embedding(timesteps, x.shape[0], extra_embedding)
+        emb = self.embedding(timesteps, x.shape[0], extra_embedding, y)
         hs, h = [], x
         for block in self.input_blocks:
             h = block(h, emb)
@@ -340,6 +353,14 @@ class ADMUNet(nn.Module):
         for block in self.output_blocks:
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
         return self.out(h)
+
+
+def attention_ds_from_resolutions(image_size: int, resolutions: Sequence[int]) -> tuple[int, ...]:
+    """ADM's ``attention_resolutions`` (e.g. "32,16,8" at 256 px) -> the downsample rates ``ADMUNet`` takes."""
+    bad = [r for r in resolutions if image_size % int(r)]
+    if bad:
+        raise ValueError(f"attention resolutions {bad} do not divide image_size {image_size}")
+    return tuple(image_size // int(r) for r in resolutions)
 
 
 def load_adm_weights(network: ADMUNet, path: str | Path) -> ADMUNet:
@@ -369,4 +390,4 @@ def load_adm_weights(network: ADMUNet, path: str | Path) -> ADMUNet:
     return network
 
 
-__all__ = ["ADMUNet", "AttentionBlock", "ResBlock", "load_adm_weights", "timestep_embedding"]
+__all__ = ["ADMUNet", "AttentionBlock", "ResBlock", "attention_ds_from_resolutions", "load_adm_weights", "timestep_embedding"]
