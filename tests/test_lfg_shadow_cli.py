@@ -40,7 +40,9 @@ def _train_batches(cli) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_tiny_pretraining_then_finetuning_lowers_the_loss_and_predict_writes_input_sizes(tmp_path: Path) -> None:
+def test_tiny_pretraining_then_finetuning_lowers_the_loss_and_predict_writes_input_sizes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # results/ rows land here
     steps = ["--trainer.max_steps", "40", "--trainer.val_check_interval", "40"]
     pre = run_cli(["fit", *TINY["pretrain"], *steps], tmp_path)
     export = tmp_path / "lfg_shadow_pretrain" / "version_0" / "lfg_pretrain_ema.safetensors"
@@ -67,6 +69,8 @@ def test_tiny_pretraining_then_finetuning_lowers_the_loss_and_predict_writes_inp
     assert {metric_key(n) for n in names} == {metric_key(n) for n in table["metric_directions"]}, \
         "our rows land in the columns of Table 7.1"
     assert all(r.resolution == "16x16" and r.nfe == 2 for r in evaluation.last_rows)
+    written = [json.loads(line) for line in (tmp_path / "results" / "shadow_removal.jsonl").read_text().splitlines()]
+    assert {row["metric"] for row in written} == names and all(row["paper"] == "shadow_removal" for row in written)
 
     inputs = tmp_path / "inputs"
     inputs.mkdir()
