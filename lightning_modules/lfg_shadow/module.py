@@ -121,6 +121,7 @@ class LFGShadowRemoval(DiffusionModule):
 
     # ------------------------------------------------------------------ chain
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage == "fit" and self.init_weights and not self._initialised:
             self.load_weights(self.init_weights)
             self._initialised = True
