@@ -121,6 +121,9 @@ class EvaluationCallback(Callback):
             models, whose samples only make sense for a given input).
         flatten_frames: fold the frame axis of video predictions and targets
             ``[B, T, C, H, W]`` into the batch before paired (image) metrics.
+        mask_key: batch key of a region mask passed as the third argument to paired
+            metrics whose ``update`` takes one (``update(preds, target, mask)``: the
+            shadow-region metrics of LFG-Diffusion); ``None``: no mask.
     """
 
     def __init__(
@@ -155,6 +158,7 @@ class EvaluationCallback(Callback):
         write_results: bool = True,
         per_batch_generation: bool = False,
         flatten_frames: bool = False,
+        mask_key: Optional[str] = None,
     ) -> None:
         super().__init__()
         if not metrics:
@@ -182,6 +186,7 @@ class EvaluationCallback(Callback):
         self.save_samples, self.samples_dir = save_samples, samples_dir
         self.log_prefix, self.progress_bar, self.write_results = log_prefix, progress_bar, write_results
         self.per_batch_generation, self.flatten_frames = bool(per_batch_generation), bool(flatten_frames)
+        self.mask_key = mask_key
         self._distribution = {n: m for n, m in self.metrics.items() if _is_distribution_metric(m)}
         self._paired = {n: m for n, m in self.metrics.items() if n not in self._distribution}
         self._real_seen = 0
@@ -263,8 +268,16 @@ class EvaluationCallback(Callback):
         count = preds.shape[0]
         if self.flatten_frames and preds.dim() == 5:
             preds, target = preds.flatten(0, 1), target.flatten(0, 1)
+        mask = None
+        if self.mask_key is not None:
+            if self.mask_key not in subset:
+                raise KeyError(f"EvaluationCallback: mask_key={self.mask_key!r} is not in the batch (keys: {sorted(subset)})")
+            mask = subset[self.mask_key].to(preds.device)
         for metric in self._paired.values():
-            metric.update(preds, target)
+            if mask is not None and len(inspect.signature(metric.update).parameters) >= 3:
+                metric.update(preds, target, mask)
+            else:
+                metric.update(preds, target)
         self._paired_count += count
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

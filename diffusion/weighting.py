@@ -30,6 +30,7 @@ __all__ = [
     "SNRWeighting",
     "MinSNRWeighting",
     "EDMWeighting",
+    "P2Weighting",
 ]
 
 
@@ -101,3 +102,20 @@ class EDMWeighting:
             sigma = path.sigma(t)
             sd = 1.0 if self.sigma_data is None else float(self.sigma_data)
         return (sigma * sigma + sd * sd) / (sigma * sd) ** 2
+
+
+class P2Weighting:
+    """Perception-prioritised weighting (Choi et al. 2022, [EXT]): ``w = 1 / (k + SNR)^gamma`` on the epsilon loss.
+
+    LFG-Diffusion's public re-implementation trains with ``gamma = 1, k = 1`` (thesis 001 Ch. 7
+    digest [code]); ``gamma = 0`` is the constant weight.
+    """
+
+    def __init__(self, gamma: float = 1.0, k: float = 1.0) -> None:
+        if k <= 0 and gamma > 0:
+            raise ValueError(f"P2Weighting needs k > 0, got {k}")
+        self.gamma, self.k = float(gamma), float(k)
+
+    def __call__(self, t: Tensor, path: AffinePath) -> Tensor:
+        snr = torch.exp(path.log_snr(as_time(t)))
+        return (self.k + snr) ** (-self.gamma)

@@ -38,6 +38,8 @@ _EXPORTS = {
     "TimeSpentDifference": "metrics.painting",
     "dtw_distance": "metrics.painting",
     "LabRegionRMSE": "metrics.region_rmse",
+    "RegionPSNR": "metrics.shadow_regions",
+    "RegionSSIM": "metrics.shadow_regions",
     "CLIPScore": "metrics.clip_score",
     "IdentitySimilarity": "metrics.identity",
     "InceptionScore": "metrics.generation_quality",

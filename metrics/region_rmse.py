@@ -84,7 +84,9 @@ class LabRegionRMSE(Metric):
             evaluator="lab_region_error",
             resize=f"{self.resize}x{self.resize} (bilinear; masks nearest)" if self.resize else "none",
             extra={"error": self.error, "channel_reduction": self.channel_reduction, "aggregate": self.aggregate,
-                   "colour": "sRGB->LAB D65"},
+                   "colour": "sRGB->LAB D65",
+                   "quantity": ("per-pixel MAE in LAB (the ISTD script's 'RMSE')" if self.error == "abs"
+                                else "root-mean-square error in LAB")},
         )
 
     def update(self, preds: Tensor, target: Tensor, shadow_mask: Tensor) -> None:
