@@ -9,6 +9,7 @@ Published layout (cityscapes-dataset.com, ``leftImg8bit_trainvaltest.zip`` + ``g
 Train: random ``crop`` x ``crop`` crops (512) with a random flip, sigma ~ U[0, ``sigma_max``]
 per image, noisy on the fly. Val / test: full images at each of ``val_sigmas`` (25, 35, 50)
 with seeded noise (``datamodules.d2sm.degradations``). A missing label file is an error naming it.
+``root: null`` selects the embedded default (:mod:`datamodules.d2sm.embedded`, ``embedded_*`` args).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 
 from datamodules.d2sm.base import RestorationDataModule, image_tensor
 from datamodules.d2sm.degradations import add_gaussian_noise, seeded_gaussian_noise
+from datamodules.d2sm.embedded import embedded_datasets
 
 IMAGE_SUFFIX, LABEL_SUFFIX = "_leftImg8bit.png", "_gtFine_labelTrainIds.png"
 
@@ -108,18 +110,26 @@ class CityscapesDenoisingDataModule(RestorationDataModule):
         batch_size (64 in the thesis), val_batch_size, num_workers, seed, predict_inputs, predict_sigma.
     """
 
-    is_embedded = False
-
-    def __init__(self, root: str, crop: int = 512, sigma_max: float = 75.0,
+    def __init__(self, root: Optional[str] = None, crop: int = 512, sigma_max: float = 75.0,
                  val_sigmas: Sequence[float] = (25.0, 35.0, 50.0), val_crop: Optional[int] = None,
                  val_limit: Optional[int] = None, batch_size: int = 64, val_batch_size: int = 1,
                  num_workers: int = 8, seed: int = 0, predict_inputs: Optional[Sequence[str]] = None,
-                 predict_sigma: Optional[float] = None) -> None:
+                 predict_sigma: Optional[float] = None, embedded_images: Optional[list[str]] = None,
+                 embedded_crops_per_image: int = 16, embedded_val_crops_per_image: int = 2) -> None:
         super().__init__(batch_size, val_batch_size, num_workers, seed, predict_inputs, predict_sigma)
         self.root, self.crop, self.sigma_max = root, int(crop), float(sigma_max)
         self.val_sigmas, self.val_crop, self.val_limit = list(val_sigmas), val_crop, val_limit
+        self.embedded = dict(images=embedded_images, crops_per_image=embedded_crops_per_image,
+                             val_crops_per_image=embedded_val_crops_per_image)
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.root is None
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        if self.root is None:
+            return embedded_datasets("denoise", self.crop, 1, short_side=max(256, self.crop), sigma_max=self.sigma_max,
+                                     val_sigmas=self.val_sigmas, seed=self.seed, **self.embedded)  # type: ignore[arg-type]
         root = Path(self.root).expanduser()
         val = cityscapes_pairs(root, "val")
         if self.val_limit is not None:

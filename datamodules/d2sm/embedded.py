@@ -62,6 +62,17 @@ class EmbeddedRestorationPairs(Dataset):
         return item
 
 
+def embedded_datasets(task: str, size: int, scale: int, crops_per_image: int, val_crops_per_image: int,
+                      images: Optional[list[str]], short_side: Optional[int], sigma_max: float,
+                      val_sigmas: Sequence[float], seed: int) -> tuple[Dataset, Dataset]:
+    """Train / val datasets of the embedded default (used by every D2SM DataModule with ``root: null``)."""
+    photos = PhotoCropsDataModule(size=size, crops_per_image=crops_per_image, val_crops_per_image=val_crops_per_image,
+                                  images=images, short_side=short_side, hflip=True, seed=seed)
+    train, val = photos.build_datasets()
+    return tuple(EmbeddedRestorationPairs(d.tensors["image"], task, d is train, sigma_max, val_sigmas,  # type: ignore[attr-defined]
+                                          scale, seed) for d in (train, val))  # type: ignore[return-value]
+
+
 class EmbeddedD2SMDataModule(RestorationDataModule):
     """Photo crops with synthetic labels and the task's degradation (module docstring).
 
@@ -83,15 +94,12 @@ class EmbeddedD2SMDataModule(RestorationDataModule):
         if task not in ("denoise", "sr", "dehaze"):
             raise ValueError(f"task must be 'denoise', 'sr' or 'dehaze', received {task!r}")
         self.root = None
-        self.task, self.scale, self.sigma_max, self.val_sigmas = task, int(scale), sigma_max, list(val_sigmas)
-        self.photos = PhotoCropsDataModule(size=size, crops_per_image=crops_per_image,
-                                           val_crops_per_image=val_crops_per_image, images=images,
-                                           short_side=short_side, hflip=True, seed=seed)
+        self.args = dict(task=task, size=size, scale=int(scale), crops_per_image=crops_per_image,
+                         val_crops_per_image=val_crops_per_image, images=images, short_side=short_side,
+                         sigma_max=sigma_max, val_sigmas=list(val_sigmas), seed=seed)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
-        train, val = self.photos.build_datasets()
-        return tuple(EmbeddedRestorationPairs(d.tensors["image"], self.task, d is train, self.sigma_max,  # type: ignore[attr-defined]
-                                              self.val_sigmas, self.scale, self.seed) for d in (train, val))  # type: ignore[return-value]
+        return embedded_datasets(**self.args)
 
 
-__all__ = ["EmbeddedD2SMDataModule", "EmbeddedRestorationPairs", "synthetic_labels"]
+__all__ = ["EmbeddedD2SMDataModule", "EmbeddedRestorationPairs", "embedded_datasets", "synthetic_labels"]

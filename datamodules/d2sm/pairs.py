@@ -5,7 +5,8 @@
 * ``task="dehaze"`` (I-HAZE / O-HAZE): ``root/{train,test}/{hazy,GT}/`` with files paired by
   name after removing ``input_suffix`` / ``target_suffix`` from the stems (``01_indoor_hazy`` ~
   ``01_indoor_GT``); train takes random ``crop`` crops, test whole images.
-A file without its partner is an error naming it.
+A file without its partner is an error naming it. ``root: null`` selects the embedded default
+(photo crops with bicubic x``scale`` or synthetic haze, :mod:`datamodules.d2sm.embedded`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from torch.utils.data import Dataset
 
 from datamodules.d2sm.base import IMAGE_EXTENSIONS, RestorationDataModule, image_tensor
 from datamodules.d2sm.degradations import bicubic_downsample
+from datamodules.d2sm.embedded import embedded_datasets
 from datamodules.image_folder import find_images
 
 
@@ -79,21 +81,31 @@ class DehazePairs(Dataset):
 class PairedRestorationDataModule(RestorationDataModule):
     """Face SR or dehazing pairs (module docstring)."""
 
-    is_embedded = False
-
-    def __init__(self, root: str, task: str = "sr", hr_size: int = 128, scale: int = 8, crop: Optional[int] = 256,
+    def __init__(self, root: Optional[str] = None, task: str = "sr", hr_size: int = 128, scale: int = 8, crop: Optional[int] = 256,
                  input_subdir: str = "hazy", target_subdir: str = "GT", input_suffix: str = "_hazy",
                  target_suffix: str = "_GT", train_split: str = "train", val_split: str = "test",
                  batch_size: int = 32, val_batch_size: int = 1, num_workers: int = 8, seed: int = 0,
-                 predict_inputs: Optional[Sequence[str]] = None, predict_sigma: Optional[float] = None) -> None:
+                 predict_inputs: Optional[Sequence[str]] = None, predict_sigma: Optional[float] = None,
+                 embedded_images: Optional[list[str]] = None, embedded_crops_per_image: int = 16,
+                 embedded_val_crops_per_image: int = 2) -> None:
         super().__init__(batch_size, val_batch_size, num_workers, seed, predict_inputs, predict_sigma)
+        self.embedded = dict(images=embedded_images, crops_per_image=embedded_crops_per_image,
+                             val_crops_per_image=embedded_val_crops_per_image)
         if task not in ("sr", "dehaze"):
             raise ValueError(f"task must be 'sr' or 'dehaze', received {task!r}")
         self.root, self.task, self.hr_size, self.scale, self.crop = root, task, hr_size, scale, crop
         self.subdirs, self.suffixes = (input_subdir, target_subdir), (input_suffix, target_suffix)
         self.splits = (train_split, val_split)
 
+    @property
+    def is_embedded(self) -> bool:
+        return self.root is None
+
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        if self.root is None:
+            size = self.hr_size if self.task == "sr" else int(self.crop or 64)
+            return embedded_datasets(self.task, size, self.scale, short_side=max(256, size), sigma_max=0.0,
+                                     val_sigmas=(), seed=self.seed, **self.embedded)  # type: ignore[arg-type]
         root = Path(self.root).expanduser()
         if self.task == "sr":
             train, val = (find_images(root / s, IMAGE_EXTENSIONS, False) for s in self.splits)

@@ -80,7 +80,8 @@ def kl_rows(p: Tensor, q: Tensor, eps: float = 0.0) -> Tensor:
     """Elementwise p log(p / q) (0 where p = 0); ``eps`` > 0 is the code's log((p + eps) / (q + eps))."""
     if eps > 0:
         return p * torch.log((p + eps) / (q + eps))
-    return torch.xlogy(p, p) - torch.xlogy(p, q.clamp_min(1e-30))
+    # clamped logs keep the gradient finite at p = 0 (the masked diagonal): xlogy's would be -inf there
+    return p * (torch.log(p.clamp_min(1e-30)) - torch.log(q.clamp_min(1e-30)))
 
 
 class D2SMLoss(nn.Module):

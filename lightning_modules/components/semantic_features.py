@@ -66,9 +66,14 @@ def build_vgg19_features(weights_path: Optional[str], layer: str = "conv5_4",
     """
     from torchvision.models import vgg19
 
-    net = vgg19(weights=None)
+    if weights_path is None:
+        net = vgg19(weights=None)
+    else:  # weights come from the file: skip the 140M-parameter random init (classifier included)
+        with torch.device("meta"):
+            net = vgg19(weights=None)
     features = nn.Sequential(*list(net.features.children())[: vgg19_layer_index(layer) + 1])
     if weights_path is not None:
+        features = features.to_empty(device="cpu")
         path = require_files(weights_path, key, [""], VGG19_SOURCE)
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
@@ -79,7 +84,7 @@ def build_vgg19_features(weights_path: Optional[str], layer: str = "conv5_4",
         missing = [k for k in wanted if k not in state]
         if missing:
             raise ValueError(f"{key}: '{path}' lacks VGG-19 feature weights {missing[:4]} (expected torchvision's layout)")
-        features.load_state_dict({k: state[k] for k in wanted})
+        features.load_state_dict({k: state[k] for k in wanted}, strict=True)
     features.requires_grad_(False).eval()
     return ShiftedFeatures(features, mean, random_weights=weights_path is None)
 

@@ -130,6 +130,10 @@ class D2SMRestorationModule(FrozenPartsModule):
         self._manifest: list[dict[str, Any]] = []
         self.predictions_dir: Optional[str] = None
         self.last_results: dict[str, float] = {}
+        self._checkpoint_step: Optional[int] = None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._checkpoint_step = int(checkpoint.get("global_step", 0))
 
     @property
     def segmenter_module(self) -> Optional[nn.Module]:
@@ -261,7 +265,8 @@ class D2SMRestorationModule(FrozenPartsModule):
                 evaluator=describe_evaluator(metric) if metric is not None else name,
                 config=run_config_path(self.trainer), commit=git_commit(), date=utc_now(),
                 weights="random" if self.uses_random_weights else "pretrained", data=infer_data_flag(self.trainer),
-                extra={"step": int(self.global_step), "restorer": type(self.restorer).__name__,
+                extra={"step": self._checkpoint_step if self._checkpoint_step is not None else int(self.global_step),
+                       "checkpoint": getattr(self.trainer, "ckpt_path", None), "restorer": type(self.restorer).__name__,
                        "queue_size": self.hparams.queue_size if self.d2sm is not None else None,
                        "random_weights_reason": "; ".join(reasons) or None},
             ))

@@ -2,7 +2,7 @@
 
 * :class:`FFDNet` (Zhang et al., TIP 2018), the denoising backbone of Table 9.1, at its
   published colour size: the image is pixel-unshuffled by 2 (12 channels), a noise-level map
-  (sigma / 255 for each of the 3 colour channels, as FFDNet's colour model) is appended, 12
+  (sigma / 255; 3 channels as FFDNet's colour model, ``noise_map_channels=1`` as the d2sm code) is appended, 12
   3x3 conv layers with 96 features and ReLU run at half resolution (the d2sm code has no batch
   norm; ``batch_norm=True`` gives the original FFDNet's BN in the middle layers), and the 12
   output channels are pixel-shuffled back. It predicts the clean image (not a residual).
@@ -26,13 +26,16 @@ class FFDNet(nn.Module):
 
     takes_noise_level = True
 
-    def __init__(self, channels: int = 3, features: int = 96, num_layers: int = 12, batch_norm: bool = False) -> None:
+    def __init__(self, channels: int = 3, features: int = 96, num_layers: int = 12, batch_norm: bool = False,
+                 noise_map_channels: Optional[int] = None) -> None:
         super().__init__()
         if num_layers < 2:
             raise ValueError(f"FFDNet needs num_layers >= 2, received {num_layers}")
         self.channels = int(channels)
+        self.noise_map_channels = int(noise_map_channels or channels)
         down = self.channels * 4
-        layers: list[nn.Module] = [nn.Conv2d(down + self.channels, features, 3, padding=1), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [nn.Conv2d(down + self.noise_map_channels, features, 3, padding=1),
+                                   nn.ReLU(inplace=True)]
         for _ in range(num_layers - 2):
             layers.append(nn.Conv2d(features, features, 3, padding=1, bias=not batch_norm))
             if batch_norm:
@@ -48,7 +51,7 @@ class FFDNet(nn.Module):
         x = F.pad(noisy, pad, mode="replicate") if any(pad) else noisy
         x = (x + 1.0) * 0.5  # FFDNet works on [0, 1]
         sub = F.pixel_unshuffle(x, 2)
-        level = (sigma.to(sub).view(-1, 1, 1, 1) / 255.0).expand(sub.shape[0], self.channels, *sub.shape[-2:])
+        level = (sigma.to(sub).view(-1, 1, 1, 1) / 255.0).expand(sub.shape[0], self.noise_map_channels, *sub.shape[-2:])
         out = F.pixel_shuffle(self.body(torch.cat([sub, level], 1)), 2)
         return (out * 2.0 - 1.0)[..., :height, :width]
 
