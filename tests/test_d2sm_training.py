@@ -181,3 +181,26 @@ def test_l1_only_overlay_builds_no_phi(tmp_path: Path) -> None:
                    "--config", "d2sm/l1_only.yaml", "--trainer.max_steps", "1"], tmp_path)
     assert cli.model.d2sm is None and not hasattr(cli.model, "phi")
     assert "train/d2sm" not in cli.trainer.callback_metrics
+
+
+def test_evaluation_callback_scores_the_restorer_like_the_module(tmp_path: Path) -> None:
+    import lightning as L
+
+    from callbacks.evaluation import EvaluationCallback
+    from lightning_modules.d2sm import PlainRestorer
+    from metrics.image_quality import PeakSignalNoiseRatio
+
+    module = D2SMRestorationModule(restorer=PlainRestorer(features=8, num_layers=3), task="dehaze", phi="tiny_random",
+                                   queue_size=36, window=16, stride=8, results_file=None)
+    data = PairedRestorationDataModule(None, task="dehaze", crop=32, batch_size=4, num_workers=0,
+                                       embedded_images=["astronaut", "coffee"], embedded_crops_per_image=4,
+                                       embedded_val_crops_per_image=1)
+    callback = EvaluationCallback({"PSNR": PeakSignalNoiseRatio()}, num_samples=2, batch_size=2, stages=("test",),
+                                  paper="semantic_stats", method="Ours (I-HAZE)", dataset="I-HAZE / O-HAZE",
+                                  results_dir=str(tmp_path), results_file="rows.jsonl", progress_bar=False)
+    trainer = L.Trainer(max_steps=1, callbacks=[callback], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, data)
+    trainer.test(module, data, verbose=False)
+    assert callback.last_results["PSNR"] == pytest.approx(module.last_results["PSNR"], rel=1e-6)
+    assert callback.last_rows[0].weights == "random" and (tmp_path / "rows.jsonl").is_file()

@@ -77,7 +77,8 @@ class NoisyTrainCrops(Dataset):
 
 
 class NoisyValImages(Dataset):
-    """Every (image, sigma) pair with seeded noise; optional centre crop (``None``: full image)."""
+    """Every (image, sigma) pair with seeded noise, image-major (so ``limit_val_batches`` keeps all sigmas);
+    optional centre crop (``None``: full image)."""
 
     def __init__(self, pairs: list[tuple[Path, Path]], sigmas: Sequence[float], seed: int,
                  crop: Optional[int] = None) -> None:
@@ -87,8 +88,7 @@ class NoisyValImages(Dataset):
         return len(self.pairs) * len(self.sigmas)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        sigma = self.sigmas[index // len(self.pairs)]
-        image_index = index % len(self.pairs)
+        image_index, sigma = index // len(self.sigmas), self.sigmas[index % len(self.sigmas)]  # image-major order
         image_path, label_path = self.pairs[image_index]
         image, label = image_tensor(image_path), read_label(label_path)
         if self.crop is not None:

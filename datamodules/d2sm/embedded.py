@@ -44,7 +44,9 @@ class EmbeddedRestorationPairs(Dataset):
         return len(self.clean) * (len(self.sigmas) if (self.task == "denoise" and not self.train) else 1)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image = self.clean[index % len(self.clean)]
+        evaluate_sigmas = self.task == "denoise" and not self.train
+        image_index = index // len(self.sigmas) if evaluate_sigmas else index  # image-major, like Cityscapes val
+        image = self.clean[image_index]
         item: dict[str, Any] = {"image": image}
         if self.task == "denoise":
             item["label"] = synthetic_labels(image)
@@ -52,8 +54,8 @@ class EmbeddedRestorationPairs(Dataset):
                 sigma = float(torch.rand(())) * self.sigma_max
                 item["input"] = add_gaussian_noise(image, sigma)
             else:
-                sigma = self.sigmas[index // len(self.clean)]
-                item["input"] = seeded_gaussian_noise(image, sigma, self.seed, index % len(self.clean))
+                sigma = self.sigmas[index % len(self.sigmas)]
+                item["input"] = seeded_gaussian_noise(image, sigma, self.seed, image_index)
             item["sigma"] = torch.tensor(sigma)
         elif self.task == "sr":
             item["input"] = bicubic_downsample(image, self.scale)
