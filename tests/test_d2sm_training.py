@@ -204,3 +204,23 @@ def test_evaluation_callback_scores_the_restorer_like_the_module(tmp_path: Path)
     trainer.test(module, data, verbose=False)
     assert callback.last_results["PSNR"] == pytest.approx(module.last_results["PSNR"], rel=1e-6)
     assert callback.last_rows[0].weights == "random" and (tmp_path / "rows.jsonl").is_file()
+
+
+def test_segmenter_loads_torchscript_and_state_dict_files(tmp_path: Path) -> None:
+    from lightning_modules.d2sm import load_segmenter
+    from lightning_modules.components.pretrained_paths import MissingWeightsError
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 19, 3, stride=4, padding=1))  # 1/4-resolution logits, like HRNet
+    torch.jit.save(torch.jit.script(net), str(tmp_path / "seg.ts"))
+    images = torch.rand(2, 3, 32, 48) * 2 - 1
+    scripted = load_segmenter("torchscript", str(tmp_path / "seg.ts"))
+    logits = scripted(images)
+    assert logits.shape == (2, 19, 32, 48), "upsampled to the label size"
+    conv = torch.nn.Conv2d(3, 19, 1)
+    torch.save(conv.state_dict(), tmp_path / "seg.pth")
+    loaded = load_segmenter("state_dict", str(tmp_path / "seg.pth"), "torch.nn.Conv2d",
+                            {"in_channels": 3, "out_channels": 19, "kernel_size": 1})
+    normalised = ((images + 1) / 2 - loaded.mean) / loaded.std  # ImageNet normalisation of the wrapper
+    assert torch.allclose(loaded(images), conv(normalised), atol=1e-5)
+    with pytest.raises(MissingWeightsError, match="segmenter_path"):
+        load_segmenter("torchscript", str(tmp_path / "missing.ts"))

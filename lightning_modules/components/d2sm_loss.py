@@ -233,7 +233,8 @@ class D2SMLoss(nn.Module):
             raise ValueError(f"D2SM features have {f_restored.shape[1]} values but the queue holds {self.feature_dim}")
         old_restored, old_clean = self.historic(self.queue_size - n)
         loss = self.divergence_of(torch.cat([f_restored, old_restored]), torch.cat([f_clean, old_clean]))
-        if self.training if update_queue is None else update_queue:
+        write = self.training if update_queue is None else update_queue
+        if write:
             self.enqueue(f_restored, f_clean)
         return loss
 

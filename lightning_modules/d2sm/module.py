@@ -250,10 +250,11 @@ class D2SMRestorationModule(FrozenPartsModule):
         for key, value in results.items():
             self.log(f"test/{key}", value, sync_dist=True)
         self.last_results = results
+        config = run_config_path(self.trainer)  # reads trainer.log_dir: on every rank, before the rank-0 write
         if self.hparams.results_file and self.trainer.is_global_zero:
-            append_rows(self.hparams.results_file, self._rows(results))
+            append_rows(self.hparams.results_file, self._rows(results, config))
 
-    def _rows(self, results: dict[str, float]) -> list[ResultRow]:
+    def _rows(self, results: dict[str, float], config: Optional[str]) -> list[ResultRow]:
         reasons = []
         if self.phi_is_stand_in:
             reasons.append("Phi is the tiny random stand-in")
@@ -271,7 +272,7 @@ class D2SMRestorationModule(FrozenPartsModule):
                 split=self.hparams.split_name, resolution=None, num_samples=self._counts.get(group), nfe=1,
                 guidance=None, metric=key, value=value,
                 evaluator=describe_evaluator(metric) if metric is not None else name,
-                config=run_config_path(self.trainer), commit=git_commit(), date=utc_now(),
+                config=config, commit=git_commit(), date=utc_now(),
                 weights="random" if self.uses_random_weights else "pretrained", data=infer_data_flag(self.trainer),
                 extra={"step": self._checkpoint_step if self._checkpoint_step is not None else int(self.global_step),
                        "checkpoint": getattr(self.trainer, "ckpt_path", None), "restorer": type(self.restorer).__name__,
