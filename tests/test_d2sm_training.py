@@ -224,3 +224,19 @@ def test_segmenter_loads_torchscript_and_state_dict_files(tmp_path: Path) -> Non
     assert torch.allclose(loaded(images), conv(normalised), atol=1e-5)
     with pytest.raises(MissingWeightsError, match="segmenter_path"):
         load_segmenter("torchscript", str(tmp_path / "missing.ts"))
+
+
+@pytest.mark.parametrize("overlay, table", [("ikl", "Table 9.4"), ("jsd", "Table 9.4")])
+def test_divergence_overlays_write_rows_of_table_9_4(overlay: str, table: str, tmp_path: Path) -> None:
+    base = ["--config", "d2sm_denoise.yaml", "--config", "tiny/d2sm_denoise.yaml", "--config", f"d2sm/{overlay}.yaml"]
+    rows_file = tmp_path / "rows.jsonl"
+    cli = run_cli(["test", *base, "--model.results_file", str(rows_file)], tmp_path)
+    assert cli.model.d2sm.divergence == overlay
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert {r["metric"] for r in rows} == {"PSNR", "SSIM", "MIoU"} <= _paper_metrics(table)
+
+
+def test_ffdnet_full_size_shapes_on_the_meta_device() -> None:
+    with torch.device("meta"):
+        out = FFDNet()(torch.zeros(64, 3, 512, 512), torch.zeros(64))  # batch 64 of 512 crops (§9.4.1)
+    assert tuple(out.shape) == (64, 3, 512, 512)

@@ -74,6 +74,8 @@ class D2SMRestorationModule(FrozenPartsModule):
         segmenter_path, segmenter_class, segmenter_init_args: see :func:`load_segmenter`.
         num_classes, ignore_index: mIoU protocol (19, 255).
         paper, method, dataset_name, split_name, metric_suffix, results_file: results-row fields.
+        sigma_suffix: name denoising metrics per sigma (``PSNR-s25``, Table 9.1); False gives ``PSNR``
+            (Table 9.4, evaluated at sigma 25 only).
         predict_dir: folder for predictions (``None``: ``<run folder>/predictions``).
     """
 
@@ -109,6 +111,7 @@ class D2SMRestorationModule(FrozenPartsModule):
         dataset_name: str = "Cityscapes (Gaussian noise sigma 25/35/50)",
         split_name: str = "test",
         metric_suffix: str = "",
+        sigma_suffix: bool = True,
         results_file: Optional[str] = "results/d2sm.jsonl",
         predict_dir: Optional[str] = None,
     ) -> None:
@@ -187,7 +190,7 @@ class D2SMRestorationModule(FrozenPartsModule):
     # ------------------------------------------------------------------ evaluation
     def _group_names(self, batch: Mapping[str, Any]) -> list[str]:
         size = batch["image"].shape[0]
-        if self.task == "denoise" and isinstance(batch.get("sigma"), Tensor):
+        if self.task == "denoise" and self.hparams.sigma_suffix and isinstance(batch.get("sigma"), Tensor):
             return [f"-s{round(float(s))}{self.hparams.metric_suffix}" for s in batch["sigma"]]
         return [self.hparams.metric_suffix] * size
 
