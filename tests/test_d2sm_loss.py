@@ -71,6 +71,12 @@ def test_kl_matches_the_literal_double_sum_of_eq_9_2() -> None:
                 total += float(gx * torch.log(gx / gy))
     assert float(loss(restored, clean)) == pytest.approx(total, rel=1e-4)
     assert float(_loss()(restored, clean)) == pytest.approx(total / (n * (n - 1)), rel=1e-4)
+    # peer check: torch's kl_div (input = log of the reference distribution) on the off-diagonal entries
+    off = ~torch.eye(n, dtype=torch.bool)
+    px, py = neighbour_probabilities(kx)[off], neighbour_probabilities(ky)[off]
+    peer = torch.nn.functional.kl_div(py.log(), px, reduction="sum")
+    assert float(loss(restored, clean)) == pytest.approx(float(peer), rel=1e-4)
+    assert torch.allclose(kx[0, 1], (torch.nn.functional.cosine_similarity(fx[0:1], fx[1:2]) + 1)[0] / 2, atol=1e-6)
 
 
 def test_jsd_is_symmetric_and_kl_is_not() -> None:
