@@ -240,3 +240,20 @@ def test_ffdnet_full_size_shapes_on_the_meta_device() -> None:
     with torch.device("meta"):
         out = FFDNet()(torch.zeros(64, 3, 512, 512), torch.zeros(64))  # batch 64 of 512 crops (§9.4.1)
     assert tuple(out.shape) == (64, 3, 512, 512)
+
+
+def test_landmark_nrmse_by_hand_and_face_sr_rows_land_in_table_9_2(tmp_path: Path) -> None:
+    from metrics.landmarks import TinyRandomLandmarks, load_landmark_model, nrmse
+
+    ref = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [5.0, 5.0]]])
+    pred = ref + torch.tensor([[[3.0, 4.0], [0.0, 0.0], [0.0, 2.0]]])  # distances 5, 0, 2
+    assert float(nrmse(pred, ref, (0, 1))[0]) == pytest.approx((5 + 0 + 2) / 3 / 10)
+    torch.jit.save(torch.jit.script(TinyRandomLandmarks(5)), str(tmp_path / "lm.ts"))
+    assert load_landmark_model(str(tmp_path / "lm.ts"))(torch.zeros(1, 3, 16, 16)).shape == (1, 5, 2)
+
+    base = ["--config", "d2sm_face_sr.yaml", "--config", "tiny/d2sm_face_sr.yaml"]
+    rows_file = tmp_path / "rows.jsonl"
+    run_cli(["test", *base, "--model.results_file", str(rows_file)], tmp_path)
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert {r["metric"] for r in rows} == {"PSNR-CelebA", "SSIM-CelebA", "NRMSE-CelebA"} <= _paper_metrics("Table 9.2")
+    assert all(r["weights"] == "random" and "landmark" in r["random_weights_reason"] for r in rows)

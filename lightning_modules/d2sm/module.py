@@ -72,6 +72,8 @@ class D2SMRestorationModule(FrozenPartsModule):
         lr, betas, milestones, gamma, milestone_interval: Adam + MultiStepLR (``epoch`` or ``step``).
         segmenter: ``null`` (no mIoU), ``tiny_random`` (stand-in), ``torchscript`` or ``state_dict``.
         segmenter_path, segmenter_class, segmenter_init_args: see :func:`load_segmenter`.
+        landmarks, landmark_path: face-SR NRMSE (Table 9.2): ``null``, ``tiny_random`` (stand-in) or
+            ``torchscript`` (alignment network from ``landmark_path``), see :mod:`metrics.landmarks`.
         num_classes, ignore_index: mIoU protocol (19, 255).
         paper, method, dataset_name, split_name, metric_suffix, results_file: results-row fields.
         sigma_suffix: name denoising metrics per sigma (``PSNR-s25``, Table 9.1); False gives ``PSNR``
@@ -104,6 +106,8 @@ class D2SMRestorationModule(FrozenPartsModule):
         segmenter_path: Optional[str] = None,
         segmenter_class: Optional[str] = None,
         segmenter_init_args: Optional[dict[str, Any]] = None,
+        landmarks: Optional[str] = None,
+        landmark_path: Optional[str] = None,
         num_classes: int = 19,
         ignore_index: int = 255,
         paper: str = "semantic_stats",
@@ -136,6 +140,14 @@ class D2SMRestorationModule(FrozenPartsModule):
         if segmenter is not None:
             self.register_frozen("segmenter_net",
                                  load_segmenter(segmenter, segmenter_path, segmenter_class, segmenter_init_args, num_classes))
+        if landmarks is not None:
+            from metrics.landmarks import TinyRandomLandmarks, load_landmark_model
+
+            if landmarks not in ("tiny_random", "torchscript"):
+                raise ValueError(f"landmarks must be null, 'tiny_random' or 'torchscript', received {landmarks!r}")
+            net = TinyRandomLandmarks() if landmarks == "tiny_random" else load_landmark_model(str(landmark_path))
+            self.register_frozen("landmark_net", net)
+            self.landmarks_are_stand_in = landmarks == "tiny_random"
         self._metrics: dict[str, dict[str, Any]] = {}
         self._counts: dict[str, int] = {}
         self._manifest: list[dict[str, Any]] = []
@@ -155,7 +167,7 @@ class D2SMRestorationModule(FrozenPartsModule):
     @property
     def uses_random_weights(self) -> bool:
         seg_random = bool(getattr(self.segmenter_module, "random_weights", False))
-        return self.phi_is_stand_in or seg_random
+        return self.phi_is_stand_in or seg_random or bool(getattr(self, "landmarks_are_stand_in", False))
 
     # ------------------------------------------------------------------ restore
     def restore(self, batch: Mapping[str, Any]) -> Tensor:
@@ -199,6 +211,11 @@ class D2SMRestorationModule(FrozenPartsModule):
             metrics: dict[str, Any] = {"PSNR": PeakSignalNoiseRatio(), "SSIM": StructuralSimilarityIndexMeasure()}
             if self.segmenter_module is not None:
                 metrics["MIoU"] = MeanIoU(self.hparams.num_classes, self.hparams.ignore_index)
+            if "landmark_net" in self._frozen:
+                from metrics.landmarks import LandmarkNRMSE
+
+                metrics["NRMSE"] = LandmarkNRMSE(self._frozen["landmark_net"],
+                                                 random_weights=getattr(self, "landmarks_are_stand_in", False))
             self._metrics[group] = {k: m.to(self.device) for k, m in metrics.items()}
             self._counts[group] = 0
         return self._metrics[group]
@@ -213,6 +230,10 @@ class D2SMRestorationModule(FrozenPartsModule):
             metrics = self._metric_set(group)
             metrics["PSNR"].update(restored[index], clean[index])
             metrics["SSIM"].update(restored[index], clean[index])
+            if "NRMSE" in metrics:
+                points = batch.get("landmarks")
+                metrics["NRMSE"].update(restored[index], clean[index],
+                                        points[index] if isinstance(points, Tensor) else None)
             if "MIoU" in metrics and isinstance(labels, Tensor):
                 metrics["MIoU"].update(self.segmenter_module(restored[index]).argmax(1), labels[index])
             self._counts[group] += int(index.numel())
@@ -263,6 +284,8 @@ class D2SMRestorationModule(FrozenPartsModule):
             reasons.append("Phi is the tiny random stand-in")
         if getattr(self.segmenter_module, "random_weights", False):
             reasons.append("segmenter is the tiny random stand-in")
+        if getattr(self, "landmarks_are_stand_in", False):
+            reasons.append("landmark network is the tiny random stand-in")
         method = self.hparams.method or ("D2SM (Ours) / w/. Internal" if self.d2sm is not None and self.hparams.internal
                                          else "D2SM (Ours) / w/o. Internal" if self.d2sm is not None else "FFDNet / L_1")
         rows = []
