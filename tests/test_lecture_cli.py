@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -101,3 +102,28 @@ def test_bad_pix2pix_settings_fail_naming_the_key(args, expected, tmp_path: Path
     with pytest.raises((SystemExit, ValueError)) as info:
         run_cli([*base, *args], tmp_path)
     assert expected in str(info.value) + capsys.readouterr().err
+
+
+ABLATIONS = sorted(p.relative_to(p.parents[1]).with_suffix("").as_posix()
+                   for folder in ("lecture_pix2pix", "lecture_dcgan")
+                   for p in (Path(__file__).resolve().parents[1] / "configs" / folder).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_every_lecture_ablation_overlay_fits_two_steps(ablation: str, tmp_path: Path) -> None:
+    name = ablation.split("/")[0]
+    extra = []
+    if ablation.endswith("rf70"):  # a 70x70 field needs images of at least 70 px (the tiny overlay has 16)
+        extra = ["--data.init_args.size", "80", "--model.init_args.discriminator.init_args.image_size", "80"]
+    cli = run_cli(["fit", "--config", name, "--config", f"tiny/{name}", "--config", ablation, *extra], tmp_path)
+    assert cli.trainer.global_step == 2
+    model = cli.model
+    if "rf" in ablation:
+        field = ablation.rsplit("rf", 1)[1].strip("_")
+        assert model.discriminator.receptive_field == (16 if field == "full" else int(field))  # full: covers 16 px
+    if ablation.endswith("l1_only"):
+        assert model.gan_weight == 0 and "train/g_adv" not in cli.trainer.callback_metrics
+    if ablation.endswith("cgan_only"):
+        assert model.l1_weight == 0
+    if ablation.endswith("no_batchnorm"):
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
