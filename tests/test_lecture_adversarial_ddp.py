@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+import pytest
+
 from two_ranks import run_two_ranks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +38,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # ~6 s idle, over 20 s on a loaded 2-core machine (two processes start torch)
 def test_two_rank_ddp_gan_keeps_both_players_identical_across_ranks(tmp_path: Path) -> None:
     script = tmp_path / "ddp_gan.py"
     script.write_text(SCRIPT.format(repo=str(REPO)))

@@ -127,3 +127,15 @@ def test_every_lecture_ablation_overlay_fits_two_steps(ablation: str, tmp_path: 
         assert model.l1_weight == 0
     if ablation.endswith("no_batchnorm"):
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_gan_resume_restores_both_optimisers_and_the_d_step_count(tmp_path: Path) -> None:
+    base = ["--config", "lecture_dcgan", "--config", "tiny/lecture_dcgan"]
+    run_cli(["fit", *base], tmp_path)
+    resumed = run_cli(["fit", *base, "--trainer.max_steps", "6", "--ckpt_path", "last"], tmp_path)
+    assert resumed.trainer.global_step == 6
+    assert resumed.model.d_step_count == 3  # 1 batch before the resume + 2 after
+    ckpt = torch.load(tmp_path / "lecture_dcgan" / "version_0" / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=True)
+    assert len(ckpt["optimizer_states"]) == 2 and ckpt["adversarial_d_step_count"] == 3
+    assert any(k.startswith("generator.") for k in ckpt["callbacks"][next(k for k in ckpt["callbacks"] if "EMA" in k)]["ema"])

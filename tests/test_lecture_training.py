@@ -85,8 +85,8 @@ def test_vae_elbo_rises_during_a_tiny_fit() -> None:
 def test_gaussian_mle_by_sgd_reaches_the_closed_form() -> None:
     L.seed_everything(0)
     data = ToyDataModule(kind="bimodal1d", num_train=2048, num_val=8, batch_size=2048, std=0.3, radius=1.0)
-    model = GaussianMLE(dim=1, lr=0.05)
-    _trainer(400).fit(model, data)
+    model = GaussianMLE(dim=1, lr=0.1)
+    _trainer(200).fit(model, data)
     mean, var = gaussian_closed_form(data.train_dataset.tensors["sample"])
     torch.testing.assert_close(model.mean.detach(), mean, atol=0.02, rtol=0)
     torch.testing.assert_close((2 * model.log_std.detach()).exp(), var, atol=0.03, rtol=0)
@@ -97,8 +97,8 @@ def test_gmm_by_sgd_matches_scikit_learn_em() -> None:
 
     L.seed_everything(0)
     data = ToyDataModule(kind="bimodal1d", num_train=2048, num_val=8, batch_size=2048, std=0.3, radius=2.0)
-    model = GMMDensity(dim=1, num_components=2, lr=0.05, init_scale=1.0, seed=1)
-    _trainer(500).fit(model, data)
+    model = GMMDensity(dim=1, num_components=2, lr=0.1, init_scale=1.0, seed=1)
+    _trainer(250).fit(model, data)
     x = data.train_dataset.tensors["sample"]
     em = GaussianMixture(2, covariance_type="diag", random_state=0).fit(x.numpy())
     ours = float(-model.log_prob(x).mean())
