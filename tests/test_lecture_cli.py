@@ -56,6 +56,10 @@ def test_generators_predict_samples_and_figures(tmp_path: Path) -> None:
         if name == "lecture_cgan":
             labels = [e["label"] for e in manifest["outputs"] if e["file"].startswith("sample_")]
             assert len(labels) == 8 and all(0 <= lab < 10 for lab in labels)
+            cli = run_cli(["predict", *base, "--ckpt_path", "last", "--model.num_samples", "13"], tmp_path)
+            manifest = json.loads((Path(cli.model.predictions_dir) / "manifest.json").read_text())
+            labels = [e["label"] for e in manifest["outputs"] if e["file"].startswith("sample_")]
+            assert labels == [i % 10 for i in range(13)]
 
 
 def test_dcgan_test_writes_fid_rows_and_vae_reports_importance_weighted_nll(tmp_path: Path) -> None:
@@ -139,3 +143,13 @@ def test_gan_resume_restores_both_optimisers_and_the_d_step_count(tmp_path: Path
                       weights_only=True)
     assert len(ckpt["optimizer_states"]) == 2 and ckpt["adversarial_d_step_count"] == 3
     assert any(k.startswith("generator.") for k in ckpt["callbacks"][next(k for k in ckpt["callbacks"] if "EMA" in k)]["ema"])
+
+
+def test_conditional_gan_test_reports_classifier_accuracy_and_per_class_fid(tmp_path: Path) -> None:
+    base = _fit("lecture_cgan", tmp_path)
+    cli = run_cli(["test", *base, "--ckpt_path", "last", "--trainer.limit_test_batches", "4"], tmp_path)
+    metrics = cli.trainer.callback_metrics
+    assert 0.0 <= float(metrics["test/class_accuracy"]) <= 1.0
+    assert all(f"test/class_accuracy_{c}" in metrics for c in range(10))
+    fids = [float(v) for k, v in metrics.items() if k.startswith("test/fid_class_")]
+    assert fids and all(f >= 0 for f in fids)

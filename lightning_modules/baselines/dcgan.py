@@ -9,7 +9,10 @@ embedded digits stand in for LSUN, which is not available offline). The networks
 
 ``ConditionalGAN`` feeds the class label to both players (G: ``[z, embed(y)]``; D: one-hot label
 planes) and adds, on ``test``, the accuracy of the suite's digits classifier on generated samples
-of each requested class (``test/class_accuracy``), the lecture's check that the condition is obeyed.
+of each requested class (``test/class_accuracy``), the lecture's check that the condition is obeyed,
+and the per-class FID (``test/fid_class_<c>``) in the same classifier's feature space between the
+test images of class c and as many generated samples of class c (digest B3; classes with fewer than
+two test images are skipped; with ~18 held-out digits per class the values are noisy smoke figures).
 
 Predict writes one PNG per item of the predict batch (``sample_<n>.png``; the item's label when
 conditional) and, on the first batch, a latent interpolation strip (spherical interpolation between
@@ -42,11 +45,13 @@ class DCGAN(WritesPredictions, AdversarialModule):
         discriminator: a :class:`gan_networks.DCGANDiscriminator`.
         predict_seed: seed of the predict noise (batch index added).
         interpolation_steps: images in the interpolation strip.
+        num_samples: if set, ``predict`` writes exactly this many samples (labels cycling through the
+            classes when conditional) instead of one per predict item (``--model.num_samples 100``).
         **kwargs: :class:`AdversarialModule`.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, predict_seed: int = 0,
-                 interpolation_steps: int = 8, **kwargs: Any) -> None:
+                 interpolation_steps: int = 8, num_samples: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["generator", "discriminator"])
         self.generator, self.discriminator = generator, discriminator
@@ -55,6 +60,9 @@ class DCGAN(WritesPredictions, AdversarialModule):
             raise ValueError("model.generator.num_classes and model.discriminator.num_classes must match")
         self.latent_dim = int(generator.latent_dim)
         self.predict_seed, self.interpolation_steps = predict_seed, interpolation_steps
+        if num_samples is not None and num_samples < 1:
+            raise ValueError(f"model.num_samples must be >= 1, got {num_samples}")
+        self.num_samples = num_samples
 
     def generator_parameters(self):
         return list(self.generator.parameters())
@@ -107,14 +115,24 @@ class DCGAN(WritesPredictions, AdversarialModule):
 
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         writer = self.writer("samples")
-        count = len(next(iter(batch.values())))
-        labels = self._labels(batch)
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
-        images = self.sample(count, labels=labels, generator=generator)
-        for i, image in enumerate(images):
-            index = batch_idx * count + i
-            extra = {} if labels is None else {"label": int(labels[i])}
-            writer.save(f"sample_{index:05d}", image, **extra)
+        if self.num_samples is not None:  # a fixed count, written on the first batch only
+            if batch_idx != 0:
+                return
+            chunks = [(start, min(256, self.num_samples - start)) for start in range(0, self.num_samples, 256)]
+        else:
+            chunks = [(batch_idx * len(next(iter(batch.values()))), len(next(iter(batch.values()))))]
+        for start, count in chunks:
+            if self.num_samples is None:
+                labels = self._labels(batch)
+            elif self.num_classes is not None:
+                labels = torch.arange(start, start + count, device=self.device) % self.num_classes
+            else:
+                labels = None
+            images = self.sample(count, labels=labels, generator=generator)
+            for i, image in enumerate(images):
+                extra = {} if labels is None else {"label": int(labels[i])}
+                writer.save(f"sample_{start + i:05d}", image, **extra)
         if batch_idx == 0:
             a, b = torch.randn(2, self.latent_dim, generator=generator, device=self.device)
             walk = slerp(a, b, self.interpolation_steps)
@@ -147,6 +165,7 @@ class ConditionalGAN(DCGAN):
         else:
             self.label_classifier = None
         self.accuracy_samples_per_class = accuracy_samples_per_class
+        self._test_real: list[tuple[Tensor, Tensor]] = []
 
     @torch.no_grad()
     def class_accuracy(self, generator: Optional[torch.Generator] = None) -> dict[str, float]:
@@ -161,11 +180,43 @@ class ConditionalGAN(DCGAN):
             out[f"class_accuracy_{c}"] = float(correct[labels == c].mean())
         return out
 
-    def on_test_epoch_end(self) -> None:
+    def on_test_epoch_start(self) -> None:
+        self._test_real = []
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
         if self.label_classifier is not None:
-            generator = torch.Generator(device=self.device).manual_seed(self.predict_seed)
-            for key, value in self.class_accuracy(generator).items():
+            self._test_real.append((batch["image"].detach(), batch["label"].detach()))
+
+    @torch.no_grad()
+    def per_class_fid(self, real: Tensor, labels: Tensor, generator: Optional[torch.Generator] = None) -> dict[str, float]:
+        """FID per class in the classifier's feature space (module docstring)."""
+        from metrics.fid import FrechetInceptionDistance
+
+        out: dict[str, float] = {}
+        for c in range(self.num_classes):
+            real_c = real[labels == c]
+            if len(real_c) < 2:
+                continue
+            metric = FrechetInceptionDistance(feature_extractor=self.label_classifier).to(self.device)
+            metric.update(real_c, real=True)
+            fake = self.sample(len(real_c), labels=torch.full((len(real_c),), c, device=self.device), generator=generator)
+            metric.update(fake, real=False)
+            out[f"fid_class_{c}"] = float(metric.compute())
+        return out
+
+    def on_test_epoch_end(self) -> None:
+        if self.label_classifier is None:
+            return
+        generator = torch.Generator(device=self.device).manual_seed(self.predict_seed)
+        for key, value in self.class_accuracy(generator).items():
+            self.log(f"test/{key}", value)
+        if self._test_real:
+            real = torch.cat([r for r, _ in self._test_real])
+            labels = torch.cat([lab for _, lab in self._test_real])
+            for key, value in self.per_class_fid(real, labels, generator).items():
                 self.log(f"test/{key}", value)
+        self._test_real = []
 
 
 __all__ = ["ConditionalGAN", "DCGAN", "slerp"]
