@@ -76,6 +76,27 @@ trainer:
               feature_extractor:
                 class_path: metrics.digits_classifier.DigitsClassifierFeatures
                 init_args: {{random_weights: true}}
+          kid:
+            class_path: metrics.fid.KernelInceptionDistance
+            init_args:
+              feature_extractor:
+                class_path: metrics.digits_classifier.DigitsClassifierFeatures
+                init_args: {{random_weights: true}}
+              subset_size: 4
+              subsets: 5
+          inception_score:
+            class_path: metrics.generation_quality.InceptionScore
+            init_args:
+              splits: 2
+              classifier:
+                class_path: metrics.digits_classifier.DigitsClassifierLogits
+                init_args: {{random_weights: true}}
+          precision_recall:
+            class_path: metrics.generation_quality.PrecisionRecall
+            init_args:
+              feature_extractor:
+                class_path: metrics.digits_classifier.DigitsClassifierFeatures
+                init_args: {{random_weights: true}}
         num_samples: 8
         batch_size: 8
         stages: [test]
@@ -85,7 +106,10 @@ trainer:
     base = _fit("lecture_dcgan", tmp_path)
     run_cli(["test", *base, "--config", str(overlay), "--ckpt_path", "last"], tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "results" / "lecture.jsonl").read_text().splitlines()]
-    assert [r["metric"] for r in rows] == ["fid"] and rows[0]["method"] == "DCGAN"
+    names = {r["metric"] for r in rows}
+    assert names == {"fid", "kid", "kid_std", "inception_score", "inception_score_std", "precision_recall_precision",
+                     "precision_recall_recall"}
+    assert all(r["method"] == "DCGAN" for r in rows)
     assert rows[0]["weights"] == "random" and rows[0]["data"] == "embedded"
 
     base = _fit("lecture_vae", tmp_path)
