@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
-MODELS = ("lecture_gan_toy", "lecture_vae", "lecture_dcgan", "lecture_cgan", "lecture_pix2pix", "lecture_cyclegan")
+MODELS = ("lecture_gan_toy", "lecture_vae", "lecture_dcgan", "lecture_cgan", "lecture_pix2pix", "lecture_cyclegan", "lecture_pixelcnn")
 
 
 class StepTimer(Callback):
