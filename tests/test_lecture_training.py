@@ -105,3 +105,37 @@ def test_gmm_by_sgd_matches_scikit_learn_em() -> None:
     assert ours == pytest.approx(-em.score(x.numpy()), abs=0.02)
     assert sorted(model.means.detach().flatten().tolist()) == pytest.approx(sorted(em.means_.flatten().tolist()), abs=0.05)
     assert toy_samples("bimodal1d", 4, 0.3, 2.0, 0).shape == (4, 1)
+
+
+def test_schedulers_step_with_their_own_player_and_gradients_are_clipped() -> None:
+    L.seed_everything(0)
+    halve = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    model = ToyGAN(hidden=8, depth=1, d_steps_per_g_step=2, g_optimizer=ADAM, d_optimizer=ADAM,
+                   g_lr_scheduler=halve, d_lr_scheduler=halve, gradient_clip_val=1e-3)
+    norms = []
+    original = model._clip
+
+    def spy(optimizer):
+        original(optimizer)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    model._clip = spy
+    trainer = _trainer(6)  # 4 D steps, 2 G steps
+    trainer.fit(model, ToyDataModule(num_train=512, num_val=8, batch_size=16))
+    g_opt, d_opt = (o.optimizer if hasattr(o, "optimizer") else o for o in trainer.optimizers)
+    assert d_opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 ** 4)
+    assert g_opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 ** 2)
+    assert len(norms) == 6 and max(norms) <= 1e-3 * (1 + 1e-4)
+
+
+def test_image_pool_returns_new_fakes_until_full_then_mixes_history() -> None:
+    from lightning_modules.components.adversarial import ImagePool
+
+    pool = ImagePool(size=3)
+    first = torch.arange(3.0).view(3, 1)
+    assert torch.equal(pool.query(first), first)  # filling: the new images come back
+    torch.manual_seed(0)
+    mixed = torch.cat([pool.query(torch.full((4, 1), 10.0 + i)) for i in range(5)])
+    assert (mixed < 10).any() and (mixed >= 10).any()  # some stored older fakes, some new ones
+    assert torch.equal(ImagePool(0).query(first), first)
