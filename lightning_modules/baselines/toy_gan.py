@@ -98,11 +98,15 @@ class ToyGAN(WritesPredictions, AdversarialModule):
         return self.last_metrics
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
-        if batch_idx == 0:
-            for key, value in self.evaluate_modes().items():
-                self.log(f"val/{key}", value, batch_size=1)
+        self._log_modes("val", batch_idx)
 
-    test_step = validation_step
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        self._log_modes("test", batch_idx)
+
+    def _log_modes(self, stage: str, batch_idx: int) -> None:
+        if batch_idx == 0:  # the metrics come from fixed noise, not from the batch: once per epoch
+            for key, value in self.evaluate_modes().items():
+                self.log(f"{stage}/{key}", value, batch_size=1)
 
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         """Write ``samples_<batch>.csv`` and a scatter plot of samples over the modes."""
