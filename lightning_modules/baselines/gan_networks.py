@@ -8,7 +8,9 @@
   BatchNorm in both (not on G's output nor D's input layer, as in the paper), ReLU in G with a
   tanh output, LeakyReLU 0.2 in D. Widths halve/double per 2x resolution step from ``8 *
   base_channels`` at 4x4 (the paper's 1024..128 for 64x64 with base 128; PyTorch's DCGAN example
-  uses base 64). ``batch_norm=False`` is the lecture's ablation.
+  uses base 64; with it the parameter counts equal that example's, 3,576,704 and 2,765,568, as all
+  convolutions are bias-free when BatchNorm is on). ``batch_norm=False`` is the lecture's ablation
+  (biases then on every convolution).
 * Class conditioning (Mirza & Osindero 2014; "conditional GAN: D sees the input too", line 1190):
   G receives ``[z, embed(y)]``; D receives the image with ``num_classes`` one-hot label planes.
 """
@@ -69,7 +71,7 @@ class DCGANGenerator(nn.Module):
         for _ in range(n - 1):
             layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=not batch_norm), norm(width // 2), nn.ReLU(True)]
             width //= 2
-        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=not batch_norm), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
 
@@ -91,12 +93,12 @@ class DCGANDiscriminator(nn.Module):
         self.num_classes, self.image_size = num_classes, image_size
         cin = channels + (num_classes or 0)
         width = base_channels
-        layers: list[nn.Module] = [nn.Conv2d(cin, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [nn.Conv2d(cin, width, 4, 2, 1, bias=not batch_norm), nn.LeakyReLU(0.2, True)]
         for _ in range(n - 1):
             layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=not batch_norm),
                        nn.BatchNorm2d(width * 2) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2, True)]
             width *= 2
-        layers.append(nn.Conv2d(width, 1, 4, 1, 0))
+        layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=not batch_norm))
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
 

@@ -29,7 +29,7 @@ class _UNetLevel(nn.Module):
         cin = in_channels if in_channels is not None else outer
         innermost = submodule is None
         down: list[nn.Module] = [] if outermost else [nn.LeakyReLU(0.2, True)]
-        down.append(nn.Conv2d(cin, inner, 4, 2, 1, bias=innermost or outermost))
+        down.append(nn.Conv2d(cin, inner, 4, 2, 1, bias=False))  # BatchNorm follows or the level is outer/innermost: pix2pix uses no bias
         if not (outermost or innermost):
             down.append(nn.BatchNorm2d(inner))
         up_in = inner if innermost else 2 * inner
