@@ -10,7 +10,8 @@ simplification). A file whose width is not twice its height is an error naming t
 ``val/`` the ``test/`` split validates.
 
 Embedded tasks (``root: null``), made from the bundled data (digest B3): the target ``image`` is a
-digits image (``base="digits"``) or a crop of the scikit-image photos (``base="photos"``), the
+digits image (``base="digits"``) or a crop of the scikit-image photos (``base="photos"``; photos are resized to a short side of max(256, 2 x size) so that a crop and the
+validation strip both fit), the
 ``source`` a deterministic function of it:
 
 * ``edges2image``: Sobel gradient magnitude of the grey image, scaled to [-1, 1];
@@ -32,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from datamodules._common import EmbeddedDataModule, TensorDictDataset
+from datamodules._common import EmbeddedDataModule, TensorDictDataset, collate_dicts
 from datamodules.digits import DigitsDataModule
 from datamodules.image_folder import DEFAULT_EXTENSIONS, find_images, normalise_extensions, read_image
 from datamodules.lecture.predict_inputs import PredictImageFiles
@@ -148,7 +149,7 @@ class PairedDataModule(EmbeddedDataModule):
         else:
             source = PhotoCropsDataModule(size=self.size, crops_per_image=self.crops_per_image,
                                           val_crops_per_image=max(1, self.crops_per_image // 8),
-                                          short_side=max(256, self.size), seed=self.seed)
+                                          short_side=max(256, 2 * self.size), seed=self.seed)
         train, val = source.build_datasets()
         return train.tensors["image"], val.tensors["image"]
 
@@ -181,10 +182,6 @@ class PairedDataModule(EmbeddedDataModule):
     def predict_dataloader(self):
         if self.predict_root is None:
             return super().predict_dataloader()
-        from torch.utils.data import DataLoader
-
-        from datamodules._common import collate_dicts
-
         return DataLoader(PredictImageFiles(self.predict_root, 3), batch_size=1, shuffle=False, collate_fn=collate_dicts)
 
 

@@ -28,9 +28,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules._common import EmbeddedDataModule, collate_dicts
+from datamodules._common import EmbeddedDataModule, collate_dicts, split_indices
 from datamodules.embedded_digits import load_digits_images
-from datamodules._common import split_indices
 from datamodules.image_folder import DEFAULT_EXTENSIONS, find_images, normalise_extensions, read_image
 from datamodules.lecture.predict_inputs import PredictImageFiles
 

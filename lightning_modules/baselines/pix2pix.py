@@ -19,7 +19,7 @@ manifest; without ``predict_root`` it translates the validation sources.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
