@@ -129,14 +129,17 @@ class SuiteCLI(LightningCLI):
         trainer = self.trainer
         if trainer is None or not trainer.is_global_zero:
             return
-        lines = [f"Run folder: {trainer.log_dir}"]
+        # trainer.log_dir broadcasts from rank 0 (a collective): read on rank 0 alone it hangs DDP
+        logger_dir = getattr(trainer.logger, "log_dir", None) if trainer.logger is not None else None
+        log_dir = logger_dir or trainer.default_root_dir
+        lines = [f"Run folder: {log_dir}"]
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, ModelCheckpoint) and ckpt.last_model_path:
             lines.append(f"Last checkpoint: {ckpt.last_model_path}")
         predictions = getattr(self.model, "predictions_dir", None)
         if predictions:
             lines.append(f"Predictions: {predictions}")
-        lines.append(f"TensorBoard: tensorboard --logdir {Path(trainer.log_dir).parent}")
+        lines.append(f"TensorBoard: tensorboard --logdir {Path(log_dir).parent}")
         print("\n".join(lines), flush=True)
 
     def after_fit(self) -> None:

@@ -213,4 +213,16 @@ class DigitsClassifierFeatures(nn.Module):
         return self.classifier(self._prepare(images))
 
 
-__all__ = ["DigitsClassifier", "DigitsClassifierFeatures", "train_digits_classifier", "default_cache_dir"]
+class DigitsClassifierLogits(DigitsClassifierFeatures):
+    """The same classifier up to its 10 class logits: the ``classifier`` of an Inception-Score-style
+    metric (``metrics.generation_quality.InceptionScore``) on digits. Arguments as the parent's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.num_features = 10
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.logits(images)
+
+
+__all__ = ["DigitsClassifier", "DigitsClassifierFeatures", "DigitsClassifierLogits", "train_digits_classifier", "default_cache_dir"]
