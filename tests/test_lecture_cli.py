@@ -56,7 +56,7 @@ def test_generators_predict_samples_and_figures(tmp_path: Path) -> None:
         if name == "lecture_cgan":
             labels = [e["label"] for e in manifest["outputs"] if e["file"].startswith("sample_")]
             assert len(labels) == 8 and all(0 <= lab < 10 for lab in labels)
-            cli = run_cli(["predict", *base, "--ckpt_path", "last", "--model.num_samples", "13"], tmp_path)
+            cli = run_cli(["predict", *base, "--ckpt_path", "last", "--model.num_predict_samples", "13"], tmp_path)
             manifest = json.loads((Path(cli.model.predictions_dir) / "manifest.json").read_text())
             labels = [e["label"] for e in manifest["outputs"] if e["file"].startswith("sample_")]
             assert labels == [i % 10 for i in range(13)]

@@ -45,13 +45,13 @@ class DCGAN(WritesPredictions, AdversarialModule):
         discriminator: a :class:`gan_networks.DCGANDiscriminator`.
         predict_seed: seed of the predict noise (batch index added).
         interpolation_steps: images in the interpolation strip.
-        num_samples: if set, ``predict`` writes exactly this many samples (labels cycling through the
-            classes when conditional) instead of one per predict item (``--model.num_samples 100``).
+        num_predict_samples: if set, ``predict`` writes exactly this many samples (labels cycling through the
+            classes when conditional) instead of one per predict item (``--model.num_predict_samples 100``).
         **kwargs: :class:`AdversarialModule`.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, predict_seed: int = 0,
-                 interpolation_steps: int = 8, num_samples: Optional[int] = None, **kwargs: Any) -> None:
+                 interpolation_steps: int = 8, num_predict_samples: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["generator", "discriminator"])
         self.generator, self.discriminator = generator, discriminator
@@ -60,9 +60,9 @@ class DCGAN(WritesPredictions, AdversarialModule):
             raise ValueError("model.generator.num_classes and model.discriminator.num_classes must match")
         self.latent_dim = int(generator.latent_dim)
         self.predict_seed, self.interpolation_steps = predict_seed, interpolation_steps
-        if num_samples is not None and num_samples < 1:
-            raise ValueError(f"model.num_samples must be >= 1, got {num_samples}")
-        self.num_samples = num_samples
+        if num_predict_samples is not None and num_predict_samples < 1:
+            raise ValueError(f"model.num_predict_samples must be >= 1, got {num_predict_samples}")
+        self.num_predict_samples = num_predict_samples
 
     def generator_parameters(self):
         return list(self.generator.parameters())
@@ -116,14 +116,15 @@ class DCGAN(WritesPredictions, AdversarialModule):
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         writer = self.writer("samples")
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
-        if self.num_samples is not None:  # a fixed count, written on the first batch only
+        if self.num_predict_samples is not None:  # a fixed count, written on the first batch only
             if batch_idx != 0:
                 return
-            chunks = [(start, min(256, self.num_samples - start)) for start in range(0, self.num_samples, 256)]
+            chunks = [(start, min(256, self.num_predict_samples - start))
+                      for start in range(0, self.num_predict_samples, 256)]
         else:
             chunks = [(batch_idx * len(next(iter(batch.values()))), len(next(iter(batch.values()))))]
         for start, count in chunks:
-            if self.num_samples is None:
+            if self.num_predict_samples is None:
                 labels = self._labels(batch)
             elif self.num_classes is not None:
                 labels = torch.arange(start, start + count, device=self.device) % self.num_classes

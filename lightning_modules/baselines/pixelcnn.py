@@ -61,11 +61,11 @@ class PixelCNN(WritesPredictions, FrozenPartsModule):
         hidden_channels: h of the residual blocks (2h channels between them).
         num_blocks: residual blocks (the paper uses 15 for MNIST-size data).
         optimizer: optimizer factory.
-        num_samples: images ``predict`` draws per predict batch (``None``: one per item).
+        num_predict_samples: images ``predict`` draws per predict batch (``None``: one per item).
     """
 
     def __init__(self, image_size: int = 16, hidden_channels: int = 64, num_blocks: int = 15,
-                 optimizer: OptimizerCallable = torch.optim.Adam, num_samples: Optional[int] = None,
+                 optimizer: OptimizerCallable = torch.optim.Adam, num_predict_samples: Optional[int] = None,
                  predict_seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
@@ -76,7 +76,7 @@ class PixelCNN(WritesPredictions, FrozenPartsModule):
             nn.ReLU(), nn.Conv2d(2 * h, 2 * h, 1), nn.ReLU(), nn.Conv2d(2 * h, 1, 1),
         )
         self.image_size, self.optimizer_factory = image_size, optimizer
-        self.num_samples, self.predict_seed = num_samples, predict_seed
+        self.num_predict_samples, self.predict_seed = num_predict_samples, predict_seed
 
     def configure_optimizers(self):
         return self.optimizer_factory(self.trainable_parameters())
@@ -120,7 +120,7 @@ class PixelCNN(WritesPredictions, FrozenPartsModule):
 
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         writer = self.writer("samples")
-        count = self.num_samples or len(batch["image"])
+        count = self.num_predict_samples or len(batch["image"])
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         for i, image in enumerate(self.sample(count, generator=generator)):
             writer.save(f"sample_{batch_idx * count + i:05d}", image)

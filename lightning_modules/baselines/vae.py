@@ -59,13 +59,13 @@ class VAE(WritesPredictions, FrozenPartsModule):
         optimizer: optimizer factory (Kingma & Welling used Adagrad; Adam 1e-3 is the common choice).
         val_seed: seed of the validation noise (comparable values across validations).
         predict_seed: seed of the predict noise.
-        num_samples: if set, ``predict`` writes exactly this many samples (else one per predict item).
+        num_predict_samples: if set, ``predict`` writes exactly this many samples (else one per predict item).
     """
 
     def __init__(self, image_size: int = 32, channels: int = 1, latent_dim: int = 2, hidden: Sequence[int] = (500,),
                  decoder: str = "bernoulli", num_importance_samples: int = 64,
                  optimizer: OptimizerCallable = torch.optim.Adam, val_seed: int = 1234,
-                 predict_seed: int = 0, num_samples: Optional[int] = None) -> None:
+                 predict_seed: int = 0, num_predict_samples: Optional[int] = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
         if decoder not in ("bernoulli", "gaussian"):
@@ -80,9 +80,9 @@ class VAE(WritesPredictions, FrozenPartsModule):
         self.latent_dim, self.decoder_kind, self.pixels = latent_dim, decoder, pixels
         self.num_importance_samples, self.optimizer_factory = num_importance_samples, optimizer
         self.val_seed, self.predict_seed = val_seed, predict_seed
-        if num_samples is not None and num_samples < 1:
-            raise ValueError(f"model.num_samples must be >= 1, got {num_samples}")
-        self.num_samples = num_samples
+        if num_predict_samples is not None and num_predict_samples < 1:
+            raise ValueError(f"model.num_predict_samples must be >= 1, got {num_predict_samples}")
+        self.num_predict_samples = num_predict_samples
 
     def configure_optimizers(self):
         return self.optimizer_factory(self.trainable_parameters())
@@ -172,11 +172,11 @@ class VAE(WritesPredictions, FrozenPartsModule):
         writer = self.writer("samples")
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         x = batch["image"]
-        if self.num_samples is None:
+        if self.num_predict_samples is None:
             for i, image in enumerate(self.sample(len(x), generator=generator)):
                 writer.save(f"sample_{batch_idx * len(x) + i:05d}", image)
         elif batch_idx == 0:
-            for i, image in enumerate(self.sample(self.num_samples, generator=generator)):
+            for i, image in enumerate(self.sample(self.num_predict_samples, generator=generator)):
                 writer.save(f"sample_{i:05d}", image)
         if batch_idx != 0:
             return
