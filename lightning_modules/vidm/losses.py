@@ -16,10 +16,11 @@ LOSS_TYPES = ("charbonnier", "mse")
 
 
 def charbonnier(pred: Tensor, target: Tensor, eta: float = 1e-3) -> Tensor:
-    """Per-sample ``mean(sqrt((pred - target)^2 + eta^2))`` over all non-batch dims (float32)."""
+    """Per-sample ``mean(sqrt((pred - target)^2 + eta^2))`` over all non-batch dims (float32 or wider)."""
     if eta < 0:
         raise ValueError(f"charbonnier eta must be >= 0, got {eta}")
-    diff = pred.float() - target.float()
+    dtype = torch.promote_types(pred.dtype, torch.float32)
+    diff = pred.to(dtype) - target.to(dtype)
     return torch.sqrt(diff * diff + float(eta) ** 2).flatten(1).mean(1)
 
 

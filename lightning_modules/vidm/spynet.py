@@ -36,17 +36,33 @@ MMEDITING_SPYNET_URL = (
 MMEDITING_WIDTHS: tuple[int, ...] = (32, 64, 32, 16)
 
 
-def flow_warp(x: Tensor, flow: Tensor, padding_mode: str = "border") -> Tensor:
-    """Backward-warp ``x [B, C, H, W]`` by ``flow [B, 2, H, W]`` (pixels): ``out(p) = x(p + flow(p))``."""
-    if flow.shape[1] != 2 or flow.shape[-2:] != x.shape[-2:]:
+def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
+    """Backward-warp ``x [B, C, H, W]`` by ``flow [B, 2, H, W]`` (pixels): ``out(p) = x(p + flow(p))``.
+
+    Bilinear with border padding (positions clamped to the image), i.e. ``grid_sample(...,
+    padding_mode="border", align_corners=True)`` as mmediting's ``flow_warp``; written with explicit
+    corner weights so that an integer flow (zero included) reproduces pixels exactly.
+    """
+    if flow.shape[1] != 2 or flow.shape[-2:] != x.shape[-2:] or flow.shape[0] != x.shape[0]:
         raise ValueError(f"flow_warp: flow {tuple(flow.shape)} does not match features {tuple(x.shape)}")
-    _, _, h, w = x.shape
+    b, c, h, w = x.shape
     ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=flow.dtype),
                             torch.arange(w, device=x.device, dtype=flow.dtype), indexing="ij")
-    gx = 2.0 * (xs + flow[:, 0]) / max(w - 1, 1) - 1.0
-    gy = 2.0 * (ys + flow[:, 1]) / max(h - 1, 1) - 1.0
-    grid = torch.stack([gx, gy], dim=-1)
-    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    px = (xs + flow[:, 0]).clamp(0, w - 1)
+    py = (ys + flow[:, 1]).clamp(0, h - 1)
+    x0, y0 = px.floor(), py.floor()
+    wx, wy = (px - x0).unsqueeze(1).to(x.dtype), (py - y0).unsqueeze(1).to(x.dtype)
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    flat = x.reshape(b, c, h * w)
+
+    def at(yy: Tensor, xx: Tensor) -> Tensor:
+        index = (yy * w + xx).reshape(b, 1, h * w).expand(b, c, h * w)
+        return flat.gather(2, index).reshape(b, c, h, w)
+
+    top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
+    bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
 
 
 class ConvUnit(nn.Module):
