@@ -188,3 +188,33 @@ def test_c3d_loads_its_layer_names_and_video_is_matches_its_definition(tmp_path:
     p = probe(videos).double().exp()
     expected = math.exp(float((p * (p.log() - p.mean(0, keepdim=True).log())).sum(1).mean()))
     assert abs(float(metric.compute()["value"]) - expected) < 1e-6
+
+
+# ------------------------------------------------------------------ ablation overlays
+def test_ablation_networks_run_and_every_overlay_names_real_arguments() -> None:
+    import inspect
+
+    import yaml
+
+    from cli_runner import CONFIGS
+    from lightning_modules.vidm import VIDMContent, VIDMMotion
+
+    x, first = torch.randn(2, 3, 16, 16), torch.rand(2, 3, 16, 16) * 2 - 1
+    t, n = torch.tensor([5.0, 700.0]), torch.tensor([1, 3])
+    no_posgn = _tiny_motion(use_posgn=False)
+    assert no_posgn.context is None and no_posgn.unet.time_embed is not None, "w/o PosGN: AdaGN timestep embedding"
+    assert no_posgn(x, t, n, first, no_posgn.compute_flow(first, first)).shape == (2, 3, 16, 16)
+    vanilla = _tiny_motion(use_posgn=False, use_flow=False, use_residual=False)
+    assert vanilla.unet.in_channels == 3 and vanilla.flow_net is None and vanilla.encoder is None
+    assert vanilla(x, t, n, first).shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="compute_flow"):
+        _tiny_motion()(x, t, n, first)
+    accepted = {name: set(inspect.signature(cls).parameters) for name, cls in
+                (("model", VIDMMotion), ("content", VIDMContent), ("motion_net", MotionNetwork), ("content_net", ContentNetwork))}
+    overlays = sorted((CONFIGS / "vidm_ablations").glob("*.yaml"))
+    assert len(overlays) == 7
+    for overlay in overlays:
+        model = yaml.safe_load(overlay.read_text())["model"]["init_args"]
+        network = model.pop("network", {}).get("init_args", {})
+        assert set(model) <= accepted["model"] | accepted["content"], overlay.name
+        assert set(network) <= accepted["motion_net"] | accepted["content_net"], overlay.name

@@ -244,20 +244,27 @@ class VIDMMotion(_VIDMBase):
 
         prediction_type = "epsilon"
 
-        def __init__(self, network: MotionNetwork, path: DiscreteDDPMPath, n: Tensor, first: Tensor, flow: Optional[Tensor]) -> None:
+        def __init__(self, network: MotionNetwork, path: DiscreteDDPMPath, n: Tensor, first: Tensor, flow: Optional[Tensor],
+                     previous: Optional[Tensor] = None) -> None:
             super().__init__()
             self.network, self.path, self.n, self.first, self.flow = network, path, n, first, flow
+            self.previous = previous  # set only for the uncached baseline: the flow is recomputed every step
 
         def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
             tt = torch.as_tensor(t, device=x_t.device)
             tt = tt.expand(x_t.shape[0]) if tt.ndim == 0 else tt
-            return self.network(x_t, self.path.network_time(tt), self.n, self.first, self.flow)
+            flow = self.flow if self.previous is None else self.network.compute_flow(self.first, self.previous)
+            return self.network(x_t, self.path.network_time(tt), self.n, self.first, flow)
 
     @torch.no_grad()
     def generate(self, num_videos: int = 1, *, num_frames: Optional[int] = None, first_frames: Optional[Tensor] = None,
                  num_steps: Optional[int] = None, sampler: Any = None, generator: Optional[torch.Generator] = None,
-                 progress: bool = False) -> Tensor:
-        """Videos ``[B, N, 3, S, S]`` in [-1, 1]: content frame (or ``first_frames``), then N-1 motion samples."""
+                 progress: bool = False, cache_flow: bool = True) -> Tensor:
+        """Videos ``[B, N, 3, S, S]`` in [-1, 1]: content frame (or ``first_frames``), then N-1 motion samples.
+
+        ``cache_flow=False`` recomputes the flow at every denoising step (the uncached baseline of
+        ``benchmarks/perf_vidm.py``; the result is the same, the cost is not).
+        """
         frames = int(num_frames or self.num_frames)
         if frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {frames}")
@@ -274,11 +281,13 @@ class VIDMMotion(_VIDMBase):
         grid = self.sampling_grid(int(num_steps or self.num_sampling_steps), self.device)
         video = [first]
         for n in range(1, frames):
-            flow = self.network.compute_flow(first, video[-1])  # once per frame, reused at every step
-            if flow is not None:
-                self.flow_calls += 1
+            flow = None
+            if cache_flow:
+                flow = self.network.compute_flow(first, video[-1])  # once per frame, reused at every step
+                self.flow_calls += int(flow is not None)
             index = torch.full((b,), n, device=self.device, dtype=torch.long)
-            denoiser = self._CachedFlowDenoiser(self.network, self.path, index, first, flow)
+            previous = None if cache_flow else video[-1]
+            denoiser = self._CachedFlowDenoiser(self.network, self.path, index, first, flow, previous)
             noise = torch.randn((b, *shape), generator=generator, device=self.device)
             video.append(chosen.sample(denoiser, self.path, noise, grid, generator=generator, progress=progress).clamp(-1, 1))
             self.motion_samples += b
