@@ -1,4 +1,4 @@
-"""VIDM's robustness penalty (thesis 001 Ch. 3, Eq. 3.3-3.5): a Charbonnier loss on the epsilon error.
+"""VIDM's robustness penalty (thesis 001 Ch. 3, Eq. 3.3-3.5, seed 001 lines 611-615 and 629): a Charbonnier loss on the epsilon error.
 
 ``L = sqrt((eps_hat - eps)^2 + eta^2)`` per element, averaged per sample. The thesis gives no
 ``eta``; we use ``eta = 1e-3``, the Charbonnier constant of the image-restoration losses this
