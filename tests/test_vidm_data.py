@@ -72,6 +72,11 @@ def test_frame_gaps_short_videos_and_missing_roots_are_errors_naming_them(tmp_pa
     dm = VIDMDataModule(dataset="clevrer", root=str(tmp_path / "clevrer"), size=8, clip_length=6, eval_frames=4)
     with pytest.raises(ValueError, match=r"short has 3 frames, fewer than the 6-frame clip"):
         dm.setup("fit")
+    _frame_folder(tmp_path / "clevrer" / "video_train" / "long", 8)
+    dm = VIDMDataModule(dataset="clevrer", root=str(tmp_path / "clevrer"), size=8, clip_length=6, eval_frames=4,
+                        short_videos="skip")
+    dm.setup("fit")
+    assert [v.path.name for v in dm.train_dataset.videos] == ["long"], "short_videos: skip drops the short one"
     with pytest.raises(ValueError, match="needs data.root"):
         VIDMDataModule(dataset="ucf101", root=None)
     with pytest.raises(FileNotFoundError, match="nowhere"):
