@@ -87,6 +87,13 @@ def test_motion_tuples_from_validation_clips_and_bad_content_checkpoint(tmp_path
     module = _motion_module(content_checkpoint=str(bad))
     with pytest.raises(ValueError, match="content.safetensors"):
         module.generate(1)
+    net = MotionNetwork(unet=TINY_UNET, image_size=16, flow={"variant": "tiny"}, diffusion_timesteps=100, video_timesteps=8)
+    with pytest.raises(ValueError, match="num_train_timesteps"):
+        VIDMMotion(net, image_size=16)
+    net = MotionNetwork(unet=TINY_UNET, image_size=16, flow={"variant": "tiny"}, video_timesteps=8)
+    with pytest.raises(ValueError, match="video_timesteps"):
+        VIDMMotion(net, image_size=16, num_frames=16)
+    assert _motion_module().uses_random_weights, "an untrained content network is a stand-in the rows name"
 
 
 @pytest.mark.slow

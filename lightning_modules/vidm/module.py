@@ -178,6 +178,15 @@ class VIDMMotion(_VIDMBase):
             self.register_frozen("content", content_network)
         self._content_loaded = False
         self.content_samples = self.motion_samples = self.flow_calls = 0
+        #: frame 0 comes from an untrained content network (the tiny configs' stand-in): rows say "random"
+        self.uses_random_weights = content_network is not None and not content_checkpoint
+        context = getattr(network, "context", None)
+        if context is not None and context.diffusion_timesteps != num_train_timesteps:
+            raise ValueError(f"model.network.diffusion_timesteps={context.diffusion_timesteps} must equal "
+                             f"model.num_train_timesteps={num_train_timesteps} (PosGN normalises t over the training steps)")
+        if context is not None and self.num_frames > context.video_timesteps:
+            raise ValueError(f"model.num_frames={self.num_frames} exceeds model.network.video_timesteps="
+                             f"{context.video_timesteps} (PosGN normalises n over that many frames)")
 
     # ------------------------------------------------------------------ training
     @staticmethod
@@ -268,6 +277,9 @@ class VIDMMotion(_VIDMBase):
         frames = int(num_frames or self.num_frames)
         if frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {frames}")
+        context = getattr(self.network, "context", None)
+        if context is not None and frames > context.video_timesteps:
+            raise ValueError(f"num_frames={frames} exceeds the PosGN range of {context.video_timesteps} frames")
         shape = (3, self.image_size, self.image_size)
         if first_frames is None:
             noise = torch.randn((num_videos, *shape), generator=generator, device=self.device)
