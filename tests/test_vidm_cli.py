@@ -73,6 +73,23 @@ def test_tiny_fits_lower_the_loss(task: str) -> None:
     assert _fixed_loss(module, batches) < 0.9 * before
 
 
+def test_content_checkpoint_chain_loads_the_ema_export_and_a_lightning_checkpoint(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    trained = VIDMContent(ContentNetwork(unet=TINY_UNET, image_size=16), image_size=16)
+    export = tmp_path / "vidm_content_ema.safetensors"
+    save_file({n: p.detach().contiguous() for n, p in trained.named_parameters()}, str(export))
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": trained.state_dict(), "global_step": 2}, ckpt)
+    for path in (export, ckpt):
+        module = _motion_module(content_checkpoint=str(path))
+        assert not module.uses_random_weights
+        module.generate(1, num_frames=2)
+        for name, value in trained.network.state_dict().items():
+            assert torch.equal(module.content.state_dict()[name], value), (path.name, name)
+
+
 def test_motion_tuples_from_validation_clips_and_bad_content_checkpoint(tmp_path: Path) -> None:
     module = _motion_module()
     clip = torch.rand(3, 6, 3, 16, 16) * 2 - 1

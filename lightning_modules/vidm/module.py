@@ -217,14 +217,15 @@ class VIDMMotion(_VIDMBase):
         if not file.is_file():
             raise FileNotFoundError(f"model.content_checkpoint={self.content_checkpoint!r} does not exist; train "
                                     f"configs/vidm_content.yaml first (its checkpoints/last.ckpt)")
-        if file.suffix == ".safetensors":
+        if file.suffix == ".safetensors":  # the content run's EMA export (names of VIDMContent's parameters)
             from safetensors.torch import load_file
 
             state = load_file(str(file))
-        else:
+        else:  # a VIDMContent Lightning checkpoint (its training weights)
             raw = torch.load(file, map_location="cpu", weights_only=True)
-            state = raw.get("state_dict", raw)
-            state = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")} or state
+            state = raw.get("state_dict", raw) if isinstance(raw, dict) else {}
+        if state and all(k.startswith("network.") for k in state):
+            state = {k[len("network."):]: v for k, v in state.items()}
         own = self.content.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
