@@ -72,8 +72,8 @@ class CoordinateContext:
             raise RuntimeError("PosGN: call CoordinateContext.set(frame_index, timesteps) before the network")
         b, _, height, width = feature.shape
         grid = self.grid(height, width, feature.device, feature.dtype).expand(b, 2, height, width)
-        n = self.frame.to(feature.device, feature.dtype).expand(b) if self.frame.numel() == 1 else self.frame.to(feature.device, feature.dtype)
-        t = self.step.to(feature.device, feature.dtype).expand(b) if self.step.numel() == 1 else self.step.to(feature.device, feature.dtype)
+        n, t = (v.to(feature.device, feature.dtype).reshape(-1) for v in (self.frame, self.step))
+        n, t = (v.expand(b) if v.numel() == 1 else v for v in (n, t))  # one value for the whole batch
         if n.shape[0] != b or t.shape[0] != b:
             raise ValueError(f"PosGN: {n.shape[0]} frame indices / {t.shape[0]} steps for a batch of {b}")
         nt = torch.stack([n, t], dim=1)[:, :, None, None].expand(b, 2, height, width)
