@@ -27,7 +27,8 @@ What the constructor covers:
   variable fusion (§7.3.3) plugs in here;
 * ``block_modulation``: a factory ``channels -> module`` giving every ResBlock a per-pixel
   modulation ``m(h) -> [B, 2C, H, W]`` (scale, shift) applied as ``GN(h) * (1 + scale) + shift``
-  before the block's last conv (VIDM's PosGN, thesis 001 Ch. 3 §3.3.1); ``None`` (default): none,
+  before the block's last conv, in place of the timestep embedding (``use_timestep_embedding=False``;
+  VIDM's PosGN, thesis 001 Ch. 3 §3.3.1); ``None`` (default): none,
   the state dict and outputs are unchanged.
 
 Why not diffusers' ``UNet2DModel``: it expresses the *time-embedded* network exactly, but not the
