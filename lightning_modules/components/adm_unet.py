@@ -24,7 +24,12 @@ What the constructor covers:
 * ``num_classes``: ADM's class-conditional ``label_emb`` (``forward(x, t, y=labels)``);
 * ``extra_embedding``: an ``[B, 4 * model_channels]`` tensor added to the timestep embedding
   before it reaches the blocks (``forward(x, t, extra_embedding=...)``); LFG's dense latent
-  variable fusion (§7.3.3) and PosGN-style conditioning plug in here.
+  variable fusion (§7.3.3) plugs in here;
+* ``block_modulation``: a factory ``channels -> module`` giving every ResBlock a per-pixel
+  modulation ``m(h) -> [B, 2C, H, W]`` (scale, shift) applied as ``GN(h) * (1 + scale) + shift``
+  before the block's last conv, in place of the timestep embedding (``use_timestep_embedding=False``;
+  VIDM's PosGN, thesis 001 Ch. 3 §3.3.1); ``None`` (default): none,
+  the state dict and outputs are unchanged.
 
 Why not diffusers' ``UNet2DModel``: it expresses the *time-embedded* network exactly, but not the
 rest of what this component must do. With ``resnet_time_scale_shift='scale_shift'``,
@@ -44,7 +49,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -146,6 +151,7 @@ class ResBlock(nn.Module):
             zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
         )
         self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+        self.modulation: Optional[nn.Module] = None  # per-pixel (scale, shift) of ADMUNet(block_modulation=...)
 
     def forward(self, x: Tensor, emb: Optional[Tensor] = None) -> Tensor:
         if self.updown:
@@ -154,7 +160,10 @@ class ResBlock(nn.Module):
             x = self.x_upd(x)
         else:
             h = self.in_layers(x)
-        if self.emb_layers is None:
+        if self.modulation is not None:  # PosGN-style: per-pixel scale/shift from the block's own module
+            scale, shift = self.modulation(h).type(h.dtype).chunk(2, dim=1)
+            h = self.out_layers[1:](self.out_layers[0](h) * (1 + scale) + shift)
+        elif self.emb_layers is None:
             h = self.out_layers(h)
         else:
             emb_out = self.emb_layers(emb).type(h.dtype)[..., None, None]
@@ -226,6 +235,8 @@ class ADMUNet(nn.Module):
         norm_num_groups: GroupNorm groups (32 in ADM; smaller for the CPU-sized stand-ins).
         num_classes: class-conditional ADM (``label_emb``, added to the timestep embedding); ``None``: none.
         use_fp16: accepted for config compatibility; precision is the Trainer's choice here.
+        block_modulation: optional factory ``out_channels -> module`` for every ResBlock's per-pixel
+            (scale, shift) (module docstring; VIDM's PosGN).
     """
 
     def __init__(
@@ -248,6 +259,7 @@ class ADMUNet(nn.Module):
         norm_num_groups: int = 32,
         num_classes: Optional[int] = None,
         use_fp16: bool = False,
+        block_modulation: Optional[Callable[[int], nn.Module]] = None,
     ) -> None:
         super().__init__()
         if num_res_blocks < 1 or model_channels < 1 or not channel_mult:
@@ -267,12 +279,17 @@ class ADMUNet(nn.Module):
         )
         if num_classes is not None and not use_timestep_embedding:
             raise ValueError("num_classes needs the timestep embedding (use_timestep_embedding=True)")
+        if block_modulation is not None and use_timestep_embedding:
+            raise ValueError("block_modulation replaces the timestep embedding: build with use_timestep_embedding=False")
         self.num_classes = num_classes
         self.label_emb = nn.Embedding(num_classes, emb_dim) if num_classes is not None else None
         emb_ch = self.embedding_dim
 
         def res(ch: int, out: int, **kw: bool) -> ResBlock:
-            return ResBlock(ch, emb_ch, dropout, out, use_scale_shift_norm, groups=norm_num_groups, **kw)
+            block = ResBlock(ch, emb_ch, dropout, out, use_scale_shift_norm, groups=norm_num_groups, **kw)
+            if block_modulation is not None:
+                block.modulation = block_modulation(out)
+            return block
 
         def attn(ch: int) -> AttentionBlock:
             return AttentionBlock(ch, num_heads, num_head_channels, use_new_attention_order, norm_num_groups)
