@@ -188,4 +188,7 @@ def main(argv: list[str] | None = None) -> SuiteCLI:
 
 
 if __name__ == "__main__":
-    main()
+    from launch.errors import one_line_errors  # a missing pretrained model: one line, not ~75
+
+    with one_line_errors():
+        main()

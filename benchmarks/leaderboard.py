@@ -11,7 +11,8 @@ rows computed with random weights or on embedded stand-in data are flagged,
 because they are not comparable with the paper. Where one of our series
 (method, weights, data, guidance) was recorded at several budgets (``nfe``, or
 training ``step``), a PNG plot of value against budget is written (matplotlib,
-Agg) and linked under the table. Nothing in LEADERBOARD.md is typed by hand.
+Agg) and linked under the table; ``benchmarks.leaderboard_plots`` adds the sampling-budget frontier
+(best guidance per NFE) and value vs training step. Nothing in LEADERBOARD.md is typed by hand.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import yaml
 
+from benchmarks.leaderboard_plots import extra_plot_lines
 from benchmarks.results_rows import ResultRow, find_results, read_rows
 
 HEADER = (
@@ -298,7 +300,7 @@ def render_leaderboard(
             if plots_dir is not None:
                 _write_plot(os.path.join(plots_dir, name), f"{paper_id} / {dataset}: {metric} vs {budget}", metric, budget, series)
             lines.append(f"![{metric} vs {budget}]({plots_link}/{name})")
-        return lines
+        return lines + extra_plot_lines(paper_id, dataset, chosen, plots_dir, plots_link)  # frontier, step
 
     for paper in papers:
         pid = paper["paper"]

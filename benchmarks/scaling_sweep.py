@@ -8,18 +8,31 @@ the FID-versus-cost frontier naming the **winning size at each budget**. With ``
 is also distilled with the CoDi objective (Eqs. 5.5-5.6, own PF-ODE + EMA target, no condition: the
 text-to-image case of Sec. 2.3.5) and sampled in 4 consistency steps without CFG: the second curve.
 
-Models come from ``--checkpoints WIDTH=PATH ...`` (ScaledLDM Lightning checkpoints) or are trained here
-on the embedded digits (``--train-steps``). FID uses the suite's digits-classifier features on the
-embedded data (``metrics.digits_classifier``; comparable only with itself, not with the thesis's
-COCO FIDs); real runs pass ``--fid-features inception`` and a real validation set via the config.
+Two ways to run it:
 
-Outputs in ``--out``: ``sweep.csv`` (every point), ``best_cfg.csv`` (best CFG per point),
-``frontier.md`` (the frontier table with the winning size per budget) and ``frontier.png``.
+* **On the suite's own runs** (``--config``; the shared path of ``benchmarks.sampling_budget``):
+  every member is the real ``ScaledLDM`` of the config (``--model.init_args.width c``), its
+  checkpoint comes from ``--checkpoints WIDTH=PATH`` (any ``cli.py fit`` checkpoint of that
+  config) or is trained here through ``cli.py fit`` for ``--train-steps`` steps; each point is
+  a Lightning test run with the config's datamodule and evaluation (``EMACallback`` average
+  swapped in), and every point becomes a results row (``nfe``, ``guidance``, ``sampler``, plus
+  ``width``, ``normalised_cost``, ``sampling_cost``) in ``--out/rows.jsonl`` and
+  ``results/sampling_budget/``. The frontier is over sampling cost across sizes.
+* **In-process** (no ``--config``; ``--quick``): tiny members on the embedded digits (pixels as
+  latents, 3 channels), trained by this script's own loop; the only mode with ``--distill``
+  (the distilled members live in memory). It writes CSVs, not rows.
 
-    python -m benchmarks.scaling_sweep --quick            # minutes on a CPU: 3 tiny sizes, few steps
-    python -m benchmarks.scaling_sweep --widths 64 96 128 320 --checkpoints 64=... 96=... (GPU)
+FID uses the suite's digits-classifier features by default (``metrics.digits_classifier``; comparable
+only with itself, not with the thesis's COCO FIDs); real runs pass ``--fid-features inception`` (and,
+with ``--config``, the config's own ``EvaluationCallback`` is used when it has one).
 
-Not run in the test suite (too slow); ``tests/test_scaling_sweep.py`` tests its pieces.
+Outputs in ``--out``: ``frontier.md`` and ``frontier.png``; with ``--config`` also ``rows.jsonl`` and
+``points.json``; in-process also ``sweep.csv`` (every point) and ``best_cfg.csv`` (best CFG per point).
+
+    python -m benchmarks.scaling_sweep --config ldm_scaling.yaml --widths 64 96 --checkpoints 64=a.ckpt 96=b.ckpt
+    python -m benchmarks.scaling_sweep --config ldm_scaling.yaml --config tiny/ldm_scaling.yaml --widths 32 64 \
+        --train-steps 20 --steps 2 4 --cfg-scales 1.5 3 --num-samples 32     # CPU minutes, through cli.py
+    python -m benchmarks.scaling_sweep --quick            # in-process: 3 tiny sizes, few steps
 """
 from __future__ import annotations
 
@@ -28,6 +41,7 @@ import copy
 import csv
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -52,7 +66,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--layers-per-block", type=int, default=2)
     p.add_argument("--context-dim", type=int, default=1024)
     p.add_argument("--image-size", type=int, default=32, help="embedded digits side (pixels = latents, no VAE)")
-    p.add_argument("--checkpoints", nargs="*", default=[], help="WIDTH=PATH ScaledLDM checkpoints")
+    p.add_argument("--config", action="append", default=None,
+                   help="ScaledLDM config files as for cli.py (repeatable): sweep the suite's own runs")
+    p.add_argument("--checkpoints", nargs="*", default=[], help="WIDTH=PATH ScaledLDM checkpoints (with --config)")
+    p.add_argument("--runs-dir", default="runs/scaling_sweep", help="with --config: where members are trained")
+    p.add_argument("--context-tokens", type=int, default=77, help="text tokens of the FLOP count (77: SD's CLIP)")
+    p.add_argument("--results-dir", default="results", help="with --config: rows go to <dir>/sampling_budget/")
     p.add_argument("--train-steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -67,7 +86,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/scaling_sweep")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, overrides = argv[:cut], argv[cut + 1:]
     args = p.parse_args(argv)
+    args.overrides = overrides
+    if args.checkpoints and not args.config:
+        p.error("--checkpoints needs --config (the ScaledLDM config the checkpoints were trained with)")
     if args.quick:
         args.widths = args.widths or [16, 32, 64]
         args.levels, args.layers_per_block, args.context_dim = 2, 1, 32
@@ -78,6 +105,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.cfg_scales = [1.5, 3.0]
         args.num_samples = min(args.num_samples, 48)
         args.batch_size = min(args.batch_size, 16)
+    if args.config and not args.widths and args.checkpoints:
+        args.widths = sorted(parse_checkpoints(args.checkpoints))
     args.widths = args.widths or [64, 96, 128, 160, 192, 224, 256, 288, 320]
     args.latent_size = args.image_size  # embedded digits: pixels are the latents (no VAE)
     return args
@@ -279,27 +308,87 @@ def load_data(args: argparse.Namespace) -> tuple[dict, dict]:
     return train.tensors, val.tensors
 
 
+# ------------------------------------------------------------------------------ the suite's own runs
+def train_with_cli(configs: Sequence[str], width: int, args: argparse.Namespace) -> Path:
+    """Train one member through ``cli.py fit`` (the config's module, datamodule and callbacks); its last.ckpt."""
+    import cli
+    from launch.from_config import config_args
+    from launch.run_folders import find_last_checkpoint
+
+    name = f"scaling_c{width}"
+    cli.main(["fit", *config_args(configs), "--model.init_args.width", str(width), "--trainer.max_steps",
+              str(args.train_steps), "--runs_dir", args.runs_dir, "--run_name", name, *args.overrides])
+    found = find_last_checkpoint(Path(args.runs_dir) / name)
+    if found is None:
+        raise SystemExit(f"error: training c={width} wrote no last.ckpt under {Path(args.runs_dir) / name}")
+    return found
+
+
+def sweep_suite_runs(args: argparse.Namespace) -> dict:
+    """``--config`` mode: every member through ``benchmarks.sampling_budget.run_sweep``; frontier over cost."""
+    from types import SimpleNamespace
+
+    from benchmarks.sampling_budget import run_sweep, write_outputs
+    from lightning_modules.ldm_scaling.family import count_flops
+
+    ckpts = {w: Path(p) for w, p in parse_checkpoints(args.checkpoints).items()}
+    sweep_args = SimpleNamespace(num_samples=args.num_samples, batch_size=args.batch_size, metric=None,
+                                 features=args.fid_features, paper=None, method=None, dataset=None)
+    rows, points, gflops = [], [], {}
+    metric, higher = None, False
+    for width in args.widths:
+        ckpt = ckpts.get(width) or train_with_cli(args.config, width, args)
+        for sampler in args.samplers:
+            steps = [n for n in args.steps if not (sampler == "dpm_solver++" and n > DPM_MAX_STEPS)]
+            if not steps:
+                continue
+            result = run_sweep(args.config, ckpt, [sampler], steps, args.cfg_scales, sweep_args,
+                               ["--model.init_args.width", str(width), *args.overrides],
+                               extra={"model": width, "width": width})
+            rows += result["rows"]
+            points += result["points"]
+            metric, higher = result["metric"], result["higher_is_better"]
+            if width not in gflops:
+                module = result["module"]
+                meta = copy.deepcopy(module.network).to("meta")
+                gflops[width] = count_flops(meta, (1, *module.sample_shape), context_tokens=args.context_tokens) / 1e9
+    reference = args.reference or max(args.widths)
+    cost = CostModel(gflops, reference, args.cfg_factor)
+    for p in points:
+        p["cost"] = cost.sampling_cost(p["model"], int(p["steps"]), guided=float(p["guidance"]) != 1.0)
+    by_point = {(p["model"], p["sampler"], p["steps"], p["guidance"]): p["cost"] for p in points}
+    for r in rows:
+        key = (r.extra["width"], r.extra["sampler"], r.extra["num_steps"], r.guidance)
+        r.extra.update({"normalised_cost": cost.normalised(r.extra["width"]), "sampling_cost": by_point[key],
+                        "cost_reference_width": reference, "cfg_factor": args.cfg_factor})
+    out = Path(args.out)
+    results = Path(args.results_dir) / "sampling_budget" / "scaling_sweep.jsonl"
+    written = write_outputs(out, rows, points, metric, higher, f"{metric} vs sampling cost (unit: one c={reference} forward)",
+                            results, cost_key="cost")
+    print((out / "frontier.md").read_text())
+    print("normalised costs: " + ", ".join(f"c={w}: {cost.normalised(w):.3f}" for w in args.widths))
+    print(f"{len(rows)} rows written to {out}/rows.jsonl and {results}")
+    return {"rows": rows, "points": points, "gflops": gflops, **written}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    if args.config:
+        return sweep_suite_runs(args)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, val = load_data(args)
-    ckpts = parse_checkpoints(args.checkpoints)
     from lightning_modules.ldm_scaling.family import count_flops
 
     models, gflops = {}, {}
     for width in args.widths:
         model = build_member(width, args).to(args.device)
-        if width in ckpts:
-            state = torch.load(ckpts[width], map_location="cpu", weights_only=False)["state_dict"]
-            model.load_state_dict(state, strict=False)
-        else:
-            t0 = time.time()
-            train_member(model, train, args.train_steps, args)
-            log.info("trained c=%d (%.1fM params) in %.0fs", width, sum(p.numel() for p in model.network.parameters()) / 1e6,
-                     time.time() - t0)
+        t0 = time.time()  # in-process members are trained here; suite checkpoints go through --config
+        train_member(model, train, args.train_steps, args)
+        log.info("trained c=%d (%.1fM params) in %.0fs", width, sum(p.numel() for p in model.network.parameters()) / 1e6,
+                 time.time() - t0)
         meta = copy.deepcopy(model.network).to("meta")
         gflops[width] = count_flops(meta, (1, 3, args.latent_size, args.latent_size), context_tokens=8) / 1e9
         models[width] = model

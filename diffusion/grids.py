@@ -8,6 +8,7 @@ timestep spacings (Lin et al. 2023, Table 2).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -107,19 +108,32 @@ def discrete_grid(
     steps_offset: int = 0,
     final: str = "one",
     round_timesteps: bool = True,
+    extra_point: bool = False,
 ) -> Tensor:
     """DDPM integer timesteps placed like diffusers' schedulers, mapped through ``path.t_from_timestep``.
 
-    Spacings (``T = num_train_timesteps``, ``N = num_steps``):
+    Spacings (``T = num_train_timesteps``, ``N = num_steps``), computed in numpy float64 with the
+    same expressions diffusers uses, so ties at ``.5`` round the same way (``torch.linspace``
+    lands on the other side of ``.5`` for some ``(T, N)``; issue 14):
 
     * ``leading``: ``k = (arange(N) * (T // N)).round()[::-1] + steps_offset`` (DDPM/DDIM default),
     * ``trailing``: ``k = round(arange(T, 0, -T/N)) - 1``,
     * ``linspace``: ``k = linspace(0, T - 1, N)[::-1]``, rounded unless ``round_timesteps=False``
-      (DDIM rounds, ``EulerDiscreteScheduler`` keeps fractional steps).
+      (DDIM/DDPM round; ``EulerDiscreteScheduler`` / ``HeunDiscreteScheduler`` keep fractional
+      float32 steps, reproduced by casting to float32 as they do).
+
+    ``extra_point=True`` is the placement of ``DPMSolverMultistepScheduler`` (and UniPC / DEIS):
+    ``leading`` and ``linspace`` are built over ``N + 1`` points and the smallest is dropped
+    (``leading`` then uses ``T // (N + 1)``); ``trailing`` is unchanged.
 
     ``final`` is where the last step lands: ``'one'`` is ``t = 1`` (``alpha_bar = 1``; DDIM
     ``set_alpha_to_one=True``, DDPM, Euler ``final_sigmas_type='zero'``), ``'first'`` is the
     first training step ``k = 0`` (DDIM ``set_alpha_to_one=False``, Euler ``'sigma_min'``).
+    When the last timestep already is ``k = 0`` (``leading`` with ``steps_offset=0``, or
+    ``linspace``) and ``final='first'``, the repeated end point is dropped: diffusers takes
+    that step from ``alpha_bar_0`` to ``alpha_bar_0``, which leaves ``x`` unchanged (DDIM at any
+    ``eta``: zero variance; Euler: ``dt = 0``), so the grid has ``N`` points (``N - 1`` steps,
+    one network call fewer) and gives the same sample.
     """
     num_steps = _check_steps(num_steps)
     if spacing not in TIMESTEP_SPACINGS:
@@ -129,16 +143,23 @@ def discrete_grid(
     T = int(path.num_train_timesteps)
     if num_steps > T:
         raise ValueError(f"num_steps={num_steps} exceeds num_train_timesteps={T}")
+    points = num_steps + 1 if extra_point and spacing != "trailing" else num_steps
     if spacing == "leading":
-        ratio = T // num_steps
-        ks = (torch.arange(num_steps, dtype=torch.float64) * ratio).round().flip(0) + steps_offset
+        ks = (np.arange(0, points) * (T // points)).round()[::-1][:num_steps].astype(np.float64) + steps_offset
     elif spacing == "trailing":
-        ks = torch.arange(float(T), 0.0, -T / num_steps, dtype=torch.float64).round() - 1.0
+        ks = np.round(np.arange(T, 0, -T / num_steps)).astype(np.float64) - 1.0
     else:
-        ks = torch.linspace(0.0, T - 1.0, num_steps, dtype=torch.float64).flip(0)
-        if round_timesteps:
-            ks = ks.round()
+        ks = np.linspace(0, T - 1, points)[::-1][:num_steps]
+        ks = ks.round() if round_timesteps else ks.astype(np.float32).astype(np.float64)
     if float(ks.max()) > T - 1 or float(ks.min()) < 0:
         raise ValueError(f"timesteps out of range [0, {T - 1}] (steps_offset={steps_offset})")
-    end = torch.ones(1, dtype=torch.float64) if final == "one" else path.t_from_timestep(torch.zeros(1, dtype=torch.float64))
-    return torch.cat([path.t_from_timestep(ks), end])
+    k_t = torch.from_numpy(np.ascontiguousarray(ks))
+    if final == "first" and float(ks[-1]) == 0.0 and len(ks) == 1:
+        raise ValueError("discrete_grid: one step that starts at k = 0 and ends at k = 0 (final='first') moves nothing")
+    if final == "one":
+        end = torch.ones(1, dtype=torch.float64)
+    elif float(ks[-1]) == 0.0:
+        end = torch.zeros(0, dtype=torch.float64)  # k = 0 is already the last point (see above)
+    else:
+        end = path.t_from_timestep(torch.zeros(1, dtype=torch.float64))
+    return torch.cat([path.t_from_timestep(k_t), end])

@@ -153,15 +153,27 @@ class CosinePath(AffinePath):
     ``data_coef = sqrt(f(u)/f(0))``, ``noise_coef = sqrt(1 - data_coef^2)``.
 
     Choices where the sources are silent ([GAP]): the continuous form is used (no 0.999
-    clipping of discrete betas, which only matters for a discretised 1000-step table);
-    ``network_time = (1 - t) * network_time_scale`` (iDDPM's continuous step, default 1000).
+    clipping of discrete betas, which only matters for a discretised 1000-step table).
+
+    Network time: ``network_time = network_time_scale * (1 - t) + network_time_offset``, by
+    default ``1000 u - 1``. That is the timestep convention of diffusers'
+    ``squaredcos_cap_v2`` table: its betas ``1 - f((i+1)/T) / f(i/T)`` telescope to
+    ``alpha_bar_k = f((k+1)/T) / f(0)``, so training step ``k`` sits at ``u = (k + 1)/T`` and
+    a diffusers-trained cosine network expects ``k = T u - 1`` (the same shift by one as
+    :class:`DiscreteDDPMPath`). Until issue 14 the offset was 0, which fed such a network
+    ``k + 1``. For the exact discrete table (with its 0.999 cap on the last step) use
+    ``DiscreteDDPMPath("squaredcos_cap_v2")``. A network trained on this continuous path with
+    its own time convention sets ``network_time_offset=0`` (or any scale it was trained with).
     """
 
     name = "cosine"
 
-    def __init__(self, offset: float = 0.008, network_time_scale: float = 1000.0) -> None:
+    def __init__(
+        self, offset: float = 0.008, network_time_scale: float = 1000.0, network_time_offset: float = -1.0
+    ) -> None:
         self.offset = float(offset)
         self.network_time_scale = float(network_time_scale)
+        self.network_time_offset = float(network_time_offset)
         self._cos_phi0 = math.cos(self.offset / (1.0 + self.offset) * math.pi / 2.0)
 
     def _phi(self, t: Tensor) -> Tensor:
@@ -194,10 +206,28 @@ class CosinePath(AffinePath):
         return (1.0 - u).clamp(0.0, 1.0)
 
     def network_time(self, t: Tensor) -> Tensor:
-        return (1.0 - as_time(t)) * self.network_time_scale
+        return (1.0 - as_time(t)) * self.network_time_scale + self.network_time_offset
 
     def __repr__(self) -> str:
-        return f"CosinePath(offset={self.offset}, network_time_scale={self.network_time_scale})"
+        return (
+            f"CosinePath(offset={self.offset}, network_time_scale={self.network_time_scale}, "
+            f"network_time_offset={self.network_time_offset})"
+        )
+
+
+def _cosine_betas(num_train_timesteps: int, max_beta: float = 0.999, offset: float = 0.008) -> Tensor:
+    """Nichol & Dhariwal's discrete cosine betas as diffusers' ``squaredcos_cap_v2`` builds them.
+
+    Python floats (float64) for ``f``, the cap at ``max_beta``, then one float32 tensor: the
+    rounding order matters for bit-equality with diffusers' ``alphas_cumprod``.
+    """
+
+    def f(u: float) -> float:
+        return math.cos((u + offset) / (1.0 + offset) * math.pi / 2.0) ** 2
+
+    T = int(num_train_timesteps)
+    values = [min(1.0 - f((k + 1) / T) / f(k / T), max_beta) for k in range(T)]
+    return torch.tensor(values, dtype=torch.float32)
 
 
 class DiscreteDDPMPath(AffinePath):
@@ -223,13 +253,18 @@ class DiscreteDDPMPath(AffinePath):
 
     Defaults are Stable Diffusion 1.x / Paint-by-Example's scaled-linear table
     (0.00085 -> 0.012, 1000 steps; digest §1.7), the schedule of the thesis's Ch. 3.
+    ``beta_schedule="squaredcos_cap_v2"`` is diffusers' discretised Nichol & Dhariwal cosine
+    table (``beta_k = min(1 - f((k+1)/T) / f(k/T), 0.999)`` with ``f(u) = cos^2((u + 0.008)/1.008
+    pi/2)``, evaluated in float64 and stored in float32 as diffusers does; ``beta_start`` /
+    ``beta_end`` are ignored there), with the same ``k`` convention, so a diffusers-trained cosine
+    network gets exactly the timesteps its scheduler would give it.
     """
 
     name = "ddpm"
 
     def __init__(
         self,
-        beta_schedule: Literal["linear", "scaled_linear"] = "scaled_linear",
+        beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear",
         beta_start: float = 0.00085,
         beta_end: float = 0.012,
         num_train_timesteps: int = 1000,
@@ -241,9 +276,12 @@ class DiscreteDDPMPath(AffinePath):
             betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float32)
         elif beta_schedule == "scaled_linear":
             betas = torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=torch.float32) ** 2
+        elif beta_schedule == "squaredcos_cap_v2":
+            betas = _cosine_betas(T)
         else:
             raise ValueError(
-                f"unknown beta_schedule {beta_schedule!r}; valid names: 'linear', 'scaled_linear'"
+                f"unknown beta_schedule {beta_schedule!r}; valid names: 'linear', 'scaled_linear', "
+                "'squaredcos_cap_v2'"
             )
         self.beta_schedule = beta_schedule
         self.beta_start = float(beta_start)

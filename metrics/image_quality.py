@@ -7,11 +7,29 @@ restoration papers).
 
 SSIM follows Wang et al. 2004 with the conventions of scikit-image's
 ``structural_similarity(gaussian_weights=True, sigma=1.5,
-use_sample_covariance=False, data_range=1)`` and torchmetrics' default: an
-11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, the SSIM map kept only
-where the window fits (border of 5 pixels dropped). ``gaussian=False`` with
-``kernel_size=51`` and ``sample_covariance=True`` gives the CFLD repository's
-``SSIM`` variant (skimage ``win_size=51``).
+use_sample_covariance=False, data_range=1)``: an 11x11 Gaussian window (sigma
+1.5), K1 = 0.01, K2 = 0.03, the SSIM map kept only where the window fits (a
+border of ``(kernel_size - 1) // 2`` = 5 pixels dropped), then averaged.
+``gaussian=False`` with ``kernel_size=51`` and ``sample_covariance=True`` gives
+the CFLD repository's ``SSIM`` variant (skimage ``win_size=51``).
+
+torchmetrics (1.9) differs at the border only: its
+``StructuralSimilarityIndexMeasure`` reflect-pads the images by the window
+radius and averages the *full* ``H x W`` map, border included. On the interior
+the two maps are equal (tested in ``tests/test_metrics_ssim_border.py``); the
+means differ by the border's share (measured on noisy pairs: 1.1% relative at
+16 px, 0.5% at 32 px, 0.05% at 64 px, 0.005% at 256 px). Which convention each paper's protocol uses:
+
+* CFLD (seed 003, Table 2; digest 002-003 "SSIM"): the authors' code calls
+  scikit-image (both ``SSIM`` and ``SSIM_256``), so border dropped: this module.
+* Fit-Check Videos (thesis 000, Ch. 4 §4.5; digest §3.6): the thesis gives no
+  definition; the digest's implementation notes name torchmetrics [EXT], whose
+  mean includes the padded border. The suite uses the border-dropped mean
+  here too ([GAP]: one SSIM definition for the whole suite, the one a peer
+  library and the CFLD authors share); a torchmetrics-based number differs by
+  the border share quoted above.
+* Total Selfie / MCDM (thesis 000, Ch. 3 and Ch. 5; digests name torchmetrics):
+  not implemented here; a port should state the same choice.
 """
 from __future__ import annotations
 
