@@ -10,7 +10,10 @@ the schedule. They share one call::
 ``cond`` is the conditional denoiser ``f_phi(x0, ., t)`` with its condition bound, ``prior`` the
 unconditional ``eps_theta`` (or the nonparametric variant's null-condition pass), both
 ``(x_t, t) -> eps`` with ``prediction_type = 'epsilon'``; ``reference`` is the condition image at
-model size for the projection baselines.
+model size for the projection baselines. ``clip_denoised`` (default on, [ext] guided-diffusion's sampling
+default, used by SR3 / ILVR / Bi-Noising code alike) clips every data prediction to [-1, 1]: Eq. 8.9's
+``y0_tilde`` and the data prediction inside each ancestral step, whose posterior mean is then
+``x_coef x_t + d_coef clip(x0_hat)`` (the same constants as the core's folded step).
 
 * :class:`BiNoisingSampler` (§8.3.4, Eqs. 8.9-8.11), per reverse step ``t -> s``:
   1. ``y0_tilde = (y_t - sqrt(1 - abar_t) f_phi(x0, y_t, t)) / sqrt(abar_t)`` (Eq. 8.9), clipped to
@@ -122,6 +125,9 @@ class _Plan:
         self.t, self.p, self.q, self.r = ddpm["t"], ddpm["p"], ddpm["q"], ddpm["r"]
         A, B, _, _ = conversion_coefficients("epsilon", ts[:-1], path)
         self.A, self.B = [float(v) for v in A], [float(v) for v in B]
+        # p = x_coef + d_coef A, q = d_coef B: the posterior mean's weights on x_t and on the predicted data
+        self.d = [q / b for q, b in zip(self.q, self.B)]
+        self.xc = [p - d * a for p, d, a in zip(self.p, self.d, self.A)]
         self.a = [float(v) for v in path.data_coef(ts[:-1])]
         self.b = [float(v) for v in path.noise_coef(ts[:-1])]
         self.a_next = [float(v) for v in path.data_coef(ts[1:])]
@@ -170,8 +176,13 @@ class RestorationSampler(ABC):
         return x
 
     def ancestral(self, i: int, x: Tensor, eps: Tensor, plan: _Plan, generator: Optional[torch.Generator]) -> Tensor:
-        """Eq. 8.6 / 8.11: ``x_s = p x_t + q eps + r z`` (the core DDPM step)."""
-        out = torch.add(x * plan.p[i], eps, alpha=plan.q[i])
+        """Eq. 8.6 / 8.11: ``x_s = p x_t + q eps + r z`` (the core DDPM step); with ``clip_denoised`` the posterior
+        mean is taken at the clipped data prediction (guided-diffusion's ``p_sample(clip_denoised=True)``)."""
+        if self.clip_denoised:
+            data = torch.add(x * plan.A[i], eps, alpha=plan.B[i]).clamp_(-1.0, 1.0)
+            out = torch.add(x * plan.xc[i], data, alpha=plan.d[i])
+        else:
+            out = torch.add(x * plan.p[i], eps, alpha=plan.q[i])
         if plan.r[i] != 0.0:
             out = out.add_(_randn(x, generator), alpha=plan.r[i])
         return out

@@ -105,26 +105,35 @@ def test_bi_noising_step_is_implicit_prediction_renoise_then_prior_step() -> Non
     cond, prior = LinearDenoiser(0), LinearDenoiser(1)
     k = 500  # one DDPM timestep k -> k - 1, so Eq. 8.11's alpha_t, beta_t are the table's own
     ts = PATH.t_from_timestep(torch.tensor([k, k - 1], dtype=torch.float64))
-    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
-    out = BiNoisingSampler().sample(cond, prior, PATH, x, ts, generator=torch.Generator().manual_seed(7))
-    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3)) * 2
     t = torch.full((2,), float(ts[0]))
-    a_t, b_t = float(PATH.data_coef(ts[:1])), float(PATH.noise_coef(ts[:1]))
-    y0 = ((x - b_t * cond(x, t)) / a_t).clamp(-1, 1)
-    renoised = a_t * y0 + b_t * torch.randn(x.shape, generator=g)
-    beta, abar = float(PATH.betas[k]), float(PATH.alphas_cumprod[k])
-    mean = (renoised - beta / math.sqrt(1 - abar) * prior(renoised, t)) / math.sqrt(1 - beta)
-    expected = mean + math.sqrt(beta) * torch.randn(x.shape, generator=g)  # fixed_large: sigma_t^2 = beta_t (Eq. 8.6)
-    assert torch.allclose(out, expected, atol=1e-4)
+    beta, abar, abar_prev = float(PATH.betas[k]), float(PATH.alphas_cumprod[k]), float(PATH.alphas_cumprod[k - 1])
+    for clip in (False, True):
+        out = BiNoisingSampler(clip_denoised=clip).sample(cond, prior, PATH, x, ts, generator=torch.Generator().manual_seed(7))
+        g = torch.Generator().manual_seed(7)
+        y0 = (x - math.sqrt(1 - abar) * cond(x, t)) / math.sqrt(abar)  # Eq. 8.9
+        y0 = y0.clamp(-1, 1) if clip else y0
+        renoised = math.sqrt(abar) * y0 + math.sqrt(1 - abar) * torch.randn(x.shape, generator=g)  # Eq. 8.10
+        eps = prior(renoised, t)
+        z = torch.randn(x.shape, generator=g)
+        if not clip:  # Eq. 8.11 with sigma_t^2 = beta_t (fixed_large, Eq. 8.6)
+            expected = (renoised - beta / math.sqrt(1 - abar) * eps) / math.sqrt(1 - beta) + math.sqrt(beta) * z
+        else:  # the posterior mean (DDPM Eq. 7) at the clipped data prediction
+            x0 = ((renoised - math.sqrt(1 - abar) * eps) / math.sqrt(abar)).clamp(-1, 1)
+            expected = (math.sqrt(abar_prev) * beta / (1 - abar)) * x0 \
+                + (math.sqrt(1 - beta) * (1 - abar_prev) / (1 - abar)) * renoised + math.sqrt(beta) * z
+            assert (y0.abs() == 1).any(), "the check can fail: clipping is active on this input"
+        assert torch.allclose(out, expected, atol=1e-4)
 
 
 def test_special_cases_equal_the_plain_conditional_sampler() -> None:
     cond, prior = LinearDenoiser(0), LinearDenoiser(1)
     grid, x = _grid(6), torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     run = lambda s: s.sample(cond, prior, PATH, x, grid, generator=torch.Generator().manual_seed(5))  # noqa: E731
-    sr3 = run(SR3Sampler())
-    assert torch.equal(run(BiNoisingSampler("none")), sr3)
-    assert torch.allclose(run(CFGSampler(1.0)), sr3, atol=1e-6), "guidance scale 1 is the conditional model"
+    sr3 = run(SR3Sampler(clip_denoised=False))
+    assert torch.equal(run(BiNoisingSampler("none", clip_denoised=False)), sr3)
+    assert torch.equal(run(BiNoisingSampler("none")), run(SR3Sampler()))
+    assert torch.allclose(run(CFGSampler(1.0, clip_denoised=False)), sr3, atol=1e-6), "guidance scale 1 is the conditional model"
     core = DDPMSampler("fixed_large").sample(cond, PATH, x, grid, generator=torch.Generator().manual_seed(5))
     assert torch.allclose(sr3, core, atol=1e-5), "SR3 is the core's DDPM ancestral sampler"
     assert not torch.allclose(run(BiNoisingSampler("all")), sr3, atol=1e-3)

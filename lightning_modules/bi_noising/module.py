@@ -57,7 +57,8 @@ class BiNoisingRestoration(DiffusionModule):
     Args:
         network: f_phi, a :class:`ConditionalADMUNet`.
         prior: the unconditional eps_theta (:class:`ADMUNet`; ``learn_sigma`` networks give their
-            epsilon half); ``None`` with ``nonparametric``. Frozen; it is kept in the checkpoint.
+            epsilon half); ``None`` with ``nonparametric``. Frozen. Loaded from ``prior_checkpoint`` it
+            stays out of the Lightning checkpoint (reloaded from its file); a random stand-in is kept in it.
         prior_checkpoint: guided-diffusion ``.pt`` (e.g. ILVR/P2's ``ffhq_10m.pt`` for faces,
             ``256x256_diffusion_uncond.pt`` for ImageNet) or the ``bi_noising_prior`` EMA export;
             ``None`` keeps the prior's random initialisation (a stand-in, seeded by ``prior_seed``).
@@ -148,6 +149,8 @@ class BiNoisingRestoration(DiffusionModule):
                 self.uses_random_weights = True
             prior.requires_grad_(False)
             prior.eval()
+            if prior_checkpoint:  # a pretrained frozen part: outside the checkpoint, reloaded from its file
+                self.register_frozen("prior", prior)
         self.last_network_calls = 0
         self.last_sampling_seconds = 0.0
 
@@ -261,6 +264,8 @@ class BiNoisingRestoration(DiffusionModule):
         """Restored images ``[B, 3, S, S]`` in [-1, 1] from conditions at model size."""
         condition = self.check_condition(condition.to(self.device))
         chosen = self.resolve_sampler(sampler)
+        if chosen.name == "cfg" and not self.nonparametric:
+            raise ValueError("the cfg sampler guides f_phi with its own null condition: it needs model.nonparametric=true")
         cond, prior = self.denoisers(condition)
         noise = torch.randn(condition.shape, generator=generator, device=self.device, dtype=condition.dtype)
         grid = self.sampling_grid(int(num_steps or self.num_sampling_steps), self.device)
