@@ -32,6 +32,7 @@ def _table(name: str) -> dict:
                 if p["paper"] == "renoising" for t in p["tables"] if t["table"] == name)
 
 
+@pytest.mark.slow
 def test_tiny_fit_lowers_the_loss_then_test_rows_and_predict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # results/ rows land here
     fit = run_cli(["fit", *TINY["colorization"], "--trainer.max_steps", "30", "--trainer.val_check_interval", "30"], tmp_path)
