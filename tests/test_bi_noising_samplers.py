@@ -184,3 +184,21 @@ def test_bad_sampler_inputs() -> None:
         ILVRSampler(2).sample(None, LinearDenoiser(), PATH, torch.randn(1, 3, 8, 8), _grid(3), reference=torch.zeros(1, 3, 4, 4))
     with pytest.raises(ValueError, match="must divide"):
         low_pass(torch.zeros(1, 3, 6, 6), 4)
+
+
+def test_sr3_with_clipping_matches_diffusers_ddpm_scheduler() -> None:
+    """Peer check: SR3 (clipped, sigma^2 = beta) equals diffusers' DDPMScheduler(clip_sample, fixed_large) step by step."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                              clip_sample=True, clip_sample_range=1.0, variance_type="fixed_large", timestep_spacing="leading")
+    scheduler.set_timesteps(10)
+    cond = LinearDenoiser(0)
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 1.5
+    ours = SR3Sampler().sample(cond, None, PATH, x, discrete_grid(PATH, 10, spacing="leading"),
+                               generator=torch.Generator().manual_seed(1))
+    g, y = torch.Generator().manual_seed(1), x.clone()
+    for k in scheduler.timesteps:
+        t = PATH.t_from_timestep(torch.full((2,), float(k), dtype=torch.float64)).float()
+        y = scheduler.step(cond(y, t), int(k), y, generator=g).prev_sample
+    assert torch.allclose(ours, y, atol=1e-4)
