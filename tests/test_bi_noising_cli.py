@@ -127,6 +127,17 @@ def test_published_layouts_and_bad_pairs(tmp_path: Path) -> None:
     gray.setup()
     cond = gray.train_dataset[0]["condition"]
     assert torch.allclose(cond[0], cond[1]) and torch.allclose(cond[0], gray.train_dataset[0]["image"].mean(0), atol=1e-5)
+    for split in ("train", "test"):  # pre-simulated turbulence pairs
+        frame = img()
+        _save(frame, tmp_path / "turb" / split / "input" / "f1.png")
+        _save(frame, tmp_path / "turb" / split / "target" / "f1.png")
+    turb = BiNoisingDataModule(task="turbulence", source="pairs", root=str(tmp_path / "turb"), size=16, batch_size=1)
+    turb.setup()
+    assert torch.allclose(turb.val_dataset[0]["condition"], turb.val_dataset[0]["image"])
+    embedded = BiNoisingDataModule(task="turbulence", size=16, photos=["astronaut"], crops_per_image=1, val_crops_per_image=1)
+    embedded.setup()
+    sample = embedded.train_dataset[0]
+    assert sample["degraded"].shape == (3, 16, 16) and not torch.allclose(sample["degraded"], sample["image"], atol=1e-2)
     with pytest.raises(ValueError, match="task='inpaint'"):
         BiNoisingDataModule(task="inpaint")
     with pytest.raises(ValueError, match="test_root"):

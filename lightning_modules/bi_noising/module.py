@@ -35,7 +35,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from diffusion.bi_noising import CountingDenoiser, RestorationSampler, build_restoration_sampler
 from diffusion.denoisers import NetworkDenoiser
