@@ -6,13 +6,16 @@ re-noising and clipping add nothing measurable. The script builds the tiny confi
 (``configs/tiny/bi_noising_colorization.yaml``; random stand-in weights, timing only), samples the same
 conditions with both samplers, interleaved ``--repeats`` times, and prints the medians of CPU process
 time (wall time on a GPU), the counted network calls, both ratios and their relative difference.
-``--full`` uses the paper-size networks (93.6M each, 256x256) and is meant for a GPU.
+``--full`` uses the paper-size networks (93.6M each, 256x256) and is meant for a GPU. It also prints the
+training steps/s of f_phi's L_simple (median of ``--train_steps`` optimizer steps, batch ``--batch``) and
+the process's peak resident memory.
 
     python -m benchmarks.perf_bi_noising [--steps 20] [--batch 4] [--repeats 5] [--full] [--device cuda]
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -56,6 +59,26 @@ def measure(module: BiNoisingRestoration, steps: int, batch: int, repeats: int, 
             "relative_difference": abs(bn / sr3 - nfe_ratio) / nfe_ratio}
 
 
+def train_speed(module: BiNoisingRestoration, steps: int, batch: int, device: str) -> float:
+    """Optimizer steps per second of f_phi's L_simple (median step time)."""
+    module = module.to(device).train()
+    size = module.image_size
+    data = {"image": torch.rand(batch, 3, size, size, device=device) * 2 - 1,
+            "condition": torch.rand(batch, 3, size, size, device=device) * 2 - 1}
+    optimizer = torch.optim.AdamW(module.network.parameters(), lr=1e-4)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        loss = module.losses(data)["total"].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1.0 / statistics.median(times[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -63,9 +86,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--train_steps", type=int, default=10)
     args = parser.parse_args()
     torch.manual_seed(0)
-    result = measure(build(args.full), args.steps, args.batch, args.repeats, args.device)
+    module = build(args.full)
+    result = measure(module, args.steps, args.batch, args.repeats, args.device)
+    result["train_steps_per_s"] = train_speed(module, args.train_steps, args.batch, args.device)
+    result["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for key, value in result.items():
         print(f"{key}: {value:.4g}")
 
