@@ -170,3 +170,14 @@ def test_bad_inputs_fail_clearly() -> None:
         _module(corr_coefficient="beta")
     with pytest.raises(ValueError, match="input channels"):
         BiNoisingRestoration(ConditionalADMUNet(**TINY), prior=ADMUNet(**{**TINY, "in_channels": 1}), image_size=16)
+
+
+def test_task_conditions_check_their_size() -> None:
+    from datamodules.bi_noising.tasks import condition, degrade
+
+    clean = torch.rand(3, 16, 16) * 2 - 1
+    assert degrade("sr", clean).shape == (3, 4, 4) and condition("sr", degrade("sr", clean), 16).shape == (3, 16, 16)
+    with pytest.raises(ValueError, match="low-resolution input must be 4x4 for a 16x16 model"):
+        condition("sr", torch.zeros(3, 8, 8), 16)
+    with pytest.raises(ValueError, match="derain: the degraded image must be 16x16"):
+        condition("derain", torch.zeros(3, 8, 8), 16)
