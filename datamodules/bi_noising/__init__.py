@@ -1,0 +1,4 @@
+"""Bi-Noising restoration data (thesis 001 Ch. 8)."""
+from datamodules.bi_noising.datamodule import BiNoisingDataModule
+
+__all__ = ["BiNoisingDataModule"]
