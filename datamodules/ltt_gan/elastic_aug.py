@@ -19,7 +19,7 @@ the 800k run) and :meth:`ElasticAugConfig.ablation` (``ab_..._cx_py_g8.yml``, th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch

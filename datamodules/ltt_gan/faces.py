@@ -181,7 +181,7 @@ class TurbulenceFaceDataModule(EmbeddedDataModule):
     def predict_dataloader(self) -> DataLoader:
         if self.predict_root is None:
             return self._loader(self.val_dataset, shuffle=False)
-        from datamodules.predict_inputs import PredictImages, expand_inputs, image_size_of, predict_loader
+        from datamodules.predict_inputs import PredictImages, expand_inputs, predict_loader
 
         files = expand_inputs(self.predict_root, key="data.predict_root")
         dataset = PredictImages(files, self.size, self.size, mode=self.predict_fit)

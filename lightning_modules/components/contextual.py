@@ -21,8 +21,6 @@ with bandwidth h = 0.1 (Eq. 6.8 typesets ``exp(1 - d~/h)``, the code divides ``1
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -89,8 +87,7 @@ def eq67_as_typeset(x: Tensor, y: Tensor, bandwidth: float = 0.1) -> Tensor:
     return -torch.log(contextual_similarity(x.float(), y.float(), bandwidth).sum(-1)).mean()
 
 
-def spcx_loss(output: Tensor, target: Tensor, rate: int = 16, mode: str = "contiguous", bandwidth: float = 0.1,
-              chunk: Optional[int] = None) -> Tensor:
+def spcx_loss(output: Tensor, target: Tensor, rate: int = 16, mode: str = "contiguous", bandwidth: float = 0.1) -> Tensor:
     """Spatial periodic CX: :func:`contextual_loss` between ``PK(output)`` and ``PK(target)``."""
     return contextual_loss(pack(output, rate, mode), pack(target, rate, mode), bandwidth)
 

@@ -33,7 +33,7 @@ and rescale at run time (He-like); this port follows the code.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F

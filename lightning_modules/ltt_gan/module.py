@@ -47,10 +47,8 @@ from torch import Tensor, nn
 from lightning_modules.components.adversarial import AdversarialModule
 from lightning_modules.components.contextual import PACKING_MODES, contextual_loss, feature_samples, spcx_loss
 from lightning_modules.components.predict_outputs import PredictOutputsMixin, names_of
-from lightning_modules.ltt_gan.generator import LTTGANGenerator
 from lightning_modules.ltt_gan.losses import IdentityEmbedder, VGGPerceptualStyle, identity_input, load_arcface
-from lightning_modules.ltt_gan.stylegan2 import (StyleGAN2Discriminator, load_stylegan2_discriminator,
-                                                 load_stylegan2_generator)
+from lightning_modules.ltt_gan.stylegan2 import load_stylegan2_discriminator, load_stylegan2_generator
 from metrics.identity_retrieval import top_k_accuracy
 from metrics.results_rows import ResultRow, append_rows, git_commit, infer_data_flag, run_config_path, utc_now
 
