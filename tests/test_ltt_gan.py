@@ -158,6 +158,39 @@ def test_stylegan2_loads_the_gfpgan_key_layout_and_rejects_other_sizes(tmp_path:
         load_stylegan2_generator(target, str(tmp_path / "missing.pth"))
 
 
+def _rosinality_name(key: str) -> str:
+    """BasicSR -> rosinality/stylegan2-pytorch names, written out by hand from its generator."""
+    key = key.replace("style_mlp.", "style.").replace("constant_input.weight", "input.input")
+    key = key.replace("style_conv1.", "conv1.").replace("style_convs.", "convs.").replace("modulated_conv.", "conv.")
+    if key.startswith("noises.noise"):
+        key = "noises.noise_" + key[len("noises.noise"):]
+    parts = key.split(".")
+    if parts[0] in ("conv1", "convs") and parts[-1] == "weight" and parts[-2] not in ("conv", "modulation"):
+        key = ".".join(parts[:-1] + ["noise", "weight"])
+    return key
+
+
+def test_stylegan2_also_reads_rosinality_names(tmp_path: Path) -> None:
+    from lightning_modules.ltt_gan.stylegan2 import load_stylegan2_discriminator
+
+    torch.manual_seed(3)
+    source = StyleGAN2Generator(32, 16, 2, narrow=1 / 32)
+    renamed = {_rosinality_name(k): v for k, v in source.state_dict().items()}
+    assert {"style.1.weight", "input.input", "conv1.conv.modulation.weight", "conv1.noise.weight",
+            "convs.0.noise.weight", "to_rgbs.0.conv.weight", "noises.noise_0"} <= set(renamed)
+    torch.save({"g_ema": renamed}, tmp_path / "rosinality.pt")
+    target = StyleGAN2Generator(32, 16, 2, narrow=1 / 32)
+    load_stylegan2_generator(target, str(tmp_path / "rosinality.pt"))
+    latent = torch.randn(1, target.num_latent, 16)
+    assert torch.allclose(target(latent, False), source(latent, False))
+    disc = StyleGAN2Discriminator(32, narrow=1 / 32)
+    torch.save({"d": {k.replace("conv_body.", "convs."): v for k, v in disc.state_dict().items()}}, tmp_path / "d.pt")
+    fresh = StyleGAN2Discriminator(32, narrow=1 / 32)
+    load_stylegan2_discriminator(fresh, str(tmp_path / "d.pt"))
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(fresh(x), disc(x))
+
+
 def test_arcface_loads_published_names_with_module_prefix(tmp_path: Path) -> None:
     source = ArcFaceResNet18().eval()
     torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, tmp_path / "arc.pth")

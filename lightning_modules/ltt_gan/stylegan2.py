@@ -8,7 +8,10 @@ Every parameter and buffer carries the name it has in GFPGAN's / BasicSR's ``sty
 (``style_mlp.<i>``, ``constant_input.weight``, ``style_conv1.modulated_conv.modulation.weight``,
 ``style_convs.<i>.weight`` (noise strength), ``style_convs.<i>.activate.bias``, ``to_rgbs.<i>.bias``,
 ``noises.noise<i>``), so :func:`load_stylegan2_generator` reads the published checkpoint
-``StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth`` (``params_ema``) with a strict load. The
+``StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth`` (``params_ema``) with a strict load. A
+rosinality/stylegan2-pytorch checkpoint (``g_ema`` / ``d``: ``style.<i>``, ``input.input``,
+``conv1.conv``, ``convs.<i>.noise.weight``, ``noises.noise_<i>``, D ``convs.<i>``) is recognised
+and renamed to these names (:func:`rosinality_to_basicsr`); the two layouts hold the same tensors. The
 blur-kernel buffers of the checkpoint (``*.kernel``) are dropped and rebuilt from
 ``resample_kernel`` (they are not weights). The discriminator follows BasicSR's
 ``StyleGAN2Discriminator`` names (``conv_body``, ``final_conv``, ``final_linear``).
@@ -320,6 +323,28 @@ class StyleGAN2Discriminator(nn.Module):
         return self.final_linear(out.view(b, -1))
 
 
+def rosinality_to_basicsr(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename rosinality/stylegan2-pytorch keys to BasicSR's (identity for BasicSR files)."""
+    import re
+
+    if "input.input" not in state and not any(k.startswith("convs.0.0.") for k in state):
+        return dict(state)
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        new = re.sub(r"^style\.", "style_mlp.", key)
+        new = new.replace("input.input", "constant_input.weight")
+        new = re.sub(r"^noises\.noise_(\d+)$", r"noises.noise\1", new)
+        if "input.input" in state:  # generator
+            new = re.sub(r"^conv1\.", "style_conv1.", new)
+            new = re.sub(r"^convs\.", "style_convs.", new)
+            new = re.sub(r"\.conv\.(weight|modulation|blur)", r".modulated_conv.\1", new)
+            new = re.sub(r"\.noise\.weight$", ".weight", new)
+        else:  # discriminator
+            new = re.sub(r"^convs\.", "conv_body.", new)
+        out[new] = value
+    return out
+
+
 def read_checkpoint(path: str, key: str, prefer: Sequence[str] = ("params_ema", "params", "state_dict")) -> dict[str, Tensor]:
     """A state dict from ``path`` (weights_only), unwrapping BasicSR's ``params_ema`` / ``params``."""
     file = Path(path)
@@ -352,7 +377,7 @@ def _check_shapes(module: nn.Module, state: Mapping[str, Tensor], path: str, wha
 
 def load_stylegan2_generator(generator: StyleGAN2Generator, path: str, key: str = "model.stylegan_path") -> None:
     """Strictly load a GFPGAN/BasicSR StyleGAN2 generator checkpoint; a clear error for another size/width."""
-    state = read_checkpoint(path, key)
+    state = rosinality_to_basicsr(read_checkpoint(path, key, prefer=("params_ema", "g_ema", "params", "state_dict")))
     state = {k: v for k, v in state.items() if not k.endswith(".kernel")}  # blur FIR buffers, rebuilt here
     rgb_layers = {k.split(".")[1] for k in state if k.startswith("to_rgbs.")}
     if rgb_layers and len(rgb_layers) != len(generator.to_rgbs):
@@ -366,7 +391,7 @@ def load_stylegan2_generator(generator: StyleGAN2Generator, path: str, key: str 
 def load_stylegan2_discriminator(discriminator: StyleGAN2Discriminator, path: str,
                                  key: str = "model.discriminator_path") -> None:
     """Strictly load a BasicSR StyleGAN2 discriminator checkpoint (``params``)."""
-    state = read_checkpoint(path, key, prefer=("params", "params_ema", "state_dict"))
+    state = rosinality_to_basicsr(read_checkpoint(path, key, prefer=("params", "d", "params_ema", "state_dict")))
     state = {k: v for k, v in state.items() if not k.endswith(".kernel")}
     _check_shapes(discriminator, state, path, "StyleGAN2 discriminator")
     discriminator.load_state_dict(state, strict=True)
