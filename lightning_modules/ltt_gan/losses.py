@@ -191,5 +191,15 @@ class IdentityEmbedder(nn.Module):
         return self.arcface(identity_input(images, self.arcface.input_size))
 
 
-__all__ = ["ArcFaceResNet18", "IRBlock", "IdentityEmbedder", "PERCEPTUAL_LAYERS", "TinyTapFeatures",
+class ArcFaceIdentityEmbedder(IdentityEmbedder):
+    """Config entry for ``metrics.identity.IdentitySimilarity`` (Deg. %, Table 6.1): ArcFace-R18 from a path.
+
+    ``weights_path=None`` is the random stand-in (the metric then reports random weights).
+    """
+
+    def __init__(self, weights_path: Optional[str] = None) -> None:
+        super().__init__(load_arcface(weights_path, key="metric embedder weights_path"))
+
+
+__all__ = ["ArcFaceIdentityEmbedder", "ArcFaceResNet18", "IRBlock", "IdentityEmbedder", "PERCEPTUAL_LAYERS", "TinyTapFeatures",
            "VGGPerceptualStyle", "gram", "identity_input", "load_arcface"]
