@@ -179,9 +179,10 @@ class SpinningFigureVideos:
     """A synthetic fit-check video from ``(seed, split, index)``: a stick figure turning a full circle."""
 
     def __init__(self, height: int, width: int, length: int, num_frames: int, split: str, seed: int,
-                 backgrounds: Sequence[Tensor], deterministic: bool) -> None:
+                 backgrounds: Sequence[Tensor], deterministic: bool, whole_video: bool = False) -> None:
         self.height, self.width, self.length, self.num_frames = height, width, length, num_frames
         self.split, self.seed, self.backgrounds, self.deterministic = split, seed, list(backgrounds), deterministic
+        self.whole_video = whole_video
 
     def video(self, index: int) -> dict[str, Any]:
         rng = sample_rng(self.seed, self.split, index)
@@ -213,12 +214,15 @@ class SpinningFigureVideos:
         rng = sample_rng(self.seed + 1, self.split, index) if self.deterministic else np.random.default_rng(
             int(torch.randint(0, 2**31 - 1, (1,)))
         )
-        return _clip_sample(v, self.num_frames, rng, f"{self.split}_{index:05d}", self.height, self.width)
+        num_frames = len(v["yaw"]) if self.whole_video else self.num_frames
+        return _clip_sample(v, num_frames, rng, f"{self.split}_{index:05d}", self.height, self.width,
+                            whole_video=self.whole_video)
 
 
-def _clip_sample(v: dict[str, Any], num_frames: int, rng: np.random.Generator, name: str, height: int, width: int) -> dict[str, Any]:
+def _clip_sample(v: dict[str, Any], num_frames: int, rng: np.random.Generator, name: str, height: int, width: int,
+                 whole_video: bool = False) -> dict[str, Any]:
     yaw = np.asarray(v["yaw"])
-    start = sample_window(len(yaw), num_frames, is_front(yaw), is_back(yaw), rng)
+    start = 0 if whole_video else sample_window(len(yaw), num_frames, is_front(yaw), is_back(yaw), rng)
     f, b = pick_references(yaw, rng)
     window = slice(start, start + num_frames)
 
@@ -246,7 +250,7 @@ class FitCheckVideoFolder(Dataset):
     """The video layout of the module docstring; window and references drawn per access."""
 
     def __init__(self, root: Path, split: str, height: int, width: int, num_frames: int, frame_stride: int,
-                 seed: int, deterministic: bool) -> None:
+                 seed: int, deterministic: bool, whole_video: bool = False, max_frames: Optional[int] = None) -> None:
         self.folder = Path(root) / split
         if not self.folder.is_dir():
             raise FileNotFoundError(f"fit-check split folder {self.folder} not found (layout: docs/fitcheck.md)")
@@ -255,6 +259,7 @@ class FitCheckVideoFolder(Dataset):
             raise FileNotFoundError(f"no video folders under {self.folder}")
         self.split, self.height, self.width = split, height, width
         self.num_frames, self.frame_stride, self.seed, self.deterministic = num_frames, frame_stride, seed, deterministic
+        self.whole_video, self.max_frames = whole_video, max_frames
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -264,6 +269,8 @@ class FitCheckVideoFolder(Dataset):
         frame_files = sorted((video / "frames").glob("*.png"))[:: self.frame_stride]
         if not frame_files:
             raise FileNotFoundError(f"{video}/frames has no PNG frames")
+        if self.whole_video and self.max_frames:
+            frame_files = frame_files[: self.max_frames]
         orientation = video / "orientation.json"
         if not orientation.is_file():
             raise FileNotFoundError(f"{orientation} missing (per-frame CLIFF yaw in degrees)")
@@ -271,7 +278,8 @@ class FitCheckVideoFolder(Dataset):
         yaw = all_yaw[:: self.frame_stride][: len(frame_files)]
         rng = (np.random.default_rng([self.seed, index]) if self.deterministic
                else np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)))))
-        start = sample_window(len(frame_files), self.num_frames, is_front(yaw), is_back(yaw), rng)
+        length = len(frame_files) if self.whole_video else self.num_frames
+        start = 0 if self.whole_video else sample_window(len(frame_files), length, is_front(yaw), is_back(yaw), rng)
         f, b = pick_references(yaw, rng)
         h, w = self.height, self.width
 
@@ -281,7 +289,7 @@ class FitCheckVideoFolder(Dataset):
                 path = video / "frames" / frame_files[i].name
             return load_image(path, h, w)
 
-        window = range(start, start + self.num_frames)
+        window = range(start, start + length)
         return {
             "video": torch.stack([frame(i) for i in window]),
             "pose": torch.stack([frame(i, "poses") for i in window]),
@@ -398,6 +406,11 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_*: the user's inputs for ``cli.py predict`` (selfies, background, a pose sequence
             or an IMU trace + motion library, optional selfie poses, top-k, ground line as a
             fraction of the height for foot grounding). Without them ``predict`` uses validation clips.
+        test_whole_videos: ``test`` yields each held-out video **whole** (every strided frame, one
+            video per batch), which the module generates with progressive latent fusion: the Table
+            4.1 protocol scores whole generated videos, not T-frame training windows (§4.5). ``False``
+            gives T-frame windows like validation.
+        test_max_frames: cap on the frames of a whole test video (memory at 1024x576); ``None``: all.
     """
 
     def __init__(
@@ -425,8 +438,12 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_top_k: int = 5,
         predict_ground_y: Optional[float] = None,
         predict_name: str = "fitcheck",
+        test_whole_videos: bool = True,
+        test_max_frames: Optional[int] = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
+        self.test_whole_videos = bool(test_whole_videos)
+        self.test_max_frames = None if test_max_frames is None else int(test_max_frames)
         self.root = root
         self.height, self.width = as_hw(size)
         self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
@@ -464,6 +481,25 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             )
             for split, length in (("train", num_train), ("val", num_val))
         )
+
+    def test_dataloader(self) -> DataLoader:
+        """Held-out videos for the Table 4.1 protocol: whole videos (batch 1) unless ``test_whole_videos`` is off."""
+        if not self.test_whole_videos:
+            return super().test_dataloader()
+        if self.root is not None:
+            dataset: Dataset = FitCheckVideoFolder(Path(self.root), "test", self.height, self.width, self.num_frames,
+                                                   self.frame_stride, self.seed, True, whole_video=True,
+                                                   max_frames=self.test_max_frames)
+        else:
+            backgrounds = _real_backgrounds(self.height, self.width) if self.embedded_backgrounds == "real_clips" else []
+            _, num_val = split_counts(self.embedded_videos, self.val_fraction)
+            length = min(self.embedded_length, self.test_max_frames or self.embedded_length)
+            dataset = GeneratedDataset(
+                SpinningFigureVideos(self.height, self.width, length, self.num_frames, "val", self.seed, backgrounds,
+                                     deterministic=True, whole_video=True),
+                num_val,
+            )
+        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers, collate_fn=collate_dicts)
 
     def predict_dataloader(self) -> DataLoader:
         a = self.predict_args
