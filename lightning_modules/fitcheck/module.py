@@ -25,9 +25,12 @@ What this module implements (each item cites the thesis section):
   (image fine-tuning: every UNet parameter outside the temporal layers; PoseNet frozen unless
   ``spatial_includes_pose_net``, [GAP]) or ``"full"`` (ablation "Ours-FT + Full FT").
 * **Inference** (§4.4): EDM Euler (``EDMSampler(second_order=False)``, Karras sigmas
-  0.002..700, 25 steps), classifier-free guidance 2 over all three conditions (the null pass
-  zeroes ``f_v``, ``f_im`` and ``f_p``, [GAP] for the combination), progressive latent fusion
-  (:class:`diffusion.video_fusion.ProgressiveLatentFusion`, overlap 4, references prefixed).
+  0.002..700, 25 steps), classifier-free guidance 2 (the null pass zeroes ``f_v`` and ``f_im``
+  and keeps the pose, as MimicMotion's pipeline does [EXT]; ``guidance_null="all"`` zeroes the
+  pose too, [GAP] for the combination), progressive latent fusion
+  (:class:`diffusion.video_fusion.ProgressiveLatentFusion`, overlap 4, references prefixed,
+  MimicMotion's triangular weights over the whole window; ``fusion_prefix_weighting="one"``
+  weights the references 1), guidance applied after fusion so a ramp spans the whole video.
 
 ``added_time_ids`` = (fps - 1, motion bucket, noise augmentation) is ``(6, 127, 0.0)`` ([GAP],
 MimicMotion's inference defaults [EXT]); the conditioning images are VAE-encoded without the
@@ -44,7 +47,6 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.paths import EDMPath
 from diffusion.predictions import to_data_and_noise
 from diffusion.samplers import EDMSampler
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 
 FRAME_GENERATION = ("front_back", "front", "none")
 TRAINABLE = ("unet_pose", "spatial", "full")
+GUIDANCE_NULL = ("keep_pose", "all")
 SVD_SOURCE = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated; unet/, vae/, image_encoder/)"
 MIMICMOTION_SOURCE = "https://huggingface.co/tencent/MimicMotion (MimicMotion_1.pth, the thesis's initialisation)"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -122,6 +125,11 @@ class FitCheckVideoModule(DiffusionModule):
         decode_chunk_size: frames per VAE call.
         fps: frame rate of written MP4s (the training videos are 30 fps subsampled by 4).
         gradient_checkpointing: recompute UNet activations in backward (memory at 1024x576, [GAP]).
+        guidance_null: the CFG null pass: ``"keep_pose"`` (MimicMotion's pipeline: references
+            and CLIP embedding zeroed, pose kept; the pretrained model's convention) or ``"all"``
+            (the pose zeroed too, every dropped condition at once).
+        fusion_prefix_weighting: ``"triangular"`` (MimicMotion: one triangle over each window,
+            reference positions included) or ``"one"`` (reference frames weighted 1 per window).
     """
 
     def __init__(
@@ -152,6 +160,8 @@ class FitCheckVideoModule(DiffusionModule):
         decode_chunk_size: int = 8,
         fps: float = 7.5,
         gradient_checkpointing: bool = False,
+        guidance_null: str = "keep_pose",
+        fusion_prefix_weighting: str = "triangular",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         val_seed: int = 1234,
@@ -161,6 +171,8 @@ class FitCheckVideoModule(DiffusionModule):
             ("frame_generation", frame_generation, FRAME_GENERATION),
             ("trainable", trainable, TRAINABLE),
             ("vae_class", vae_class, ("AutoencoderKLTemporalDecoder", "AutoencoderKL")),
+            ("guidance_null", guidance_null, GUIDANCE_NULL),
+            ("fusion_prefix_weighting", fusion_prefix_weighting, ("triangular", "one")),
         ):
             if value not in choices:
                 raise ValueError(f"model.init_args.{key}={value!r} is not one of {list(choices)}")
@@ -208,6 +220,7 @@ class FitCheckVideoModule(DiffusionModule):
         self.trainable = trainable
         self.fitcheck_guidance = tuple(guidance_scale) if isinstance(guidance_scale, (list, tuple)) else float(guidance_scale)
         self.window, self.overlap = int(window), int(overlap)
+        self.guidance_null, self.fusion_prefix_weighting = guidance_null, fusion_prefix_weighting
         self.decode_chunk_size = int(decode_chunk_size)
         self.fps = float(fps)
         self.register_buffer("added_time_ids", torch.tensor(list(added_time_ids), dtype=torch.float32), persistent=False)
@@ -339,14 +352,19 @@ class FitCheckVideoModule(DiffusionModule):
         out["pose_keep"] = cond["pose_keep"] * keep[2]
         return out
 
-    @staticmethod
-    def null_conditions(cond: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The guidance null: every condition zeroed (the dropout's null value)."""
-        return {
-            "ref_latents": torch.zeros_like(cond["ref_latents"]),
-            "image_embeds": torch.zeros_like(cond["image_embeds"]),
-            "pose_keep": torch.zeros_like(cond["pose_keep"]),
-        }
+    def null_conditions(self, cond: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The guidance null (the dropout's null value for each dropped condition).
+
+        ``guidance_null="keep_pose"`` (default): reference latents and CLIP embedding zeroed, the
+        pose kept, as MimicMotion's pipeline (the initialisation) runs its unconditional pass;
+        ``"all"``: the pose zeroed too.
+        """
+        null = dict(cond)
+        null["ref_latents"] = torch.zeros_like(cond["ref_latents"])
+        null["image_embeds"] = torch.zeros_like(cond["image_embeds"])
+        if self.guidance_null == "all":
+            null["pose_keep"] = torch.zeros_like(cond["pose_keep"])
+        return null
 
     def pixel_weights(self, batch: Mapping[str, Tensor], latent_shape: torch.Size) -> Optional[Tensor]:
         """``batch["loss_weight"] [B, T, 1, H, W]`` -> latent grid, reference frames weighted 1."""
@@ -417,22 +435,48 @@ class FitCheckVideoModule(DiffusionModule):
     def _net(self, x_t: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
         return self.network(x_t, self.path.network_time(t), **cond)
 
-    def video_denoiser(self, cond: Mapping[str, Tensor], guidance_scale: Any = None) -> ProgressiveLatentFusion:
-        """CFG over the three conditions inside progressive latent fusion (one CFG per window)."""
+    def video_denoiser(self, cond: Mapping[str, Tensor], guidance_scale: Any = None) -> Any:
+        """Progressive latent fusion of the conditional and the null pass, then CFG (§4.4).
+
+        As MimicMotion's pipeline: each window is evaluated for both passes in one batched call,
+        both are fused over windows, and the guidance ``u + w (c - u)`` is applied to the fused
+        outputs, so a ``[min, max]`` ramp runs over the whole video's frames (not per window).
+        With ``w == 1`` only the conditional pass runs.
+        """
         scale = self.fitcheck_guidance if guidance_scale is None else guidance_scale
         scale = tuple(scale) if isinstance(scale, (list, tuple)) else float(scale)
-        null = self.null_conditions(cond)
+        guided = not (isinstance(scale, float) and scale == 1.0)
+        if guided:
+            null = self.null_conditions(cond)
+            both = {k: torch.cat([v, null[k]]) for k, v in cond.items()}
+        else:
+            both = dict(cond)
 
         def window_fn(x_window: Tensor, t: Tensor, frames: Tensor) -> Tensor:
-            window_cond = dict(cond)
-            window_cond["pose_images"] = cond["pose_images"].index_select(1, frames.to(cond["pose_images"].device))
-            guided = ClassifierFreeGuidance(
-                self._net, self.prediction_type, cond=window_cond, null_cond=null, scale=scale, frame_dim=1
-            )
-            return guided(x_window, t)
+            window_cond = dict(both)
+            window_cond["pose_images"] = both["pose_images"].index_select(1, frames.to(both["pose_images"].device))
+            return self._net(x_window, t, window_cond)
 
         prefix = tuple(range(self.num_references))
-        return ProgressiveLatentFusion(window_fn, self.prediction_type, self.window, self.overlap, prefix, frame_dim=1)
+        fusion = ProgressiveLatentFusion(window_fn, self.prediction_type, self.window, self.overlap, prefix, frame_dim=1,
+                                         prefix_weighting=self.fusion_prefix_weighting)
+
+        def denoiser(x_t: Tensor, t: Tensor) -> Tensor:
+            if not guided:
+                return fusion(x_t, t)
+            t = t.reshape(-1) if t.ndim else t.expand(x_t.shape[0])
+            out = fusion(torch.cat([x_t, x_t]), torch.cat([t, t]))
+            conditional, unconditional = out.chunk(2)
+            frames = x_t.shape[1]
+            if isinstance(scale, tuple):
+                w = torch.linspace(float(scale[0]), float(scale[1]), frames, device=x_t.device, dtype=out.dtype)
+                w = w.view(1, frames, *([1] * (x_t.ndim - 2)))
+            else:
+                w = torch.tensor(scale, device=x_t.device, dtype=out.dtype)
+            return unconditional + w * (conditional - unconditional)
+
+        denoiser.prediction_type = self.prediction_type  # type: ignore[attr-defined]
+        return denoiser
 
     @torch.no_grad()
     def generate(
