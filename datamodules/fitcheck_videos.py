@@ -25,7 +25,9 @@ The dataset is not published, so the on-disk layout is this suite's ([GAP]); one
 and one folder per fine-tuning item::
 
     <root>/<item>/front.png back.png background.png front_pose.png back_pose.png
-    <root>/<item>/front_mask.png back_mask.png    shadow / reflection annotations (white = 1)
+    <root>/<item>/front_mask.png back_mask.png    shadow / reflection annotations (white = 1); optional
+    <root>/<item>/front_matted.png back_matted.png  the selfies with the background removed (white), the
+                                                  conditioning references; optional (missing: the full image)
 
 Embedded default (``root: null``): stick figures (``datamodules.stick_figures``) spinning a full
 turn, so every clip has front- and back-facing frames with known yaw, drawn over a frame of the
