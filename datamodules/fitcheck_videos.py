@@ -247,6 +247,28 @@ def _clip_sample(v: dict[str, Any], num_frames: int, rng: np.random.Generator, n
     }
 
 
+class AugmentedReferences(Dataset):
+    """A training split whose ``front`` / ``back`` references pass through reference image augmentation.
+
+    ``ria`` (a :class:`datamodules.fitcheck_ria.ReferenceAugmentation`) re-tones both with its
+    probability; ``batch["ria"]`` says whether it did. The FG targets (``front_target`` /
+    ``back_target``, the real frames) are left as they are.
+    """
+
+    def __init__(self, dataset: Dataset, ria: Any) -> None:
+        self.dataset, self.ria = dataset, ria
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
+        item["front"], item["back"], applied = self.ria(item["front"], item["back"], rng)
+        item["ria"] = torch.tensor(applied)
+        return item
+
+
 # ---------------------------------------------------------------------------------------- real layout
 class FitCheckVideoFolder(Dataset):
     """The video layout of the module docstring; window and references drawn per access."""
@@ -413,6 +435,13 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             4.1 protocol scores whole generated videos, not T-frame training windows (§4.5). ``False``
             gives T-frame windows like validation.
         test_max_frames: cap on the frames of a whole test video (memory at 1024x576); ``None``: all.
+        reference_augmentation_p: probability (0.5, seed line 920) that both training references
+            are re-toned by reference image augmentation (:mod:`datamodules.fitcheck_ria`); 0 is the
+            "Ours-RIA" ablation. Validation / test references are never augmented.
+        ria_matting / ria_harmoniser / ria_background_database: SAM 2 ``transformers`` folder, the
+            harmonisation network's TorchScript file and the background folder; ``"stand-in"``
+            (matting, harmoniser) picks the named CPU stand-ins. With embedded data and no paths the
+            stand-ins and the embedded backgrounds are used (logged); with ``root`` the paths are required.
     """
 
     def __init__(
@@ -442,10 +471,18 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_name: str = "fitcheck",
         test_whole_videos: bool = True,
         test_max_frames: Optional[int] = None,
+        reference_augmentation_p: float = 0.5,
+        ria_matting: Optional[str] = None,
+        ria_harmoniser: Optional[str] = None,
+        ria_background_database: Optional[str] = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
         self.test_whole_videos = bool(test_whole_videos)
         self.test_max_frames = None if test_max_frames is None else int(test_max_frames)
+        if not 0.0 <= float(reference_augmentation_p) <= 1.0:
+            raise ValueError(f"data.init_args.reference_augmentation_p={reference_augmentation_p} is not in [0, 1]")
+        self.ria_args = dict(p=float(reference_augmentation_p), matting=ria_matting, harmoniser=ria_harmoniser,
+                             background_database=ria_background_database)
         self.root = root
         self.height, self.width = as_hw(size)
         self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
@@ -462,10 +499,28 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         )
         self.save_hyperparameters()
 
+    def reference_augmentation(self, embedded_backgrounds: Sequence[Tensor] = ()) -> Any:
+        """The RIA of the training split (``None`` when ``reference_augmentation_p`` is 0)."""
+        from datamodules.fitcheck_ria import build_reference_augmentation
+
+        a = dict(self.ria_args)
+        if self.root is None:  # embedded smoke data: named stand-ins unless paths are given
+            a["matting"] = a["matting"] or "stand-in"
+            a["harmoniser"] = a["harmoniser"] or "stand-in"
+            fallback = list(embedded_backgrounds) or [torch.tensor(c).view(3, 1, 1).expand(3, self.height, self.width) * 1.0
+                                                      for c in ((0.6, 0.2, -0.4), (-0.5, -0.1, 0.5), (0.1, 0.6, 0.0))]
+        else:
+            fallback = []
+        return build_reference_augmentation(a["p"], a["matting"], a["harmoniser"], a["background_database"],
+                                            self.height, self.width, fallback)
+
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         if self.root is not None:
+            train: Dataset = FitCheckVideoFolder(Path(self.root), "train", self.height, self.width, self.num_frames,
+                                                 self.frame_stride, self.seed, False)
+            ria = self.reference_augmentation()
             return (
-                FitCheckVideoFolder(Path(self.root), "train", self.height, self.width, self.num_frames, self.frame_stride, self.seed, False),
+                AugmentedReferences(train, ria) if ria is not None else train,
                 FitCheckVideoFolder(Path(self.root), "test", self.height, self.width, self.num_frames, self.frame_stride, self.seed, True),
             )
         backgrounds = _real_backgrounds(self.height, self.width) if self.embedded_backgrounds == "real_clips" else []
@@ -475,7 +530,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             "%d train / %d val videos of %d frames at %dx%d",
             "bundled real-clip" if backgrounds else "plain", num_train, num_val, self.embedded_length, self.height, self.width,
         )
-        return tuple(
+        train, val = (
             GeneratedDataset(
                 SpinningFigureVideos(self.height, self.width, self.embedded_length, self.num_frames, split, self.seed,
                                      backgrounds, deterministic=split == "val"),
@@ -483,6 +538,8 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             )
             for split, length in (("train", num_train), ("val", num_val))
         )
+        ria = self.reference_augmentation(backgrounds)
+        return (AugmentedReferences(train, ria) if ria is not None else train), val
 
     def test_dataloader(self) -> DataLoader:
         """Held-out videos for the Table 4.1 protocol: whole videos (batch 1) unless ``test_whole_videos`` is off."""

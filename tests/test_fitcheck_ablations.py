@@ -16,6 +16,7 @@ ABLATIONS = {
     "ours_fg": "fitcheck_finetune",
     "ours_mra": "fitcheck_finetune",
     "ours_ft_full_ft": "fitcheck_finetune",
+    "ours_ria": "fitcheck",
 }
 
 
@@ -30,10 +31,14 @@ def test_ablation_overlay_builds_and_steps_once(name: str, tmp_path: Path) -> No
                    "--config", f"fitcheck_ablations/{name}.yaml", "--trainer.max_steps", "1",
                    "--trainer.limit_val_batches", "0"], tmp_path)
     assert cli.trainer.global_step == 1
-    overlay = yaml.safe_load((CONFIGS / "fitcheck_ablations" / f"{name}.yaml").read_text())["model"]["init_args"]
+    overlay = yaml.safe_load((CONFIGS / "fitcheck_ablations" / f"{name}.yaml").read_text())
     module = cli.model
-    for key, value in overlay.items():
+    for key, value in overlay.get("model", {}).get("init_args", {}).items():
         assert module.hparams[key] == value, key
+    for key, value in overlay.get("data", {}).get("init_args", {}).items():
+        assert cli.datamodule.hparams[key] == value, key
+    if name == "ours_ria":
+        assert "ria" not in cli.datamodule.train_dataset[0], "no reference augmentation in Ours-RIA"
     assert module.num_references == (2 if module.hparams["frame_generation"] == "front_back" else 1)
     uses_mra = any("MultiReference" in type(p).__name__ for p in module.network.unet.attn_processors.values())
     assert uses_mra == module.hparams["multi_reference_attention"]
