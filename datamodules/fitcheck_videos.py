@@ -329,18 +329,45 @@ class FitCheckVideoFolder(Dataset):
 
 
 # ---------------------------------------------------------------------------------------- predict inputs
-def _load_pose_sequence(path: Path, height: int, width: int) -> Tensor:
-    """``.npy`` keypoints ``[N, 18, 2]`` in [0, 1] (x / W, y / H; -1 missing) or a folder of pose PNGs."""
+def _native(path: Path) -> Tensor:
+    """An image at its own size, ``[3, H, W]`` in [-1, 1] (alpha on white)."""
+    return load_image(path, *image_size_of(path))
+
+
+def _fit(image: Tensor, height: int, width: int, fit: str) -> Tensor:
+    """``crop``: MimicMotion's resize + centre crop (aspect kept); ``stretch``: resize to the frame."""
+    from datamodules.fitcheck_pose import resize_centre_crop
+
+    if fit == "crop":
+        return resize_centre_crop(image, height, width)
+    return F.interpolate(image.unsqueeze(0).float(), size=(height, width), mode="bicubic", align_corners=False,
+                         antialias=True)[0].clamp(-1, 1)
+
+
+def _render_keypoints(kp: dict[str, np.ndarray], frame: tuple[int, int], height: int, width: int, fit: str) -> Tensor:
+    """DWPose renders of normalised keypoints of a ``frame`` (H, W): drawn at the frame's size and fitted
+    (``crop``), or drawn straight at the model's size (``stretch``, coordinates stretched with the frame)."""
+    from datamodules.fitcheck_pose import render_keypoint_sequence
+
+    if fit == "crop":
+        return render_keypoint_sequence(kp, frame[0], frame[1], height, width)
+    return render_keypoint_sequence(kp, height, width, height, width)
+
+
+def _load_pose_sequence(path: Path, height: int, width: int, frame: Optional[tuple[int, int]] = None,
+                        fit: str = "stretch") -> Tensor:
+    """``.npy`` body keypoints ``[N, 18, 2]`` / DWPose ``.npz`` (normalised to the scene ``frame``) or a folder of pose PNGs."""
+    from datamodules.fitcheck_pose import load_keypoint_file
+
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.png"))
         if not files:
             raise FileNotFoundError(f"pose folder {path} has no PNG renders")
-        return torch.stack([load_image(p, height, width) for p in files])
+        return torch.stack([_fit(_native(p), height, width, fit) for p in files])
     if not path.is_file():
-        raise FileNotFoundError(f"pose sequence {path} not found (.npy keypoints [N, 18, 2] or a folder of PNGs)")
-    kp = np.load(path).astype(np.float64)
-    return torch.stack([render_pose(_to_pixels(k, height, width), height, width) for k in kp])
+        raise FileNotFoundError(f"pose sequence {path} not found (.npy keypoints [N, 18, 2], a DWPose .npz or a folder of PNGs)")
+    return _render_keypoints(load_keypoint_file(str(path)), frame or (height, width), height, width, fit)
 
 
 def _to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -349,18 +376,42 @@ def _to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def _load_single_pose(path: Optional[str], height: int, width: int) -> Tensor:
-    if path is None:  # stand-in: DWPose of the selfie is an external model; a blank render
-        return torch.full((3, height, width), -1.0)
+def _to_unit(kp: np.ndarray, height: int, width: int) -> np.ndarray:
+    out = kp / np.array([width, height])
+    out[(kp < 0).any(-1)] = -1.0
+    return out
+
+
+def _load_single_pose(path: Optional[str], key: str, height: int, width: int, fit: str, selfie: Path) -> Tensor:
+    """The DWPose of one selfie: keypoints (``.npy [18, 2]`` / ``.npz``, normalised to the selfie) or a render PNG.
+
+    Required: a blank pose would tell the model "no person"; DWPose is an external model, so its
+    output for each selfie is an input here.
+    """
+    from datamodules.fitcheck_pose import load_keypoint_file
+
+    if path is None:
+        raise ValueError(
+            f"data.init_args.{key} is required: the DWPose keypoints (.npy [18, 2] normalised, or a DWPose .npz) "
+            f"or the DWPose render (.png) of that selfie; no pose detector runs inside the suite "
+            f"(DWPose is an external model: run it on the selfie and pass its output)"
+        )
     p = Path(path)
-    if p.suffix == ".npy":
-        return render_pose(_to_pixels(np.load(p).astype(np.float64), height, width), height, width)
-    return load_image(p, height, width)
+    if not p.is_file():
+        raise FileNotFoundError(f"data.init_args.{key}={path} not found")
+    if p.suffix in (".npy", ".npz"):
+        return _render_keypoints(load_keypoint_file(str(p)), image_size_of(selfie), height, width, fit)[0]
+    return _fit(_native(p), height, width, fit)
 
 
 def retrieve_motion_poses(imu: str, library: str, height: int, width: int, top_k: int = 5,
-                          ground_y: Optional[float] = None) -> tuple[Tensor, list[tuple[str, float]]]:
-    """IMU trace + motion library -> the top-1 motion's pose renders (§4.4), plus the top-k list."""
+                          ground_y: Optional[float] = None, frame: Optional[tuple[int, int]] = None,
+                          fit: str = "stretch", scale: float = 1.0) -> tuple[Tensor, list[tuple[str, float]]]:
+    """IMU trace + motion library -> the top-1 motion's DWPose renders (§4.4), plus the top-k list.
+
+    Keypoints are normalised to the scene ``frame`` (the background's H, W); with ``ground_y`` (a
+    fraction of the height) they are scaled by ``scale`` and shifted so the feet stand on that line.
+    """
     from datamodules.fitcheck_motion import MotionRetriever, ground_feet, load_imu_trace, load_motion_library
 
     yaw, translation, _ = load_imu_trace(imu)
@@ -369,47 +420,60 @@ def retrieve_motion_poses(imu: str, library: str, height: int, width: int, top_k
     best = clips[ranked[0][0]]
     if best.keypoints is None:
         raise KeyError(f"motion library {library}: the retrieved motion {best.name!r} has no keypoints")
-    kp = np.stack([_to_pixels(k, height, width) for k in np.asarray(best.keypoints, np.float64)])
+    fh, fw = frame or (height, width)
+    kp = np.asarray(best.keypoints, np.float64)
     if ground_y is not None:
-        kp = ground_feet(kp, ground_y * height)
-    poses = torch.stack([render_pose(k, height, width) for k in kp])
+        kp = _to_unit(ground_feet(np.stack([_to_pixels(k, fh, fw) for k in kp]), ground_y * fh, scale), fh, fw)
+    poses = _render_keypoints({"bodies": kp}, (fh, fw), height, width, fit)
     return poses, [(clips[i].name, d) for i, d in ranked]
 
 
 class FitCheckPredictInputs(Dataset):
-    """One predict item from the user's files: front / back selfies, a background and the motion."""
+    """One predict item from the user's files: front / back selfies, a background and the motion.
+
+    ``fit="crop"`` (default): every image is resized so it covers the model's frame and centre-cropped
+    (MimicMotion's preprocessing; aspect ratios kept) and poses are drawn at the scene's size first;
+    ``"stretch"``: everything is resized to the frame and the video is mapped back to the
+    background's aspect ratio afterwards.
+    """
 
     def __init__(self, front: str, back: str, background: str, height: int, width: int, poses: Optional[str],
                  imu: Optional[str], motion_library: Optional[str], front_pose: Optional[str],
-                 back_pose: Optional[str], top_k: int, ground_y: Optional[float], name: str) -> None:
+                 back_pose: Optional[str], top_k: int, ground_y: Optional[float], name: str,
+                 fit: str = "crop", pose_scale: float = 1.0) -> None:
         if poses is None and (imu is None or motion_library is None):
             raise ValueError("predict needs data.init_args.predict_poses, or predict_imu and predict_motion_library")
+        if fit not in ("crop", "stretch"):
+            raise ValueError(f"data.init_args.predict_fit must be 'crop' or 'stretch', got {fit!r}")
         self.args = dict(front=front, back=back, background=background, poses=poses, imu=imu, library=motion_library,
                          front_pose=front_pose, back_pose=back_pose, top_k=top_k, ground_y=ground_y, name=name)
-        self.height, self.width = height, width
+        self.height, self.width, self.fit, self.pose_scale = height, width, fit, float(pose_scale)
 
     def __len__(self) -> int:
         return 1
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        a, h, w = self.args, self.height, self.width
+        a, h, w, fit = self.args, self.height, self.width, self.fit
+        frame = image_size_of(Path(a["background"]))
         if a["poses"] is not None:
-            poses = _load_pose_sequence(Path(a["poses"]), h, w)
+            poses = _load_pose_sequence(Path(a["poses"]), h, w, frame, fit)
         else:
-            poses, ranked = retrieve_motion_poses(a["imu"], a["library"], h, w, a["top_k"], a["ground_y"])
+            poses, ranked = retrieve_motion_poses(a["imu"], a["library"], h, w, a["top_k"], a["ground_y"], frame, fit,
+                                                  self.pose_scale)
             log.info("IMU motion retrieval, top-%d (name, Eq. 4.1 distance): %s", a["top_k"], ranked)
-        return {
-            "front": load_image(Path(a["front"]), h, w),
-            "back": load_image(Path(a["back"]), h, w),
-            "background": load_image(Path(a["background"]), h, w),
-            "front_pose": _load_single_pose(a["front_pose"], h, w),
-            "back_pose": _load_single_pose(a["back_pose"], h, w),
+        item = {
+            "front": _fit(_native(Path(a["front"])), h, w, fit),
+            "back": _fit(_native(Path(a["back"])), h, w, fit),
+            "background": _fit(_native(Path(a["background"])), h, w, fit),
+            "front_pose": _load_single_pose(a["front_pose"], "predict_front_pose", h, w, fit, Path(a["front"])),
+            "back_pose": _load_single_pose(a["back_pose"], "predict_back_pose", h, w, fit, Path(a["back"])),
             "pose": poses,
             "name": a["name"],
             "path": str(a["background"]),
-            # the scene's own frame: the module maps the video back to the background's aspect ratio
-            "placement": placement_for(*image_size_of(Path(a["background"])), h, w, mode="stretch"),
         }
+        if fit == "stretch":  # the scene's own frame: the module maps the video back to the background's aspect ratio
+            item["placement"] = placement_for(*frame, h, w, mode="stretch")
+        return item
 
 
 # ---------------------------------------------------------------------------------------- data modules
@@ -429,7 +493,12 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             videos, frames per video, ``"real_clips"`` or ``"plain"`` backgrounds.
         predict_*: the user's inputs for ``cli.py predict`` (selfies, background, a pose sequence
             or an IMU trace + motion library, optional selfie poses, top-k, ground line as a
-            fraction of the height for foot grounding). Without them ``predict`` uses validation clips.
+            fraction of the height for foot grounding, with ``predict_pose_scale``). Selfie poses
+            (``predict_front_pose`` / ``predict_back_pose``: DWPose keypoints or renders) are required.
+            ``predict_fit``: ``"crop"`` (MimicMotion's resize + centre crop, aspect kept; poses drawn
+            with :func:`datamodules.fitcheck_pose.render_dwpose` at the scene's size) or ``"stretch"``
+            (resize to the frame, video mapped back to the background's aspect ratio).
+            Without them ``predict`` uses validation clips.
         test_whole_videos: ``test`` yields each held-out video **whole** (every strided frame, one
             video per batch), which the module generates with progressive latent fusion: the Table
             4.1 protocol scores whole generated videos, not T-frame training windows (§4.5). ``False``
@@ -469,6 +538,8 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_top_k: int = 5,
         predict_ground_y: Optional[float] = None,
         predict_name: str = "fitcheck",
+        predict_fit: str = "crop",
+        predict_pose_scale: float = 1.0,
         test_whole_videos: bool = True,
         test_max_frames: Optional[int] = None,
         reference_augmentation_p: float = 0.5,
@@ -496,6 +567,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             front=predict_front, back=predict_back, background=predict_background, poses=predict_poses,
             imu=predict_imu, motion_library=predict_motion_library, front_pose=predict_front_pose,
             back_pose=predict_back_pose, top_k=predict_top_k, ground_y=predict_ground_y, name=predict_name,
+            fit=predict_fit, pose_scale=predict_pose_scale,
         )
         self.save_hyperparameters()
 
@@ -569,7 +641,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             raise ValueError(f"predict with predict_front also needs {['predict_' + k for k in missing]}")
         dataset = FitCheckPredictInputs(
             a["front"], a["back"], a["background"], self.height, self.width, a["poses"], a["imu"], a["motion_library"],
-            a["front_pose"], a["back_pose"], a["top_k"], a["ground_y"], a["name"],
+            a["front_pose"], a["back_pose"], a["top_k"], a["ground_y"], a["name"], a["fit"], a["pose_scale"],
         )
         release_predict_limit(getattr(self, "trainer", None), len(dataset), "data.predict_front")
         return DataLoader(dataset, batch_size=1, collate_fn=collate_dicts)
