@@ -247,3 +247,31 @@ def ground_feet(keypoints: np.ndarray, ground_y: float, scale: float = 1.0) -> n
     kp[visible, 1] += shift
     kp[~visible] = -1.0
     return kp
+
+
+def retrieve_background(folder: str | Path, normal: np.ndarray, k: int = 5) -> tuple[Path, list[tuple[str, float]], dict]:
+    """Background retrieval by ground-plane normal (§4.4) over a background folder.
+
+    ``<folder>/normals.json`` maps each image's file name to ``{"normal": [nx, ny, nz]}`` (the
+    camera-frame floor normal, e.g. :func:`ground_plane_normal` of MoGe depth inside a OneFormer
+    floor mask) and optionally ``"ground_y"`` (the floor line where the person stands, a fraction
+    of the height). Returns the closest image, the top-k ``(name, angle in radians)`` and its entry.
+    """
+    import json
+
+    folder = Path(folder)
+    index = folder / "normals.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"background folder {folder} has no normals.json ({{file name: {{'normal': [x, y, z]}}}})")
+    entries = json.loads(index.read_text())
+    names = sorted(entries)
+    missing = [n for n in names if not (folder / n).is_file()]
+    if not names or missing:
+        raise FileNotFoundError(f"{index}: {'no entries' if not names else f'images missing: {missing[:3]}'}")
+    try:
+        normals = np.array([entries[n]["normal"] for n in names], np.float64).reshape(len(names), 3)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{index}: every entry needs 'normal': [x, y, z] ({error})") from None
+    ranked = BackgroundRetriever(normals).retrieve(normal, k)
+    best = names[ranked[0][0]]
+    return folder / best, [(names[i], angle) for i, angle in ranked], dict(entries[best])

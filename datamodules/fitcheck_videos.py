@@ -406,7 +406,8 @@ def _load_single_pose(path: Optional[str], key: str, height: int, width: int, fi
 
 def retrieve_motion_poses(imu: str, library: str, height: int, width: int, top_k: int = 5,
                           ground_y: Optional[float] = None, frame: Optional[tuple[int, int]] = None,
-                          fit: str = "stretch", scale: float = 1.0) -> tuple[Tensor, list[tuple[str, float]]]:
+                          fit: str = "stretch", scale: float = 1.0,
+                          background: Optional[Any] = None) -> tuple[Tensor, list[tuple[str, float]]]:
     """IMU trace + motion library -> the top-1 motion's DWPose renders (§4.4), plus the top-k list.
 
     Keypoints are normalised to the scene ``frame`` (the background's H, W); with ``ground_y`` (a
@@ -420,6 +421,8 @@ def retrieve_motion_poses(imu: str, library: str, height: int, width: int, top_k
     best = clips[ranked[0][0]]
     if best.keypoints is None:
         raise KeyError(f"motion library {library}: the retrieved motion {best.name!r} has no keypoints")
+    if background is not None:  # a background folder: retrieve by the motion's ground-plane normal (§4.4)
+        frame, ground_y = background(best.ground_normal, f"motion library {library}: motion {best.name!r}", ground_y)
     fh, fw = frame or (height, width)
     kp = np.asarray(best.keypoints, np.float64)
     if ground_y is not None:
@@ -440,36 +443,58 @@ class FitCheckPredictInputs(Dataset):
     def __init__(self, front: str, back: str, background: str, height: int, width: int, poses: Optional[str],
                  imu: Optional[str], motion_library: Optional[str], front_pose: Optional[str],
                  back_pose: Optional[str], top_k: int, ground_y: Optional[float], name: str,
-                 fit: str = "crop", pose_scale: float = 1.0) -> None:
+                 fit: str = "crop", pose_scale: float = 1.0, motion_normal: Optional[Sequence[float]] = None) -> None:
         if poses is None and (imu is None or motion_library is None):
             raise ValueError("predict needs data.init_args.predict_poses, or predict_imu and predict_motion_library")
         if fit not in ("crop", "stretch"):
             raise ValueError(f"data.init_args.predict_fit must be 'crop' or 'stretch', got {fit!r}")
         self.args = dict(front=front, back=back, background=background, poses=poses, imu=imu, library=motion_library,
-                         front_pose=front_pose, back_pose=back_pose, top_k=top_k, ground_y=ground_y, name=name)
+                         front_pose=front_pose, back_pose=back_pose, top_k=top_k, ground_y=ground_y, name=name,
+                         motion_normal=motion_normal)
         self.height, self.width, self.fit, self.pose_scale = height, width, fit, float(pose_scale)
 
     def __len__(self) -> int:
         return 1
 
+    def _choose_background(self, normal: Optional[np.ndarray], owner: str, ground_y: Optional[float]):
+        """A background folder: the top-1 by ground-plane normal; returns its frame size and ground line."""
+        from datamodules.fitcheck_motion import retrieve_background
+
+        if normal is None:
+            raise ValueError(f"predict_background is a folder (background retrieval, §4.4) but {owner} has no ground "
+                             f"normal: add '<name>/ground_normal' to the motion library or set data.init_args.predict_motion_normal")
+        path, ranked, entry = retrieve_background(self.args["background"], np.asarray(normal, np.float64), self.args["top_k"])
+        log.info("background retrieval by ground-plane normal, top-%d (file, angle rad): %s", self.args["top_k"], ranked)
+        self.chosen_background, self.background_ranking = path, ranked
+        if ground_y is None and "ground_y" in entry:
+            ground_y = float(entry["ground_y"])
+        return image_size_of(path), ground_y
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         a, h, w, fit = self.args, self.height, self.width, self.fit
-        frame = image_size_of(Path(a["background"]))
+        folder = Path(a["background"]).is_dir()
+        self.chosen_background, self.background_ranking = Path(a["background"]), []
         if a["poses"] is not None:
+            frame = image_size_of(Path(a["background"])) if not folder else self._choose_background(
+                a.get("motion_normal"), "predict_poses", None)[0]
             poses = _load_pose_sequence(Path(a["poses"]), h, w, frame, fit)
         else:
+            frame = None if folder else image_size_of(Path(a["background"]))
             poses, ranked = retrieve_motion_poses(a["imu"], a["library"], h, w, a["top_k"], a["ground_y"], frame, fit,
-                                                  self.pose_scale)
+                                                  self.pose_scale, self._choose_background if folder else None)
             log.info("IMU motion retrieval, top-%d (name, Eq. 4.1 distance): %s", a["top_k"], ranked)
+        background = self.chosen_background
+        frame = image_size_of(background)
         item = {
             "front": _fit(_native(Path(a["front"])), h, w, fit),
             "back": _fit(_native(Path(a["back"])), h, w, fit),
-            "background": _fit(_native(Path(a["background"])), h, w, fit),
+            "background": _fit(_native(background), h, w, fit),
             "front_pose": _load_single_pose(a["front_pose"], "predict_front_pose", h, w, fit, Path(a["front"])),
             "back_pose": _load_single_pose(a["back_pose"], "predict_back_pose", h, w, fit, Path(a["back"])),
             "pose": poses,
             "name": a["name"],
-            "path": str(a["background"]),
+            "path": str(background),
+            "background_ranking": json.dumps([[str(n), float(d)] for n, d in self.background_ranking]),
         }
         if fit == "stretch":  # the scene's own frame: the module maps the video back to the background's aspect ratio
             item["placement"] = placement_for(*frame, h, w, mode="stretch")
@@ -498,6 +523,9 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             ``predict_fit``: ``"crop"`` (MimicMotion's resize + centre crop, aspect kept; poses drawn
             with :func:`datamodules.fitcheck_pose.render_dwpose` at the scene's size) or ``"stretch"``
             (resize to the frame, video mapped back to the background's aspect ratio).
+            ``predict_background`` may be a **folder** with ``normals.json``: the background is then
+            retrieved by ground-plane normal (§4.4) against the motion's normal (``<name>/ground_normal``
+            in the motion library, or ``predict_motion_normal``), and its ``ground_y`` grounds the feet.
             Without them ``predict`` uses validation clips.
         test_whole_videos: ``test`` yields each held-out video **whole** (every strided frame, one
             video per batch), which the module generates with progressive latent fusion: the Table
@@ -540,6 +568,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_name: str = "fitcheck",
         predict_fit: str = "crop",
         predict_pose_scale: float = 1.0,
+        predict_motion_normal: Optional[list[float]] = None,
         test_whole_videos: bool = True,
         test_max_frames: Optional[int] = None,
         reference_augmentation_p: float = 0.5,
@@ -567,7 +596,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             front=predict_front, back=predict_back, background=predict_background, poses=predict_poses,
             imu=predict_imu, motion_library=predict_motion_library, front_pose=predict_front_pose,
             back_pose=predict_back_pose, top_k=predict_top_k, ground_y=predict_ground_y, name=predict_name,
-            fit=predict_fit, pose_scale=predict_pose_scale,
+            fit=predict_fit, pose_scale=predict_pose_scale, motion_normal=predict_motion_normal,
         )
         self.save_hyperparameters()
 
@@ -642,6 +671,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         dataset = FitCheckPredictInputs(
             a["front"], a["back"], a["background"], self.height, self.width, a["poses"], a["imu"], a["motion_library"],
             a["front_pose"], a["back_pose"], a["top_k"], a["ground_y"], a["name"], a["fit"], a["pose_scale"],
+            a["motion_normal"],
         )
         release_predict_limit(getattr(self, "trainer", None), len(dataset), "data.predict_front")
         return DataLoader(dataset, batch_size=1, collate_fn=collate_dicts)

@@ -78,3 +78,38 @@ def test_predict_crops_to_the_model_frame_and_requires_selfie_poses(tmp_path: Pa
     assert abs(float(column) - 11.5) < 1.5, "the centred limb stays centred in the crop"
     with pytest.raises(ValueError, match="predict_front_pose is required"):
         FitCheckVideoDataModule(**common).predict_dataloader().dataset[0]
+
+
+def test_predict_retrieves_the_background_by_ground_normal_and_grounds_the_feet(tmp_path: Path) -> None:
+    import json
+
+    rng = np.random.default_rng(0)
+    library = {}
+    for i, normal in enumerate(([0.0, -1.0, 0.0], [0.0, -0.8, -0.6])):
+        kp = np.full((6, 18, 2), -1.0)
+        kp[:, 1], kp[:, 10], kp[:, 13] = [0.5, 0.3], [0.45, 0.6], [0.55, 0.6]
+        library[f"m{i}/yaw"] = np.linspace(0, np.pi * (i + 1), 6)
+        library[f"m{i}/translation"] = np.zeros((6, 3))
+        library[f"m{i}/keypoints"] = kp + rng.normal(0, 0.001, kp.shape)
+        library[f"m{i}/ground_normal"] = np.array(normal)
+    np.savez(tmp_path / "library.npz", **library)
+    np.savez(tmp_path / "imu.npz", time=np.arange(6) / 30, yaw=np.linspace(0, np.pi, 6), acceleration=np.zeros((6, 3)))
+    rooms = tmp_path / "rooms"
+    rooms.mkdir()
+    for name, colour in (("flat.png", (200, 0, 0)), ("tilted.png", (0, 0, 200))):
+        Image.new("RGB", (24, 32), colour).save(rooms / name)
+    (rooms / "normals.json").write_text(json.dumps({
+        "flat.png": {"normal": [0.0, -1.0, 0.05], "ground_y": 0.9}, "tilted.png": {"normal": [0.0, -0.7, -0.7]}}))
+    selfie = np.full((18, 2), -1.0)
+    selfie[1] = [0.5, 0.3]
+    np.save(tmp_path / "selfie.npy", selfie)
+    dm = FitCheckVideoDataModule(size=(32, 24), predict_front=_png(tmp_path / "f.png", (24, 32)),
+                                 predict_back=_png(tmp_path / "b.png", (24, 32)), predict_background=str(rooms),
+                                 predict_imu=str(tmp_path / "imu.npz"), predict_motion_library=str(tmp_path / "library.npz"),
+                                 predict_front_pose=str(tmp_path / "selfie.npy"), predict_back_pose=str(tmp_path / "selfie.npy"),
+                                 predict_top_k=2)
+    item = dm.predict_dataloader().dataset[0]
+    assert item["path"].endswith("flat.png") and item["background"][0].mean() > 0.4, "m0 (flat floor) -> flat.png"
+    assert json.loads(item["background_ranking"])[0][0] == "flat.png"
+    ankle_rows = (item["pose"][:, :, 26:, :] > -0.9).any(1).any(-1)
+    assert ankle_rows.any(), "feet moved down to the room's ground line (0.9 of the height)"

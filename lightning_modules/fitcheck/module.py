@@ -38,6 +38,7 @@ scaling factor and the target frames with it (SVD's convention [EXT]).
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -541,8 +542,11 @@ class FitCheckVideoModule(DiffusionModule):
             mp4 = write_mp4(clip, writer.path_for(name, ext=".mp4"), fps=self.fps)
             png = writer.save_image(clip[0], name)
             source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
+            details: dict[str, Any] = {}
+            if batch.get("background_ranking") is not None:  # background retrieved by ground-plane normal
+                details["background_ranking"] = json.loads(batch["background_ranking"][row])
             writer.record(source, [mp4, png], frames=int(clip.shape[0]), size=list(clip.shape[-2:]),
-                          seed=self.predict_seed + batch_idx)
+                          seed=self.predict_seed + batch_idx, **details)
             written.append(str(mp4))
         return written
 
