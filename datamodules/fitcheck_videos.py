@@ -494,6 +494,7 @@ class FitCheckPredictInputs(Dataset):
             "pose": poses,
             "name": a["name"],
             "path": str(background),
+            "front_path": str(a["front"]),
             "background_ranking": json.dumps([[str(n), float(d)] for n, d in self.background_ranking]),
         }
         if fit == "stretch":  # the scene's own frame: the module maps the video back to the background's aspect ratio

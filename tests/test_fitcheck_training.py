@@ -117,6 +117,28 @@ def test_tiny_predict_from_imu_and_motion_library_writes_an_mp4(tmp_path: Path) 
     assert manifest["items"][0]["outputs"] == ["me.mp4", "me.png"]
 
 
+def test_optional_face_refinement_runs_the_command_on_each_video(tmp_path: Path) -> None:
+    import sys
+
+    kp = np.full((3, 18, 2), -1.0)
+    kp[:, 1], kp[:, 2] = [0.5, 0.3], [0.5, 0.6]
+    np.save(tmp_path / "poses.npy", kp)
+    datamodule = FitCheckVideoDataModule(
+        size=(32, 24), predict_front=_png(tmp_path / "front.png", (200, 50, 50)), predict_back=_png(tmp_path / "back.png", (50, 200, 50)),
+        predict_background=_png(tmp_path / "bg.png", (90, 90, 200)), predict_poses=str(tmp_path / "poses.npy"), predict_name="me",
+        predict_front_pose=_selfie_pose(tmp_path / "fp.npy"), predict_back_pose=_selfie_pose(tmp_path / "bp.npy"),
+    )
+    stand_in = [sys.executable, "-c", "import shutil, sys; assert sys.argv[1].endswith('front.png'); shutil.copy(sys.argv[2], sys.argv[3])",
+                "{source}", "{target}", "{output}"]  # stands in for FaceFusion's CLI
+    module = tiny_module(num_sampling_steps=1, face_refinement_command=stand_in)
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.predict(module, datamodule=datamodule)
+    folder = Path(module.predictions_dir)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["items"][0]["outputs"] == ["me.mp4", "me.png", "me__face_refined.mp4"]
+    assert (folder / "me__face_refined.mp4").read_bytes() == (folder / "me.mp4").read_bytes()
+
+
 def test_render_pose_draws_limbs_only_between_visible_joints() -> None:
     kp = np.full((18, 2), -1.0)
     kp[1], kp[2] = [12, 5], [6, 8]

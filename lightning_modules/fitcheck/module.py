@@ -131,6 +131,11 @@ class FitCheckVideoModule(DiffusionModule):
             (the pose zeroed too, every dropped condition at once).
         fusion_prefix_weighting: ``"triangular"`` (MimicMotion: one triangle over each window,
             reference positions included) or ``"one"`` (reference frames weighted 1 per window).
+        face_refinement_command: optional post-process of ``predict`` (§4.2.1: FaceFusion [50] with
+            the front selfie as the reference; never used for the metrics): an argv list run once
+            per video with ``{source}`` (front selfie file), ``{target}`` (the generated MP4) and
+            ``{output}`` (``<name>__face_refined.mp4``) filled in, e.g. ``[python, facefusion.py,
+            headless-run, --source-paths, "{source}", --target-path, "{target}", --output-path, "{output}"]``.
     """
 
     def __init__(
@@ -163,6 +168,7 @@ class FitCheckVideoModule(DiffusionModule):
         gradient_checkpointing: bool = False,
         guidance_null: str = "keep_pose",
         fusion_prefix_weighting: str = "triangular",
+        face_refinement_command: Optional[list[str]] = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         val_seed: int = 1234,
@@ -222,6 +228,7 @@ class FitCheckVideoModule(DiffusionModule):
         self.fitcheck_guidance = tuple(guidance_scale) if isinstance(guidance_scale, (list, tuple)) else float(guidance_scale)
         self.window, self.overlap = int(window), int(overlap)
         self.guidance_null, self.fusion_prefix_weighting = guidance_null, fusion_prefix_weighting
+        self.face_refinement_command = list(face_refinement_command) if face_refinement_command else None
         self.decode_chunk_size = int(decode_chunk_size)
         self.fps = float(fps)
         self.register_buffer("added_time_ids", torch.tensor(list(added_time_ids), dtype=torch.float32), persistent=False)
@@ -543,12 +550,33 @@ class FitCheckVideoModule(DiffusionModule):
             png = writer.save_image(clip[0], name)
             source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
             details: dict[str, Any] = {}
+            outputs = [mp4, png]
+            if self.face_refinement_command:
+                refined = self._refine_faces(mp4, writer.path_for(name, "face_refined", ".mp4"), batch, row)
+                if refined is not None:
+                    outputs.append(refined)
+                    details["face_refinement"] = "post-process (not used for metrics)"
             if batch.get("background_ranking") is not None:  # background retrieved by ground-plane normal
                 details["background_ranking"] = json.loads(batch["background_ranking"][row])
-            writer.record(source, [mp4, png], frames=int(clip.shape[0]), size=list(clip.shape[-2:]),
+            writer.record(source, outputs, frames=int(clip.shape[0]), size=list(clip.shape[-2:]),
                           seed=self.predict_seed + batch_idx, **details)
             written.append(str(mp4))
         return written
+
+    def _refine_faces(self, video: Path, output: Path, batch: Mapping[str, Any], row: int) -> Optional[Path]:
+        """Run ``face_refinement_command`` on one generated video (FaceFusion, §4.2.1); ``None`` if no selfie file."""
+        import subprocess
+
+        if "front_path" not in batch:
+            log.warning("face refinement skipped for %s: no front selfie file (predict from data.init_args.predict_front)", video)
+            return None
+        fields = {"source": str(batch["front_path"][row]), "target": str(video), "output": str(output)}
+        argv = [part.format(**fields) for part in self.face_refinement_command or []]
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode != 0 or not output.is_file():
+            raise RuntimeError(f"model.init_args.face_refinement_command failed ({result.returncode}): {' '.join(argv)}\n"
+                               f"{result.stderr[-2000:]}")
+        return output
 
     def sample(self, num_samples: int, **kwargs: Any) -> Tensor:  # noqa: D401 - contract of DiffusionModule
         raise NotImplementedError(
