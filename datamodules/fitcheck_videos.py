@@ -533,6 +533,9 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             4.1 protocol scores whole generated videos, not T-frame training windows (§4.5). ``False``
             gives T-frame windows like validation.
         test_max_frames: cap on the frames of a whole test video (memory at 1024x576); ``None``: all.
+        test_set / test_root / test_sidecar / test_ids: score another published test set instead of
+            the own test split (``ubc_fashion``: Table 4.3, ``tiktok``: Table 4.4, ``selfie``: the
+            self-captured set of Table 4.1; :mod:`datamodules.fitcheck_benchmarks`).
         reference_augmentation_p: probability (0.5, seed line 920) that both training references
             are re-toned by reference image augmentation (:mod:`datamodules.fitcheck_ria`); 0 is the
             "Ours-RIA" ablation. Validation / test references are never augmented.
@@ -572,6 +575,10 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_motion_normal: Optional[list[float]] = None,
         test_whole_videos: bool = True,
         test_max_frames: Optional[int] = None,
+        test_set: Optional[str] = None,
+        test_root: Optional[str] = None,
+        test_sidecar: Optional[str] = None,
+        test_ids: Optional[list[str]] = None,
         reference_augmentation_p: float = 0.5,
         ria_matting: Optional[str] = None,
         ria_harmoniser: Optional[str] = None,
@@ -580,6 +587,13 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
         self.test_whole_videos = bool(test_whole_videos)
         self.test_max_frames = None if test_max_frames is None else int(test_max_frames)
+        from datamodules.fitcheck_benchmarks import TEST_SETS
+
+        if test_set is not None and test_set not in TEST_SETS:
+            raise ValueError(f"data.init_args.test_set={test_set!r} is not one of {list(TEST_SETS)} (or null: the own test split)")
+        if test_set is not None and test_root is None:
+            raise ValueError(f"data.init_args.test_set={test_set!r} needs data.init_args.test_root (its published folder)")
+        self.test_set, self.test_root, self.test_sidecar, self.test_ids = test_set, test_root, test_sidecar, test_ids
         if not 0.0 <= float(reference_augmentation_p) <= 1.0:
             raise ValueError(f"data.init_args.reference_augmentation_p={reference_augmentation_p} is not in [0, 1]")
         self.ria_args = dict(p=float(reference_augmentation_p), matting=ria_matting, harmoniser=ria_harmoniser,
@@ -645,10 +659,16 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
 
     def test_dataloader(self) -> DataLoader:
         """Held-out videos for the Table 4.1 protocol: whole videos (batch 1) unless ``test_whole_videos`` is off."""
+        if self.test_set is not None:
+            from datamodules.fitcheck_benchmarks import FitCheckTestSet
+
+            dataset: Dataset = FitCheckTestSet(self.test_set, str(self.test_root), self.height, self.width, self.test_sidecar,
+                                               self.frame_stride, self.test_ids, self.test_max_frames, self.seed)
+            return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers, collate_fn=collate_dicts)
         if not self.test_whole_videos:
             return super().test_dataloader()
         if self.root is not None:
-            dataset: Dataset = FitCheckVideoFolder(Path(self.root), "test", self.height, self.width, self.num_frames,
+            dataset = FitCheckVideoFolder(Path(self.root), "test", self.height, self.width, self.num_frames,
                                                    self.frame_stride, self.seed, True, whole_video=True,
                                                    max_frames=self.test_max_frames)
         else:

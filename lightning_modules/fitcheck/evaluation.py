@@ -51,6 +51,18 @@ from metrics.results_rows import (
 log = logging.getLogger(__name__)
 
 
+#: ``data.init_args.test_set`` -> the dataset name of ``benchmarks/paper_numbers.yaml`` (Tables 4.1-4.4)
+TEST_SET_NAMES = {"selfie": "self-captured selfie dataset", "ubc_fashion": "UBC Fashion", "tiktok": "TikTok",
+                  None: "fit-check test set (own)"}
+
+
+def _dataset_name(datamodule: Any) -> str:
+    test_set = getattr(datamodule, "test_set", None)
+    if test_set is None and getattr(datamodule, "root", None) is None:
+        return type(datamodule).__name__  # embedded smoke data: no paper table
+    return TEST_SET_NAMES.get(test_set, type(datamodule).__name__)
+
+
 def _is_distribution(metric: Metric) -> bool:
     return "real" in inspect.signature(metric.update).parameters
 
@@ -210,7 +222,7 @@ class FitCheckEvaluation(Callback):
             rows.append(ResultRow(
                 paper="fitcheck",
                 method=self.method,
-                dataset=self.dataset or type(datamodule).__name__,
+                dataset=self.dataset or _dataset_name(datamodule),
                 split=self.split,
                 resolution=f"{height}x{width}" if height else None,
                 num_samples=self._count,
