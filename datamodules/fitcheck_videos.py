@@ -290,7 +290,9 @@ class FitCheckVideoFolder(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         video = self.videos[index]
-        frame_files = sorted((video / "frames").glob("*.png"))[:: self.frame_stride]
+        # a folder written by `python -m datamodules.fitcheck_prepare` is already subsampled
+        stride = 1 if (video / "prepared.json").is_file() else self.frame_stride
+        frame_files = sorted((video / "frames").glob("*.png"))[::stride]
         if not frame_files:
             raise FileNotFoundError(f"{video}/frames has no PNG frames")
         if self.whole_video and self.max_frames:
@@ -299,7 +301,7 @@ class FitCheckVideoFolder(Dataset):
         if not orientation.is_file():
             raise FileNotFoundError(f"{orientation} missing (per-frame CLIFF yaw in degrees)")
         all_yaw = np.asarray(json.loads(orientation.read_text())["yaw"], np.float64)
-        yaw = all_yaw[:: self.frame_stride][: len(frame_files)]
+        yaw = all_yaw[::stride][: len(frame_files)]
         rng = (np.random.default_rng([self.seed, index]) if self.deterministic
                else np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)))))
         length = len(frame_files) if self.whole_video else self.num_frames
