@@ -29,6 +29,7 @@ class _MeanColourStandIn(torch.nn.Module):
         return images.mean(dim=(2, 3))
 
 
+@pytest.mark.slow  # ~14 s on an idle 2-core machine (two whole videos, I3D + 3D ResNet-50 at native size)
 def test_six_table_4_1_metrics_on_whole_videos_at_the_paper_clip_length(tmp_path: Path) -> None:
     num_frames = int(PAPER_DATA["num_frames"])  # 6: training windows are shorter than I3D's 16-frame clips
     assert num_frames == 6
