@@ -111,6 +111,7 @@ class MotionClip:
     translation: np.ndarray
     keypoints: Optional[np.ndarray] = None
     ground_normal: Optional[np.ndarray] = None
+    horizon_y: Optional[float] = None
 
 
 class MotionRetriever:
@@ -185,6 +186,7 @@ def load_motion_library(path: str | Path) -> list[MotionClip]:
                 translation=data[f"{name}/translation"],
                 keypoints=data[f"{name}/keypoints"] if f"{name}/keypoints" in data else None,
                 ground_normal=data[f"{name}/ground_normal"] if f"{name}/ground_normal" in data else None,
+                horizon_y=float(data[f"{name}/horizon_y"]) if f"{name}/horizon_y" in data else None,
             )
         )
     return clips
@@ -226,6 +228,20 @@ class BackgroundRetriever:
         angles = np.arccos(np.clip(self.normals @ n, -1.0, 1.0))
         order = np.argsort(angles, kind="stable")[: max(1, int(k))]
         return [(int(i), float(angles[i])) for i in order]
+
+
+def perspective_scale(foot_y: float, horizon_y: float, new_ground_y: float, new_horizon_y: float) -> float:
+    """Pose scale for moving a person standing at ``foot_y`` to ``new_ground_y`` (all image-height fractions).
+
+    On a level floor seen by an upright camera a standing person's image height is proportional to
+    the distance between their feet and the horizon, so the scale is the ratio of those distances
+    ([GAP]: the thesis says only that poses are scaled and translated to keep the feet on the ground).
+    """
+    before, after = float(foot_y) - float(horizon_y), float(new_ground_y) - float(new_horizon_y)
+    if before <= 0 or after <= 0:
+        raise ValueError(f"feet must be below the horizon: foot {foot_y} / horizon {horizon_y}, "
+                         f"ground {new_ground_y} / horizon {new_horizon_y}")
+    return after / before
 
 
 def ground_feet(keypoints: np.ndarray, ground_y: float, scale: float = 1.0) -> np.ndarray:

@@ -423,10 +423,19 @@ def retrieve_motion_poses(imu: str, library: str, height: int, width: int, top_k
     best = clips[ranked[0][0]]
     if best.keypoints is None:
         raise KeyError(f"motion library {library}: the retrieved motion {best.name!r} has no keypoints")
+    horizon = None
     if background is not None:  # a background folder: retrieve by the motion's ground-plane normal (§4.4)
         frame, ground_y = background(best.ground_normal, f"motion library {library}: motion {best.name!r}", ground_y)
+        horizon = getattr(getattr(background, "__self__", None), "background_horizon", None)
     fh, fw = frame or (height, width)
     kp = np.asarray(best.keypoints, np.float64)
+    if ground_y is not None and horizon is not None and best.horizon_y is not None:
+        from datamodules.fitcheck_motion import ANKLES, perspective_scale
+
+        ankles = kp[:, [j for j in ANKLES if j < kp.shape[1]], 1]
+        foot = float(np.median(np.where((ankles >= 0), ankles, -np.inf).max(axis=1)))
+        scale = scale * perspective_scale(foot, best.horizon_y, ground_y, horizon)
+        log.info("foot grounding: perspective scale %.3f (motion horizon %.2f, background horizon %.2f)", scale, best.horizon_y, horizon)
     if ground_y is not None:
         kp = _to_unit(ground_feet(np.stack([_to_pixels(k, fh, fw) for k in kp]), ground_y * fh, scale), fh, fw)
     poses = _render_keypoints({"bodies": kp}, (fh, fw), height, width, fit)
@@ -468,6 +477,7 @@ class FitCheckPredictInputs(Dataset):
         path, ranked, entry = retrieve_background(self.args["background"], np.asarray(normal, np.float64), self.args["top_k"])
         log.info("background retrieval by ground-plane normal, top-%d (file, angle rad): %s", self.args["top_k"], ranked)
         self.chosen_background, self.background_ranking = path, ranked
+        self.background_horizon = float(entry["horizon_y"]) if "horizon_y" in entry else None
         if ground_y is None and "ground_y" in entry:
             ground_y = float(entry["ground_y"])
         return image_size_of(path), ground_y
@@ -475,7 +485,7 @@ class FitCheckPredictInputs(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         a, h, w, fit = self.args, self.height, self.width, self.fit
         folder = Path(a["background"]).is_dir()
-        self.chosen_background, self.background_ranking = Path(a["background"]), []
+        self.chosen_background, self.background_ranking, self.background_horizon = Path(a["background"]), [], None
         if a["poses"] is not None:
             frame = image_size_of(Path(a["background"])) if not folder else self._choose_background(
                 a.get("motion_normal"), "predict_poses", None)[0]

@@ -92,6 +92,7 @@ def test_predict_retrieves_the_background_by_ground_normal_and_grounds_the_feet(
         library[f"m{i}/translation"] = np.zeros((6, 3))
         library[f"m{i}/keypoints"] = kp + rng.normal(0, 0.001, kp.shape)
         library[f"m{i}/ground_normal"] = np.array(normal)
+        library[f"m{i}/horizon_y"] = np.array(0.3)
     np.savez(tmp_path / "library.npz", **library)
     np.savez(tmp_path / "imu.npz", time=np.arange(6) / 30, yaw=np.linspace(0, np.pi, 6), acceleration=np.zeros((6, 3)))
     rooms = tmp_path / "rooms"
@@ -99,7 +100,7 @@ def test_predict_retrieves_the_background_by_ground_normal_and_grounds_the_feet(
     for name, colour in (("flat.png", (200, 0, 0)), ("tilted.png", (0, 0, 200))):
         Image.new("RGB", (24, 32), colour).save(rooms / name)
     (rooms / "normals.json").write_text(json.dumps({
-        "flat.png": {"normal": [0.0, -1.0, 0.05], "ground_y": 0.9}, "tilted.png": {"normal": [0.0, -0.7, -0.7]}}))
+        "flat.png": {"normal": [0.0, -1.0, 0.05], "ground_y": 0.9, "horizon_y": 0.4}, "tilted.png": {"normal": [0.0, -0.7, -0.7]}}))
     selfie = np.full((18, 2), -1.0)
     selfie[1] = [0.5, 0.3]
     np.save(tmp_path / "selfie.npy", selfie)
@@ -108,8 +109,22 @@ def test_predict_retrieves_the_background_by_ground_normal_and_grounds_the_feet(
                                  predict_imu=str(tmp_path / "imu.npz"), predict_motion_library=str(tmp_path / "library.npz"),
                                  predict_front_pose=str(tmp_path / "selfie.npy"), predict_back_pose=str(tmp_path / "selfie.npy"),
                                  predict_top_k=2)
-    item = dm.predict_dataloader().dataset[0]
+    dataset = dm.predict_dataloader().dataset
+    item = dataset[0]
+    assert dataset.background_horizon == 0.4, "the perspective scale (0.9-0.4)/(0.6-0.3) is applied"
     assert item["path"].endswith("flat.png") and item["background"][0].mean() > 0.4, "m0 (flat floor) -> flat.png"
     assert json.loads(item["background_ranking"])[0][0] == "flat.png"
     ankle_rows = (item["pose"][:, :, 26:, :] > -0.9).any(1).any(-1)
     assert ankle_rows.any(), "feet moved down to the room's ground line (0.9 of the height)"
+
+
+def test_perspective_scale_of_foot_grounding() -> None:
+    from datamodules.fitcheck_motion import ground_feet, perspective_scale
+
+    assert perspective_scale(0.8, 0.4, 0.9, 0.3) == pytest.approx(0.6 / 0.4)
+    with pytest.raises(ValueError, match="below the horizon"):
+        perspective_scale(0.3, 0.4, 0.9, 0.3)
+    kp = np.full((2, 18, 2), -1.0)
+    kp[:, 0], kp[:, 10], kp[:, 13] = [10.0, 20.0], [8.0, 60.0], [12.0, 60.0]
+    out = ground_feet(kp, ground_y=90.0, scale=1.5)
+    assert out[0, 10, 1] == pytest.approx(90.0) and out[0, 10, 1] - out[0, 0, 1] == pytest.approx(1.5 * 40.0)
