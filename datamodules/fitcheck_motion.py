@@ -111,6 +111,7 @@ class MotionClip:
     translation: np.ndarray
     keypoints: Optional[np.ndarray] = None
     ground_normal: Optional[np.ndarray] = None
+    horizon_y: Optional[float] = None
 
 
 class MotionRetriever:
@@ -185,6 +186,7 @@ def load_motion_library(path: str | Path) -> list[MotionClip]:
                 translation=data[f"{name}/translation"],
                 keypoints=data[f"{name}/keypoints"] if f"{name}/keypoints" in data else None,
                 ground_normal=data[f"{name}/ground_normal"] if f"{name}/ground_normal" in data else None,
+                horizon_y=float(data[f"{name}/horizon_y"]) if f"{name}/horizon_y" in data else None,
             )
         )
     return clips
@@ -228,6 +230,20 @@ class BackgroundRetriever:
         return [(int(i), float(angles[i])) for i in order]
 
 
+def perspective_scale(foot_y: float, horizon_y: float, new_ground_y: float, new_horizon_y: float) -> float:
+    """Pose scale for moving a person standing at ``foot_y`` to ``new_ground_y`` (all image-height fractions).
+
+    On a level floor seen by an upright camera a standing person's image height is proportional to
+    the distance between their feet and the horizon, so the scale is the ratio of those distances
+    ([GAP]: the thesis says only that poses are scaled and translated to keep the feet on the ground).
+    """
+    before, after = float(foot_y) - float(horizon_y), float(new_ground_y) - float(new_horizon_y)
+    if before <= 0 or after <= 0:
+        raise ValueError(f"feet must be below the horizon: foot {foot_y} / horizon {horizon_y}, "
+                         f"ground {new_ground_y} / horizon {new_horizon_y}")
+    return after / before
+
+
 def ground_feet(keypoints: np.ndarray, ground_y: float, scale: float = 1.0) -> np.ndarray:
     """Scale poses ``[N, J, 2]`` (pixels, -1 missing) by ``scale`` and shift them onto ``ground_y``.
 
@@ -247,3 +263,31 @@ def ground_feet(keypoints: np.ndarray, ground_y: float, scale: float = 1.0) -> n
     kp[visible, 1] += shift
     kp[~visible] = -1.0
     return kp
+
+
+def retrieve_background(folder: str | Path, normal: np.ndarray, k: int = 5) -> tuple[Path, list[tuple[str, float]], dict]:
+    """Background retrieval by ground-plane normal (§4.4) over a background folder.
+
+    ``<folder>/normals.json`` maps each image's file name to ``{"normal": [nx, ny, nz]}`` (the
+    camera-frame floor normal, e.g. :func:`ground_plane_normal` of MoGe depth inside a OneFormer
+    floor mask) and optionally ``"ground_y"`` (the floor line where the person stands, a fraction
+    of the height). Returns the closest image, the top-k ``(name, angle in radians)`` and its entry.
+    """
+    import json
+
+    folder = Path(folder)
+    index = folder / "normals.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"background folder {folder} has no normals.json ({{file name: {{'normal': [x, y, z]}}}})")
+    entries = json.loads(index.read_text())
+    names = sorted(entries)
+    missing = [n for n in names if not (folder / n).is_file()]
+    if not names or missing:
+        raise FileNotFoundError(f"{index}: {'no entries' if not names else f'images missing: {missing[:3]}'}")
+    try:
+        normals = np.array([entries[n]["normal"] for n in names], np.float64).reshape(len(names), 3)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{index}: every entry needs 'normal': [x, y, z] ({error})") from None
+    ranked = BackgroundRetriever(normals).retrieve(normal, k)
+    best = names[ranked[0][0]]
+    return folder / best, [(names[i], angle) for i, angle in ranked], dict(entries[best])

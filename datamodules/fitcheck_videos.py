@@ -25,7 +25,9 @@ The dataset is not published, so the on-disk layout is this suite's ([GAP]); one
 and one folder per fine-tuning item::
 
     <root>/<item>/front.png back.png background.png front_pose.png back_pose.png
-    <root>/<item>/front_mask.png back_mask.png    shadow / reflection annotations (white = 1)
+    <root>/<item>/front_mask.png back_mask.png    shadow / reflection annotations (white = 1); optional
+    <root>/<item>/front_matted.png back_matted.png  the selfies with the background removed (white), the
+                                                  conditioning references; optional (missing: the full image)
 
 Embedded default (``root: null``): stick figures (``datamodules.stick_figures``) spinning a full
 turn, so every clip has front- and back-facing frames with known yaw, drawn over a frame of the
@@ -179,9 +181,10 @@ class SpinningFigureVideos:
     """A synthetic fit-check video from ``(seed, split, index)``: a stick figure turning a full circle."""
 
     def __init__(self, height: int, width: int, length: int, num_frames: int, split: str, seed: int,
-                 backgrounds: Sequence[Tensor], deterministic: bool) -> None:
+                 backgrounds: Sequence[Tensor], deterministic: bool, whole_video: bool = False) -> None:
         self.height, self.width, self.length, self.num_frames = height, width, length, num_frames
         self.split, self.seed, self.backgrounds, self.deterministic = split, seed, list(backgrounds), deterministic
+        self.whole_video = whole_video
 
     def video(self, index: int) -> dict[str, Any]:
         rng = sample_rng(self.seed, self.split, index)
@@ -213,12 +216,15 @@ class SpinningFigureVideos:
         rng = sample_rng(self.seed + 1, self.split, index) if self.deterministic else np.random.default_rng(
             int(torch.randint(0, 2**31 - 1, (1,)))
         )
-        return _clip_sample(v, self.num_frames, rng, f"{self.split}_{index:05d}", self.height, self.width)
+        num_frames = len(v["yaw"]) if self.whole_video else self.num_frames
+        return _clip_sample(v, num_frames, rng, f"{self.split}_{index:05d}", self.height, self.width,
+                            whole_video=self.whole_video)
 
 
-def _clip_sample(v: dict[str, Any], num_frames: int, rng: np.random.Generator, name: str, height: int, width: int) -> dict[str, Any]:
+def _clip_sample(v: dict[str, Any], num_frames: int, rng: np.random.Generator, name: str, height: int, width: int,
+                 whole_video: bool = False) -> dict[str, Any]:
     yaw = np.asarray(v["yaw"])
-    start = sample_window(len(yaw), num_frames, is_front(yaw), is_back(yaw), rng)
+    start = 0 if whole_video else sample_window(len(yaw), num_frames, is_front(yaw), is_back(yaw), rng)
     f, b = pick_references(yaw, rng)
     window = slice(start, start + num_frames)
 
@@ -241,12 +247,34 @@ def _clip_sample(v: dict[str, Any], num_frames: int, rng: np.random.Generator, n
     }
 
 
+class AugmentedReferences(Dataset):
+    """A training split whose ``front`` / ``back`` references pass through reference image augmentation.
+
+    ``ria`` (a :class:`datamodules.fitcheck_ria.ReferenceAugmentation`) re-tones both with its
+    probability; ``batch["ria"]`` says whether it did. The FG targets (``front_target`` /
+    ``back_target``, the real frames) are left as they are.
+    """
+
+    def __init__(self, dataset: Dataset, ria: Any) -> None:
+        self.dataset, self.ria = dataset, ria
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
+        item["front"], item["back"], applied = self.ria(item["front"], item["back"], rng)
+        item["ria"] = torch.tensor(applied)
+        return item
+
+
 # ---------------------------------------------------------------------------------------- real layout
 class FitCheckVideoFolder(Dataset):
     """The video layout of the module docstring; window and references drawn per access."""
 
     def __init__(self, root: Path, split: str, height: int, width: int, num_frames: int, frame_stride: int,
-                 seed: int, deterministic: bool) -> None:
+                 seed: int, deterministic: bool, whole_video: bool = False, max_frames: Optional[int] = None) -> None:
         self.folder = Path(root) / split
         if not self.folder.is_dir():
             raise FileNotFoundError(f"fit-check split folder {self.folder} not found (layout: docs/fitcheck.md)")
@@ -255,23 +283,29 @@ class FitCheckVideoFolder(Dataset):
             raise FileNotFoundError(f"no video folders under {self.folder}")
         self.split, self.height, self.width = split, height, width
         self.num_frames, self.frame_stride, self.seed, self.deterministic = num_frames, frame_stride, seed, deterministic
+        self.whole_video, self.max_frames = whole_video, max_frames
 
     def __len__(self) -> int:
         return len(self.videos)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         video = self.videos[index]
-        frame_files = sorted((video / "frames").glob("*.png"))[:: self.frame_stride]
+        # a folder written by `python -m datamodules.fitcheck_prepare` is already subsampled
+        stride = 1 if (video / "prepared.json").is_file() else self.frame_stride
+        frame_files = sorted((video / "frames").glob("*.png"))[::stride]
         if not frame_files:
             raise FileNotFoundError(f"{video}/frames has no PNG frames")
+        if self.whole_video and self.max_frames:
+            frame_files = frame_files[: self.max_frames]
         orientation = video / "orientation.json"
         if not orientation.is_file():
             raise FileNotFoundError(f"{orientation} missing (per-frame CLIFF yaw in degrees)")
         all_yaw = np.asarray(json.loads(orientation.read_text())["yaw"], np.float64)
-        yaw = all_yaw[:: self.frame_stride][: len(frame_files)]
+        yaw = all_yaw[::stride][: len(frame_files)]
         rng = (np.random.default_rng([self.seed, index]) if self.deterministic
                else np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)))))
-        start = sample_window(len(frame_files), self.num_frames, is_front(yaw), is_back(yaw), rng)
+        length = len(frame_files) if self.whole_video else self.num_frames
+        start = 0 if self.whole_video else sample_window(len(frame_files), length, is_front(yaw), is_back(yaw), rng)
         f, b = pick_references(yaw, rng)
         h, w = self.height, self.width
 
@@ -281,7 +315,7 @@ class FitCheckVideoFolder(Dataset):
                 path = video / "frames" / frame_files[i].name
             return load_image(path, h, w)
 
-        window = range(start, start + self.num_frames)
+        window = range(start, start + length)
         return {
             "video": torch.stack([frame(i) for i in window]),
             "pose": torch.stack([frame(i, "poses") for i in window]),
@@ -297,18 +331,45 @@ class FitCheckVideoFolder(Dataset):
 
 
 # ---------------------------------------------------------------------------------------- predict inputs
-def _load_pose_sequence(path: Path, height: int, width: int) -> Tensor:
-    """``.npy`` keypoints ``[N, 18, 2]`` in [0, 1] (x / W, y / H; -1 missing) or a folder of pose PNGs."""
+def _native(path: Path) -> Tensor:
+    """An image at its own size, ``[3, H, W]`` in [-1, 1] (alpha on white)."""
+    return load_image(path, *image_size_of(path))
+
+
+def _fit(image: Tensor, height: int, width: int, fit: str) -> Tensor:
+    """``crop``: MimicMotion's resize + centre crop (aspect kept); ``stretch``: resize to the frame."""
+    from datamodules.fitcheck_pose import resize_centre_crop
+
+    if fit == "crop":
+        return resize_centre_crop(image, height, width)
+    return F.interpolate(image.unsqueeze(0).float(), size=(height, width), mode="bicubic", align_corners=False,
+                         antialias=True)[0].clamp(-1, 1)
+
+
+def _render_keypoints(kp: dict[str, np.ndarray], frame: tuple[int, int], height: int, width: int, fit: str) -> Tensor:
+    """DWPose renders of normalised keypoints of a ``frame`` (H, W): drawn at the frame's size and fitted
+    (``crop``), or drawn straight at the model's size (``stretch``, coordinates stretched with the frame)."""
+    from datamodules.fitcheck_pose import render_keypoint_sequence
+
+    if fit == "crop":
+        return render_keypoint_sequence(kp, frame[0], frame[1], height, width)
+    return render_keypoint_sequence(kp, height, width, height, width)
+
+
+def _load_pose_sequence(path: Path, height: int, width: int, frame: Optional[tuple[int, int]] = None,
+                        fit: str = "stretch") -> Tensor:
+    """``.npy`` body keypoints ``[N, 18, 2]`` / DWPose ``.npz`` (normalised to the scene ``frame``) or a folder of pose PNGs."""
+    from datamodules.fitcheck_pose import load_keypoint_file
+
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.png"))
         if not files:
             raise FileNotFoundError(f"pose folder {path} has no PNG renders")
-        return torch.stack([load_image(p, height, width) for p in files])
+        return torch.stack([_fit(_native(p), height, width, fit) for p in files])
     if not path.is_file():
-        raise FileNotFoundError(f"pose sequence {path} not found (.npy keypoints [N, 18, 2] or a folder of PNGs)")
-    kp = np.load(path).astype(np.float64)
-    return torch.stack([render_pose(_to_pixels(k, height, width), height, width) for k in kp])
+        raise FileNotFoundError(f"pose sequence {path} not found (.npy keypoints [N, 18, 2], a DWPose .npz or a folder of PNGs)")
+    return _render_keypoints(load_keypoint_file(str(path)), frame or (height, width), height, width, fit)
 
 
 def _to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -317,18 +378,43 @@ def _to_pixels(kp: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def _load_single_pose(path: Optional[str], height: int, width: int) -> Tensor:
-    if path is None:  # stand-in: DWPose of the selfie is an external model; a blank render
-        return torch.full((3, height, width), -1.0)
+def _to_unit(kp: np.ndarray, height: int, width: int) -> np.ndarray:
+    out = kp / np.array([width, height])
+    out[(kp < 0).any(-1)] = -1.0
+    return out
+
+
+def _load_single_pose(path: Optional[str], key: str, height: int, width: int, fit: str, selfie: Path) -> Tensor:
+    """The DWPose of one selfie: keypoints (``.npy [18, 2]`` / ``.npz``, normalised to the selfie) or a render PNG.
+
+    Required: a blank pose would tell the model "no person"; DWPose is an external model, so its
+    output for each selfie is an input here.
+    """
+    from datamodules.fitcheck_pose import load_keypoint_file
+
+    if path is None:
+        raise ValueError(
+            f"data.init_args.{key} is required: the DWPose keypoints (.npy [18, 2] normalised, or a DWPose .npz) "
+            f"or the DWPose render (.png) of that selfie; no pose detector runs inside the suite "
+            f"(DWPose is an external model: run it on the selfie and pass its output)"
+        )
     p = Path(path)
-    if p.suffix == ".npy":
-        return render_pose(_to_pixels(np.load(p).astype(np.float64), height, width), height, width)
-    return load_image(p, height, width)
+    if not p.is_file():
+        raise FileNotFoundError(f"data.init_args.{key}={path} not found")
+    if p.suffix in (".npy", ".npz"):
+        return _render_keypoints(load_keypoint_file(str(p)), image_size_of(selfie), height, width, fit)[0]
+    return _fit(_native(p), height, width, fit)
 
 
 def retrieve_motion_poses(imu: str, library: str, height: int, width: int, top_k: int = 5,
-                          ground_y: Optional[float] = None) -> tuple[Tensor, list[tuple[str, float]]]:
-    """IMU trace + motion library -> the top-1 motion's pose renders (§4.4), plus the top-k list."""
+                          ground_y: Optional[float] = None, frame: Optional[tuple[int, int]] = None,
+                          fit: str = "stretch", scale: float = 1.0,
+                          background: Optional[Any] = None) -> tuple[Tensor, list[tuple[str, float]]]:
+    """IMU trace + motion library -> the top-1 motion's DWPose renders (§4.4), plus the top-k list.
+
+    Keypoints are normalised to the scene ``frame`` (the background's H, W); with ``ground_y`` (a
+    fraction of the height) they are scaled by ``scale`` and shifted so the feet stand on that line.
+    """
     from datamodules.fitcheck_motion import MotionRetriever, ground_feet, load_imu_trace, load_motion_library
 
     yaw, translation, _ = load_imu_trace(imu)
@@ -337,47 +423,95 @@ def retrieve_motion_poses(imu: str, library: str, height: int, width: int, top_k
     best = clips[ranked[0][0]]
     if best.keypoints is None:
         raise KeyError(f"motion library {library}: the retrieved motion {best.name!r} has no keypoints")
-    kp = np.stack([_to_pixels(k, height, width) for k in np.asarray(best.keypoints, np.float64)])
+    horizon = None
+    if background is not None:  # a background folder: retrieve by the motion's ground-plane normal (§4.4)
+        frame, ground_y = background(best.ground_normal, f"motion library {library}: motion {best.name!r}", ground_y)
+        horizon = getattr(getattr(background, "__self__", None), "background_horizon", None)
+    fh, fw = frame or (height, width)
+    kp = np.asarray(best.keypoints, np.float64)
+    if ground_y is not None and horizon is not None and best.horizon_y is not None:
+        from datamodules.fitcheck_motion import ANKLES, perspective_scale
+
+        ankles = kp[:, [j for j in ANKLES if j < kp.shape[1]], 1]
+        foot = float(np.median(np.where((ankles >= 0), ankles, -np.inf).max(axis=1)))
+        scale = scale * perspective_scale(foot, best.horizon_y, ground_y, horizon)
+        log.info("foot grounding: perspective scale %.3f (motion horizon %.2f, background horizon %.2f)", scale, best.horizon_y, horizon)
     if ground_y is not None:
-        kp = ground_feet(kp, ground_y * height)
-    poses = torch.stack([render_pose(k, height, width) for k in kp])
+        kp = _to_unit(ground_feet(np.stack([_to_pixels(k, fh, fw) for k in kp]), ground_y * fh, scale), fh, fw)
+    poses = _render_keypoints({"bodies": kp}, (fh, fw), height, width, fit)
     return poses, [(clips[i].name, d) for i, d in ranked]
 
 
 class FitCheckPredictInputs(Dataset):
-    """One predict item from the user's files: front / back selfies, a background and the motion."""
+    """One predict item from the user's files: front / back selfies, a background and the motion.
+
+    ``fit="crop"`` (default): every image is resized so it covers the model's frame and centre-cropped
+    (MimicMotion's preprocessing; aspect ratios kept) and poses are drawn at the scene's size first;
+    ``"stretch"``: everything is resized to the frame and the video is mapped back to the
+    background's aspect ratio afterwards.
+    """
 
     def __init__(self, front: str, back: str, background: str, height: int, width: int, poses: Optional[str],
                  imu: Optional[str], motion_library: Optional[str], front_pose: Optional[str],
-                 back_pose: Optional[str], top_k: int, ground_y: Optional[float], name: str) -> None:
+                 back_pose: Optional[str], top_k: int, ground_y: Optional[float], name: str,
+                 fit: str = "crop", pose_scale: float = 1.0, motion_normal: Optional[Sequence[float]] = None) -> None:
         if poses is None and (imu is None or motion_library is None):
             raise ValueError("predict needs data.init_args.predict_poses, or predict_imu and predict_motion_library")
+        if fit not in ("crop", "stretch"):
+            raise ValueError(f"data.init_args.predict_fit must be 'crop' or 'stretch', got {fit!r}")
         self.args = dict(front=front, back=back, background=background, poses=poses, imu=imu, library=motion_library,
-                         front_pose=front_pose, back_pose=back_pose, top_k=top_k, ground_y=ground_y, name=name)
-        self.height, self.width = height, width
+                         front_pose=front_pose, back_pose=back_pose, top_k=top_k, ground_y=ground_y, name=name,
+                         motion_normal=motion_normal)
+        self.height, self.width, self.fit, self.pose_scale = height, width, fit, float(pose_scale)
 
     def __len__(self) -> int:
         return 1
 
+    def _choose_background(self, normal: Optional[np.ndarray], owner: str, ground_y: Optional[float]):
+        """A background folder: the top-1 by ground-plane normal; returns its frame size and ground line."""
+        from datamodules.fitcheck_motion import retrieve_background
+
+        if normal is None:
+            raise ValueError(f"predict_background is a folder (background retrieval, §4.4) but {owner} has no ground "
+                             f"normal: add '<name>/ground_normal' to the motion library or set data.init_args.predict_motion_normal")
+        path, ranked, entry = retrieve_background(self.args["background"], np.asarray(normal, np.float64), self.args["top_k"])
+        log.info("background retrieval by ground-plane normal, top-%d (file, angle rad): %s", self.args["top_k"], ranked)
+        self.chosen_background, self.background_ranking = path, ranked
+        self.background_horizon = float(entry["horizon_y"]) if "horizon_y" in entry else None
+        if ground_y is None and "ground_y" in entry:
+            ground_y = float(entry["ground_y"])
+        return image_size_of(path), ground_y
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        a, h, w = self.args, self.height, self.width
+        a, h, w, fit = self.args, self.height, self.width, self.fit
+        folder = Path(a["background"]).is_dir()
+        self.chosen_background, self.background_ranking, self.background_horizon = Path(a["background"]), [], None
         if a["poses"] is not None:
-            poses = _load_pose_sequence(Path(a["poses"]), h, w)
+            frame = image_size_of(Path(a["background"])) if not folder else self._choose_background(
+                a.get("motion_normal"), "predict_poses", None)[0]
+            poses = _load_pose_sequence(Path(a["poses"]), h, w, frame, fit)
         else:
-            poses, ranked = retrieve_motion_poses(a["imu"], a["library"], h, w, a["top_k"], a["ground_y"])
+            frame = None if folder else image_size_of(Path(a["background"]))
+            poses, ranked = retrieve_motion_poses(a["imu"], a["library"], h, w, a["top_k"], a["ground_y"], frame, fit,
+                                                  self.pose_scale, self._choose_background if folder else None)
             log.info("IMU motion retrieval, top-%d (name, Eq. 4.1 distance): %s", a["top_k"], ranked)
-        return {
-            "front": load_image(Path(a["front"]), h, w),
-            "back": load_image(Path(a["back"]), h, w),
-            "background": load_image(Path(a["background"]), h, w),
-            "front_pose": _load_single_pose(a["front_pose"], h, w),
-            "back_pose": _load_single_pose(a["back_pose"], h, w),
+        background = self.chosen_background
+        frame = image_size_of(background)
+        item = {
+            "front": _fit(_native(Path(a["front"])), h, w, fit),
+            "back": _fit(_native(Path(a["back"])), h, w, fit),
+            "background": _fit(_native(background), h, w, fit),
+            "front_pose": _load_single_pose(a["front_pose"], "predict_front_pose", h, w, fit, Path(a["front"])),
+            "back_pose": _load_single_pose(a["back_pose"], "predict_back_pose", h, w, fit, Path(a["back"])),
             "pose": poses,
             "name": a["name"],
-            "path": str(a["background"]),
-            # the scene's own frame: the module maps the video back to the background's aspect ratio
-            "placement": placement_for(*image_size_of(Path(a["background"])), h, w, mode="stretch"),
+            "path": str(background),
+            "front_path": str(a["front"]),
+            "background_ranking": json.dumps([[str(n), float(d)] for n, d in self.background_ranking]),
         }
+        if fit == "stretch":  # the scene's own frame: the module maps the video back to the background's aspect ratio
+            item["placement"] = placement_for(*frame, h, w, mode="stretch")
+        return item
 
 
 # ---------------------------------------------------------------------------------------- data modules
@@ -397,7 +531,30 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             videos, frames per video, ``"real_clips"`` or ``"plain"`` backgrounds.
         predict_*: the user's inputs for ``cli.py predict`` (selfies, background, a pose sequence
             or an IMU trace + motion library, optional selfie poses, top-k, ground line as a
-            fraction of the height for foot grounding). Without them ``predict`` uses validation clips.
+            fraction of the height for foot grounding, with ``predict_pose_scale``). Selfie poses
+            (``predict_front_pose`` / ``predict_back_pose``: DWPose keypoints or renders) are required.
+            ``predict_fit``: ``"crop"`` (MimicMotion's resize + centre crop, aspect kept; poses drawn
+            with :func:`datamodules.fitcheck_pose.render_dwpose` at the scene's size) or ``"stretch"``
+            (resize to the frame, video mapped back to the background's aspect ratio).
+            ``predict_background`` may be a **folder** with ``normals.json``: the background is then
+            retrieved by ground-plane normal (§4.4) against the motion's normal (``<name>/ground_normal``
+            in the motion library, or ``predict_motion_normal``), and its ``ground_y`` grounds the feet.
+            Without them ``predict`` uses validation clips.
+        test_whole_videos: ``test`` yields each held-out video **whole** (every strided frame, one
+            video per batch), which the module generates with progressive latent fusion: the Table
+            4.1 protocol scores whole generated videos, not T-frame training windows (§4.5). ``False``
+            gives T-frame windows like validation.
+        test_max_frames: cap on the frames of a whole test video (memory at 1024x576); ``None``: all.
+        test_set / test_root / test_sidecar / test_ids: score another published test set instead of
+            the own test split (``ubc_fashion``: Table 4.3, ``tiktok``: Table 4.4, ``selfie``: the
+            self-captured set of Table 4.1; :mod:`datamodules.fitcheck_benchmarks`).
+        reference_augmentation_p: probability (0.5, seed line 920) that both training references
+            are re-toned by reference image augmentation (:mod:`datamodules.fitcheck_ria`); 0 is the
+            "Ours-RIA" ablation. Validation / test references are never augmented.
+        ria_matting / ria_harmoniser / ria_background_database: SAM 2 ``transformers`` folder, the
+            harmonisation network's TorchScript file and the background folder; ``"stand-in"``
+            (matting, harmoniser) picks the named CPU stand-ins. With embedded data and no paths the
+            stand-ins and the embedded backgrounds are used (logged); with ``root`` the paths are required.
     """
 
     def __init__(
@@ -425,8 +582,34 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_top_k: int = 5,
         predict_ground_y: Optional[float] = None,
         predict_name: str = "fitcheck",
+        predict_fit: str = "crop",
+        predict_pose_scale: float = 1.0,
+        predict_motion_normal: Optional[list[float]] = None,
+        test_whole_videos: bool = True,
+        test_max_frames: Optional[int] = None,
+        test_set: Optional[str] = None,
+        test_root: Optional[str] = None,
+        test_sidecar: Optional[str] = None,
+        test_ids: Optional[list[str]] = None,
+        reference_augmentation_p: float = 0.5,
+        ria_matting: Optional[str] = None,
+        ria_harmoniser: Optional[str] = None,
+        ria_background_database: Optional[str] = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
+        self.test_whole_videos = bool(test_whole_videos)
+        self.test_max_frames = None if test_max_frames is None else int(test_max_frames)
+        from datamodules.fitcheck_benchmarks import TEST_SETS
+
+        if test_set is not None and test_set not in TEST_SETS:
+            raise ValueError(f"data.init_args.test_set={test_set!r} is not one of {list(TEST_SETS)} (or null: the own test split)")
+        if test_set is not None and test_root is None:
+            raise ValueError(f"data.init_args.test_set={test_set!r} needs data.init_args.test_root (its published folder)")
+        self.test_set, self.test_root, self.test_sidecar, self.test_ids = test_set, test_root, test_sidecar, test_ids
+        if not 0.0 <= float(reference_augmentation_p) <= 1.0:
+            raise ValueError(f"data.init_args.reference_augmentation_p={reference_augmentation_p} is not in [0, 1]")
+        self.ria_args = dict(p=float(reference_augmentation_p), matting=ria_matting, harmoniser=ria_harmoniser,
+                             background_database=ria_background_database)
         self.root = root
         self.height, self.width = as_hw(size)
         self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
@@ -440,13 +623,32 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             front=predict_front, back=predict_back, background=predict_background, poses=predict_poses,
             imu=predict_imu, motion_library=predict_motion_library, front_pose=predict_front_pose,
             back_pose=predict_back_pose, top_k=predict_top_k, ground_y=predict_ground_y, name=predict_name,
+            fit=predict_fit, pose_scale=predict_pose_scale, motion_normal=predict_motion_normal,
         )
         self.save_hyperparameters()
 
+    def reference_augmentation(self, embedded_backgrounds: Sequence[Tensor] = ()) -> Any:
+        """The RIA of the training split (``None`` when ``reference_augmentation_p`` is 0)."""
+        from datamodules.fitcheck_ria import build_reference_augmentation
+
+        a = dict(self.ria_args)
+        if self.root is None:  # embedded smoke data: named stand-ins unless paths are given
+            a["matting"] = a["matting"] or "stand-in"
+            a["harmoniser"] = a["harmoniser"] or "stand-in"
+            fallback = list(embedded_backgrounds) or [torch.tensor(c).view(3, 1, 1).expand(3, self.height, self.width) * 1.0
+                                                      for c in ((0.6, 0.2, -0.4), (-0.5, -0.1, 0.5), (0.1, 0.6, 0.0))]
+        else:
+            fallback = []
+        return build_reference_augmentation(a["p"], a["matting"], a["harmoniser"], a["background_database"],
+                                            self.height, self.width, fallback)
+
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         if self.root is not None:
+            train: Dataset = FitCheckVideoFolder(Path(self.root), "train", self.height, self.width, self.num_frames,
+                                                 self.frame_stride, self.seed, False)
+            ria = self.reference_augmentation()
             return (
-                FitCheckVideoFolder(Path(self.root), "train", self.height, self.width, self.num_frames, self.frame_stride, self.seed, False),
+                AugmentedReferences(train, ria) if ria is not None else train,
                 FitCheckVideoFolder(Path(self.root), "test", self.height, self.width, self.num_frames, self.frame_stride, self.seed, True),
             )
         backgrounds = _real_backgrounds(self.height, self.width) if self.embedded_backgrounds == "real_clips" else []
@@ -456,7 +658,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             "%d train / %d val videos of %d frames at %dx%d",
             "bundled real-clip" if backgrounds else "plain", num_train, num_val, self.embedded_length, self.height, self.width,
         )
-        return tuple(
+        train, val = (
             GeneratedDataset(
                 SpinningFigureVideos(self.height, self.width, self.embedded_length, self.num_frames, split, self.seed,
                                      backgrounds, deterministic=split == "val"),
@@ -464,6 +666,33 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             )
             for split, length in (("train", num_train), ("val", num_val))
         )
+        ria = self.reference_augmentation(backgrounds)
+        return (AugmentedReferences(train, ria) if ria is not None else train), val
+
+    def test_dataloader(self) -> DataLoader:
+        """Held-out videos for the Table 4.1 protocol: whole videos (batch 1) unless ``test_whole_videos`` is off."""
+        if self.test_set is not None:
+            from datamodules.fitcheck_benchmarks import FitCheckTestSet
+
+            dataset: Dataset = FitCheckTestSet(self.test_set, str(self.test_root), self.height, self.width, self.test_sidecar,
+                                               self.frame_stride, self.test_ids, self.test_max_frames, self.seed)
+            return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers, collate_fn=collate_dicts)
+        if not self.test_whole_videos:
+            return super().test_dataloader()
+        if self.root is not None:
+            dataset = FitCheckVideoFolder(Path(self.root), "test", self.height, self.width, self.num_frames,
+                                                   self.frame_stride, self.seed, True, whole_video=True,
+                                                   max_frames=self.test_max_frames)
+        else:
+            backgrounds = _real_backgrounds(self.height, self.width) if self.embedded_backgrounds == "real_clips" else []
+            _, num_val = split_counts(self.embedded_videos, self.val_fraction)
+            length = min(self.embedded_length, self.test_max_frames or self.embedded_length)
+            dataset = GeneratedDataset(
+                SpinningFigureVideos(self.height, self.width, length, self.num_frames, "val", self.seed, backgrounds,
+                                     deterministic=True, whole_video=True),
+                num_val,
+            )
+        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers, collate_fn=collate_dicts)
 
     def predict_dataloader(self) -> DataLoader:
         a = self.predict_args
@@ -474,7 +703,8 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             raise ValueError(f"predict with predict_front also needs {['predict_' + k for k in missing]}")
         dataset = FitCheckPredictInputs(
             a["front"], a["back"], a["background"], self.height, self.width, a["poses"], a["imu"], a["motion_library"],
-            a["front_pose"], a["back_pose"], a["top_k"], a["ground_y"], a["name"],
+            a["front_pose"], a["back_pose"], a["top_k"], a["ground_y"], a["name"], a["fit"], a["pose_scale"],
+            a["motion_normal"],
         )
         release_predict_limit(getattr(self, "trainer", None), len(dataset), "data.predict_front")
         return DataLoader(dataset, batch_size=1, collate_fn=collate_dicts)

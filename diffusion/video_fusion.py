@@ -15,7 +15,9 @@ with per-frame identical coefficients.
 ``prefix`` frames (the Fit-Check front / back references, frames 0 and 1) are prepended to
 every window ([GAP]: the thesis only says MimicMotion's fusion is used; MimicMotion prefixes its
 single reference frame, and prefixing both references is the natural extension, digest §3.5).
-Prefix frames get weight 1 in every window, i.e. their fused output is the mean over windows.
+``prefix_weighting="one"``: prefix frames get weight 1 in every window (their fused output is the
+mean over windows); ``"triangular"``: the triangle spans the whole window, prefix included, as in
+MimicMotion's pipeline (its reference frame 0 takes the first tile position's weight ``1/L``).
 
 ``window_fn(x_window, t, frames)`` receives the window's latents ``[B, L, ...]`` and the frame
 indices ``frames`` (``LongTensor [L]``, prefix first) so the caller can slice per-frame
@@ -73,6 +75,8 @@ class ProgressiveLatentFusion:
         overlap: frames shared by consecutive windows (4 in the thesis).
         prefix: frame indices prepended to every window (the references).
         frame_dim: the frame axis of ``x_t`` (1 for ``[B, F, C, H, W]``).
+        prefix_weighting: ``"one"`` (prefix weight 1) or ``"triangular"`` (MimicMotion: one
+            triangle over the whole window, prefix positions included).
     """
 
     def __init__(
@@ -83,7 +87,11 @@ class ProgressiveLatentFusion:
         overlap: int = 4,
         prefix: Sequence[int] = (0, 1),
         frame_dim: int = 1,
+        prefix_weighting: str = "one",
     ) -> None:
+        if prefix_weighting not in ("one", "triangular"):
+            raise ValueError(f"prefix_weighting must be 'one' or 'triangular', got {prefix_weighting!r}")
+        self.prefix_weighting = prefix_weighting
         self.window_fn = window_fn
         self.prediction_type = prediction_type
         self.window = int(window)
@@ -106,7 +114,10 @@ class ProgressiveLatentFusion:
             index = torch.tensor(frames, dtype=torch.long, device=x_t.device)
             out = self.window_fn(x_t.index_select(self.frame_dim, index), t, index)
             body = len(frames) - len(self.prefix)
-            w = torch.cat([torch.ones(len(self.prefix)), triangular_weights(body)]).to(x_t.device)
+            if self.prefix_weighting == "triangular":
+                w = triangular_weights(len(frames)).to(x_t.device)
+            else:
+                w = torch.cat([torch.ones(len(self.prefix)), triangular_weights(body)]).to(x_t.device)
             shape[self.frame_dim] = len(frames)
             weighted = out.float() * w.view(shape)
             if total is None:

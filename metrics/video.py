@@ -65,8 +65,9 @@ class FrechetVideoDistance(FrechetInceptionDistance):
 
 
 class FrameFID(FrechetInceptionDistance):
-    """FID over the frames of videos (frame-level FID; the "FID-VID" column as the Fit Check brief reads it,
-    and the frame FID of VIDM / DiFT).
+    """FID over the frames of videos: the frame-level FID of VIDM / DiFT and the "FID" column of Fit Check's
+    Table 4.1 (its "FID-VID" column is a video-level metric: FrechetVideoDistance with the 3D ResNet-50 of
+    :mod:`metrics.resnet3d`).
 
     ``update(videos, real)`` with ``[B, T, C, H, W]`` in ``[-1, 1]``; every
     frame (or ``frames_per_video`` frames spread uniformly over the clip, e.g.

@@ -164,3 +164,49 @@ def test_orientation_classes_window_policy_and_reference_choice() -> None:
     for _ in range(20):
         f, b = pick_references(yaw, rng)
         assert front[f] and back[b]
+
+
+def _mimicmotion_reference_step(module, x, t, cond, null, scale, tile, overlap):
+    """MimicMotion's pipeline loop, written out: tiles prefixed by the references, one triangle over
+    each whole tile, conditional and null passes fused separately, then a per-frame CFG ramp."""
+    frames = x.shape[1]
+    body = list(range(2, frames))
+    span = tile - 2
+    starts = list(range(0, len(body) - span + 1, span - overlap))
+    if starts[-1] + span < len(body):
+        starts.append(len(body) - span)
+    k = torch.arange(tile, dtype=torch.float64) + 0.5
+    weight = torch.minimum(k * 2 / tile, 2 - k * 2 / tile).float()
+    fused = {}
+    for name, c in (("cond", cond), ("null", null)):
+        total, count = torch.zeros_like(x), torch.zeros(frames)
+        for s in starts:
+            idx = torch.tensor([0, 1, *body[s : s + span]])
+            window = dict(c, pose_images=c["pose_images"][:, idx])
+            total[:, idx] += module._net(x[:, idx], t, window) * weight.view(1, -1, 1, 1, 1)
+            count[idx] += weight
+        fused[name] = total / count.view(1, -1, 1, 1, 1)
+    w = torch.linspace(scale[0], scale[1], frames).view(1, -1, 1, 1, 1)
+    return fused["null"] + w * (fused["cond"] - fused["null"])
+
+
+def test_guidance_and_fusion_defaults_follow_the_mimicmotion_pipeline() -> None:
+    from fitcheck_tiny import random_batch, tiny_module
+
+    module = tiny_module(window=6, overlap=2)
+    assert module.guidance_null == "keep_pose" and module.fusion_prefix_weighting == "triangular"
+    batch = random_batch(frames=8)
+    poses = torch.cat([torch.stack([batch["front_pose"], batch["back_pose"]], 1), batch["pose"]], 1)
+    cond = module.conditions(batch, poses)
+    null = module.null_conditions(cond)
+    assert torch.equal(null["pose_keep"], cond["pose_keep"]) and not null["ref_latents"].any()
+    x = torch.randn(1, 10, 4, 16, 12, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0.7])
+    expected = _mimicmotion_reference_step(module, x, t, cond, null, (1.0, 3.0), tile=6, overlap=2)
+    torch.testing.assert_close(module.video_denoiser(cond, [1.0, 3.0])(x, t), expected, rtol=1e-4, atol=1e-5)
+    other = tiny_module(window=6, overlap=2, guidance_null="all", fusion_prefix_weighting="one")
+    other.load_state_dict(module.state_dict())
+    assert not other.null_conditions(cond)["pose_keep"].any()
+    assert not torch.allclose(other.video_denoiser(cond, [1.0, 3.0])(x, t), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="guidance_null"):
+        tiny_module(guidance_null="pose")

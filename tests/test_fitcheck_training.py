@@ -77,6 +77,13 @@ def _png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (24, 
     return str(path)
 
 
+def _selfie_pose(path: Path) -> str:
+    kp = np.full((18, 2), -1.0)
+    kp[1], kp[2], kp[5] = [0.5, 0.3], [0.4, 0.32], [0.6, 0.32]
+    np.save(path, kp)
+    return str(path)
+
+
 def test_tiny_predict_from_imu_and_motion_library_writes_an_mp4(tmp_path: Path) -> None:
     from lightning_modules.fitcheck.video_io import read_mp4
 
@@ -94,6 +101,8 @@ def test_tiny_predict_from_imu_and_motion_library_writes_an_mp4(tmp_path: Path) 
         size=(32, 24), num_frames=4, predict_front=_png(tmp_path / "front.png", (200, 50, 50)),
         predict_back=_png(tmp_path / "back.png", (50, 200, 50)), predict_background=_png(tmp_path / "bg.png", (90, 90, 200), (64, 32)),
         predict_imu=str(tmp_path / "imu.npz"), predict_motion_library=str(tmp_path / "library.npz"), predict_name="me",
+        predict_front_pose=_selfie_pose(tmp_path / "front_pose.npy"), predict_back_pose=_selfie_pose(tmp_path / "back_pose.npy"),
+        predict_fit="stretch",
     )
     module = tiny_module(num_sampling_steps=1, window=8, overlap=4)
     trainer = L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -106,6 +115,28 @@ def test_tiny_predict_from_imu_and_motion_library_writes_an_mp4(tmp_path: Path) 
         assert first.size == (32, 16), "the first frame PNG, at the background's aspect ratio"
     manifest = json.loads((mp4.parent / "manifest.json").read_text())
     assert manifest["items"][0]["outputs"] == ["me.mp4", "me.png"]
+
+
+def test_optional_face_refinement_runs_the_command_on_each_video(tmp_path: Path) -> None:
+    import sys
+
+    kp = np.full((3, 18, 2), -1.0)
+    kp[:, 1], kp[:, 2] = [0.5, 0.3], [0.5, 0.6]
+    np.save(tmp_path / "poses.npy", kp)
+    datamodule = FitCheckVideoDataModule(
+        size=(32, 24), predict_front=_png(tmp_path / "front.png", (200, 50, 50)), predict_back=_png(tmp_path / "back.png", (50, 200, 50)),
+        predict_background=_png(tmp_path / "bg.png", (90, 90, 200)), predict_poses=str(tmp_path / "poses.npy"), predict_name="me",
+        predict_front_pose=_selfie_pose(tmp_path / "fp.npy"), predict_back_pose=_selfie_pose(tmp_path / "bp.npy"),
+    )
+    stand_in = [sys.executable, "-c", "import shutil, sys; assert sys.argv[1].endswith('front.png'); shutil.copy(sys.argv[2], sys.argv[3])",
+                "{source}", "{target}", "{output}"]  # stands in for FaceFusion's CLI
+    module = tiny_module(num_sampling_steps=1, face_refinement_command=stand_in)
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.predict(module, datamodule=datamodule)
+    folder = Path(module.predictions_dir)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["items"][0]["outputs"] == ["me.mp4", "me.png", "me__face_refined.mp4"]
+    assert (folder / "me__face_refined.mp4").read_bytes() == (folder / "me.mp4").read_bytes()
 
 
 def test_render_pose_draws_limbs_only_between_visible_joints() -> None:
@@ -154,6 +185,7 @@ def test_predict_inputs_read_a_pose_sequence_file(tmp_path: Path) -> None:
     datamodule = FitCheckVideoDataModule(
         size=(32, 24), predict_front=_png(tmp_path / "f.png", (1, 2, 3)), predict_back=_png(tmp_path / "b.png", (4, 5, 6)),
         predict_background=_png(tmp_path / "g.png", (7, 8, 9)), predict_poses=str(tmp_path / "poses.npy"),
+        predict_front_pose=_selfie_pose(tmp_path / "fp.npy"), predict_back_pose=_selfie_pose(tmp_path / "bp.npy"),
     )
     batch = next(iter(datamodule.predict_dataloader()))
     assert batch["pose"].shape == (1, 5, 3, 32, 24) and (batch["pose"] > -1).any()

@@ -25,9 +25,12 @@ What this module implements (each item cites the thesis section):
   (image fine-tuning: every UNet parameter outside the temporal layers; PoseNet frozen unless
   ``spatial_includes_pose_net``, [GAP]) or ``"full"`` (ablation "Ours-FT + Full FT").
 * **Inference** (§4.4): EDM Euler (``EDMSampler(second_order=False)``, Karras sigmas
-  0.002..700, 25 steps), classifier-free guidance 2 over all three conditions (the null pass
-  zeroes ``f_v``, ``f_im`` and ``f_p``, [GAP] for the combination), progressive latent fusion
-  (:class:`diffusion.video_fusion.ProgressiveLatentFusion`, overlap 4, references prefixed).
+  0.002..700, 25 steps), classifier-free guidance 2 (the null pass zeroes ``f_v`` and ``f_im``
+  and keeps the pose, as MimicMotion's pipeline does [EXT]; ``guidance_null="all"`` zeroes the
+  pose too, [GAP] for the combination), progressive latent fusion
+  (:class:`diffusion.video_fusion.ProgressiveLatentFusion`, overlap 4, references prefixed,
+  MimicMotion's triangular weights over the whole window; ``fusion_prefix_weighting="one"``
+  weights the references 1), guidance applied after fusion so a ramp spans the whole video.
 
 ``added_time_ids`` = (fps - 1, motion bucket, noise augmentation) is ``(6, 127, 0.0)`` ([GAP],
 MimicMotion's inference defaults [EXT]); the conditioning images are VAE-encoded without the
@@ -35,6 +38,7 @@ scaling factor and the target frames with it (SVD's convention [EXT]).
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -44,7 +48,6 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.paths import EDMPath
 from diffusion.predictions import to_data_and_noise
 from diffusion.samplers import EDMSampler
@@ -62,6 +65,7 @@ log = logging.getLogger(__name__)
 
 FRAME_GENERATION = ("front_back", "front", "none")
 TRAINABLE = ("unet_pose", "spatial", "full")
+GUIDANCE_NULL = ("keep_pose", "all")
 SVD_SOURCE = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated; unet/, vae/, image_encoder/)"
 MIMICMOTION_SOURCE = "https://huggingface.co/tencent/MimicMotion (MimicMotion_1.pth, the thesis's initialisation)"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -122,6 +126,16 @@ class FitCheckVideoModule(DiffusionModule):
         decode_chunk_size: frames per VAE call.
         fps: frame rate of written MP4s (the training videos are 30 fps subsampled by 4).
         gradient_checkpointing: recompute UNet activations in backward (memory at 1024x576, [GAP]).
+        guidance_null: the CFG null pass: ``"keep_pose"`` (MimicMotion's pipeline: references
+            and CLIP embedding zeroed, pose kept; the pretrained model's convention) or ``"all"``
+            (the pose zeroed too, every dropped condition at once).
+        fusion_prefix_weighting: ``"triangular"`` (MimicMotion: one triangle over each window,
+            reference positions included) or ``"one"`` (reference frames weighted 1 per window).
+        face_refinement_command: optional post-process of ``predict`` (§4.2.1: FaceFusion [50] with
+            the front selfie as the reference; never used for the metrics): an argv list run once
+            per video with ``{source}`` (front selfie file), ``{target}`` (the generated MP4) and
+            ``{output}`` (``<name>__face_refined.mp4``) filled in, e.g. ``[python, facefusion.py,
+            headless-run, --source-paths, "{source}", --target-path, "{target}", --output-path, "{output}"]``.
     """
 
     def __init__(
@@ -152,6 +166,9 @@ class FitCheckVideoModule(DiffusionModule):
         decode_chunk_size: int = 8,
         fps: float = 7.5,
         gradient_checkpointing: bool = False,
+        guidance_null: str = "keep_pose",
+        fusion_prefix_weighting: str = "triangular",
+        face_refinement_command: Optional[list[str]] = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         val_seed: int = 1234,
@@ -161,6 +178,8 @@ class FitCheckVideoModule(DiffusionModule):
             ("frame_generation", frame_generation, FRAME_GENERATION),
             ("trainable", trainable, TRAINABLE),
             ("vae_class", vae_class, ("AutoencoderKLTemporalDecoder", "AutoencoderKL")),
+            ("guidance_null", guidance_null, GUIDANCE_NULL),
+            ("fusion_prefix_weighting", fusion_prefix_weighting, ("triangular", "one")),
         ):
             if value not in choices:
                 raise ValueError(f"model.init_args.{key}={value!r} is not one of {list(choices)}")
@@ -208,6 +227,8 @@ class FitCheckVideoModule(DiffusionModule):
         self.trainable = trainable
         self.fitcheck_guidance = tuple(guidance_scale) if isinstance(guidance_scale, (list, tuple)) else float(guidance_scale)
         self.window, self.overlap = int(window), int(overlap)
+        self.guidance_null, self.fusion_prefix_weighting = guidance_null, fusion_prefix_weighting
+        self.face_refinement_command = list(face_refinement_command) if face_refinement_command else None
         self.decode_chunk_size = int(decode_chunk_size)
         self.fps = float(fps)
         self.register_buffer("added_time_ids", torch.tensor(list(added_time_ids), dtype=torch.float32), persistent=False)
@@ -339,14 +360,19 @@ class FitCheckVideoModule(DiffusionModule):
         out["pose_keep"] = cond["pose_keep"] * keep[2]
         return out
 
-    @staticmethod
-    def null_conditions(cond: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The guidance null: every condition zeroed (the dropout's null value)."""
-        return {
-            "ref_latents": torch.zeros_like(cond["ref_latents"]),
-            "image_embeds": torch.zeros_like(cond["image_embeds"]),
-            "pose_keep": torch.zeros_like(cond["pose_keep"]),
-        }
+    def null_conditions(self, cond: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The guidance null (the dropout's null value for each dropped condition).
+
+        ``guidance_null="keep_pose"`` (default): reference latents and CLIP embedding zeroed, the
+        pose kept, as MimicMotion's pipeline (the initialisation) runs its unconditional pass;
+        ``"all"``: the pose zeroed too.
+        """
+        null = dict(cond)
+        null["ref_latents"] = torch.zeros_like(cond["ref_latents"])
+        null["image_embeds"] = torch.zeros_like(cond["image_embeds"])
+        if self.guidance_null == "all":
+            null["pose_keep"] = torch.zeros_like(cond["pose_keep"])
+        return null
 
     def pixel_weights(self, batch: Mapping[str, Tensor], latent_shape: torch.Size) -> Optional[Tensor]:
         """``batch["loss_weight"] [B, T, 1, H, W]`` -> latent grid, reference frames weighted 1."""
@@ -401,7 +427,14 @@ class FitCheckVideoModule(DiffusionModule):
         return loss
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        """The denoising loss on the first window of the clip (whole test videos are for the metrics:
+        one network call over a whole video would not fit memory at 1024x576 and is not what training saw)."""
         generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
+        span = max(1, self.window - self.num_references)
+        if batch["video"].shape[1] > span:
+            batch = {**batch, "video": batch["video"][:, :span], "pose": batch["pose"][:, :span]}
+            if "loss_weight" in batch:
+                batch["loss_weight"] = batch["loss_weight"][:, :span]
         loss = self._loss(batch, generator, drop=False)
         self.log("test/loss", loss, batch_size=batch["video"].shape[0], sync_dist=True)
         return loss
@@ -410,22 +443,48 @@ class FitCheckVideoModule(DiffusionModule):
     def _net(self, x_t: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
         return self.network(x_t, self.path.network_time(t), **cond)
 
-    def video_denoiser(self, cond: Mapping[str, Tensor], guidance_scale: Any = None) -> ProgressiveLatentFusion:
-        """CFG over the three conditions inside progressive latent fusion (one CFG per window)."""
+    def video_denoiser(self, cond: Mapping[str, Tensor], guidance_scale: Any = None) -> Any:
+        """Progressive latent fusion of the conditional and the null pass, then CFG (§4.4).
+
+        As MimicMotion's pipeline: each window is evaluated for both passes in one batched call,
+        both are fused over windows, and the guidance ``u + w (c - u)`` is applied to the fused
+        outputs, so a ``[min, max]`` ramp runs over the whole video's frames (not per window).
+        With ``w == 1`` only the conditional pass runs.
+        """
         scale = self.fitcheck_guidance if guidance_scale is None else guidance_scale
         scale = tuple(scale) if isinstance(scale, (list, tuple)) else float(scale)
-        null = self.null_conditions(cond)
+        guided = not (isinstance(scale, float) and scale == 1.0)
+        if guided:
+            null = self.null_conditions(cond)
+            both = {k: torch.cat([v, null[k]]) for k, v in cond.items()}
+        else:
+            both = dict(cond)
 
         def window_fn(x_window: Tensor, t: Tensor, frames: Tensor) -> Tensor:
-            window_cond = dict(cond)
-            window_cond["pose_images"] = cond["pose_images"].index_select(1, frames.to(cond["pose_images"].device))
-            guided = ClassifierFreeGuidance(
-                self._net, self.prediction_type, cond=window_cond, null_cond=null, scale=scale, frame_dim=1
-            )
-            return guided(x_window, t)
+            window_cond = dict(both)
+            window_cond["pose_images"] = both["pose_images"].index_select(1, frames.to(both["pose_images"].device))
+            return self._net(x_window, t, window_cond)
 
         prefix = tuple(range(self.num_references))
-        return ProgressiveLatentFusion(window_fn, self.prediction_type, self.window, self.overlap, prefix, frame_dim=1)
+        fusion = ProgressiveLatentFusion(window_fn, self.prediction_type, self.window, self.overlap, prefix, frame_dim=1,
+                                         prefix_weighting=self.fusion_prefix_weighting)
+
+        def denoiser(x_t: Tensor, t: Tensor) -> Tensor:
+            if not guided:
+                return fusion(x_t, t)
+            t = t.reshape(-1) if t.ndim else t.expand(x_t.shape[0])
+            out = fusion(torch.cat([x_t, x_t]), torch.cat([t, t]))
+            conditional, unconditional = out.chunk(2)
+            frames = x_t.shape[1]
+            if isinstance(scale, tuple):
+                w = torch.linspace(float(scale[0]), float(scale[1]), frames, device=x_t.device, dtype=out.dtype)
+                w = w.view(1, frames, *([1] * (x_t.ndim - 2)))
+            else:
+                w = torch.tensor(scale, device=x_t.device, dtype=out.dtype)
+            return unconditional + w * (conditional - unconditional)
+
+        denoiser.prediction_type = self.prediction_type  # type: ignore[attr-defined]
+        return denoiser
 
     @torch.no_grad()
     def generate(
@@ -490,10 +549,34 @@ class FitCheckVideoModule(DiffusionModule):
             mp4 = write_mp4(clip, writer.path_for(name, ext=".mp4"), fps=self.fps)
             png = writer.save_image(clip[0], name)
             source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
-            writer.record(source, [mp4, png], frames=int(clip.shape[0]), size=list(clip.shape[-2:]),
-                          seed=self.predict_seed + batch_idx)
+            details: dict[str, Any] = {}
+            outputs = [mp4, png]
+            if self.face_refinement_command:
+                refined = self._refine_faces(mp4, writer.path_for(name, "face_refined", ".mp4"), batch, row)
+                if refined is not None:
+                    outputs.append(refined)
+                    details["face_refinement"] = "post-process (not used for metrics)"
+            if batch.get("background_ranking") is not None:  # background retrieved by ground-plane normal
+                details["background_ranking"] = json.loads(batch["background_ranking"][row])
+            writer.record(source, outputs, frames=int(clip.shape[0]), size=list(clip.shape[-2:]),
+                          seed=self.predict_seed + batch_idx, **details)
             written.append(str(mp4))
         return written
+
+    def _refine_faces(self, video: Path, output: Path, batch: Mapping[str, Any], row: int) -> Optional[Path]:
+        """Run ``face_refinement_command`` on one generated video (FaceFusion, §4.2.1); ``None`` if no selfie file."""
+        import subprocess
+
+        if "front_path" not in batch:
+            log.warning("face refinement skipped for %s: no front selfie file (predict from data.init_args.predict_front)", video)
+            return None
+        fields = {"source": str(batch["front_path"][row]), "target": str(video), "output": str(output)}
+        argv = [part.format(**fields) for part in self.face_refinement_command or []]
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode != 0 or not output.is_file():
+            raise RuntimeError(f"model.init_args.face_refinement_command failed ({result.returncode}): {' '.join(argv)}\n"
+                               f"{result.stderr[-2000:]}")
+        return output
 
     def sample(self, num_samples: int, **kwargs: Any) -> Tensor:  # noqa: D401 - contract of DiffusionModule
         raise NotImplementedError(
