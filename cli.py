@@ -127,16 +127,19 @@ class SuiteCLI(LightningCLI):
 
     def _report_paths(self) -> None:
         trainer = self.trainer
-        if trainer is None or not trainer.is_global_zero:
+        if trainer is None:
             return
-        lines = [f"Run folder: {trainer.log_dir}"]
+        run_folder = trainer.log_dir  # a broadcast: read on every rank, before the rank check
+        if not trainer.is_global_zero:
+            return
+        lines = [f"Run folder: {run_folder}"]
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, ModelCheckpoint) and ckpt.last_model_path:
             lines.append(f"Last checkpoint: {ckpt.last_model_path}")
         predictions = getattr(self.model, "predictions_dir", None)
         if predictions:
             lines.append(f"Predictions: {predictions}")
-        lines.append(f"TensorBoard: tensorboard --logdir {Path(trainer.log_dir).parent}")
+        lines.append(f"TensorBoard: tensorboard --logdir {Path(run_folder).parent}")
         print("\n".join(lines), flush=True)
 
     def after_fit(self) -> None:

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 
 from lightning_modules.ldm_scaling.cost import CostModel, best_over, frontier
+from lightning_modules.components.safe_load import safe_torch_load
 
 log = logging.getLogger("scaling_sweep")
 
@@ -293,7 +294,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     for width in args.widths:
         model = build_member(width, args).to(args.device)
         if width in ckpts:
-            state = torch.load(ckpts[width], map_location="cpu", weights_only=False)["state_dict"]
+            state = safe_torch_load(ckpts[width], key="--checkpoints")["state_dict"]
             model.load_state_dict(state, strict=False)
         else:
             t0 = time.time()

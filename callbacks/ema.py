@@ -44,6 +44,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 
+from lightning_modules.components.run_dir import remember_run_dir, run_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -212,6 +214,9 @@ class EMACallback(Callback):
         self._ema = ema
 
     # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        remember_run_dir(trainer)  # the one broadcast, on every rank; later reads are local
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._bind(pl_module)
         if self._pending_state is not None:
@@ -349,7 +354,7 @@ class EMACallback(Callback):
             return
         path = self.export_path
         if not os.path.isabs(path):
-            path = os.path.join(trainer.log_dir or trainer.default_root_dir, path)
+            path = os.path.join(run_dir(trainer), path)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         from safetensors.torch import save_file
 

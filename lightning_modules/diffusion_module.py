@@ -47,6 +47,7 @@ from lightning_modules.components.network_info import (
     count_parameters,
     network_sample_shape,
 )
+from lightning_modules.components.run_dir import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,7 @@ class DiffusionModule(FrozenPartsModule):
         save_grid(images, folder / f"grid_{batch_idx:04d}.png")
 
     def _predictions_folder(self) -> Path:
-        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
+        root = Path(run_dir(self.trainer)) if self._trainer is not None else Path(".")
         name = getattr(self.sampler, "name", type(self.sampler).__name__)
         folder = root / "predictions" / str(name)
         self.predictions_dir = str(folder)

@@ -40,6 +40,7 @@ from lightning_modules.aligntok.checkpoints import load_into, load_stage_state, 
 from lightning_modules.aligntok.losses import PatchDiscriminator, adaptive_weight, generator_loss, hinge_d_loss
 from lightning_modules.aligntok.tokenizer import AlignTokenizer
 from lightning_modules.components.image_io import save_grid, save_images
+from lightning_modules.components.run_dir import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class AlignTokModule(LightningModule):
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         """Reconstruct the given images and write them (and a grid) as PNGs."""
         recon = self.reconstruct(batch["image"].to(self.device))
-        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
+        root = Path(run_dir(self.trainer)) if self._trainer is not None else Path(".")
         folder = root / "predictions" / "reconstructions"
         self.predictions_dir = str(folder)
         save_images(recon, folder, prefix=f"batch{batch_idx:04d}")

@@ -41,6 +41,8 @@ from lightning_modules.components.image_io import save_grid, to_uint8
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.components.prompt_encoder import build_prompt_encoder
 from lightning_modules.diffusion_module import DiffusionModule
+from lightning_modules.components.safe_load import safe_torch_load
+from lightning_modules.components.run_dir import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +300,7 @@ class CoDiBase(DiffusionModule):
 
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         images = self.sample_for_batch(batch, generator=generator)
-        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
+        root = Path(run_dir(self.trainer)) if self._trainer is not None else Path(".")
         folder = root / "predictions" / f"{self.task}_{getattr(self.sampler, 'name', 'sampler')}_{self.nfe()}steps"
         folder.mkdir(parents=True, exist_ok=True)
         self.predictions_dir = str(folder)
@@ -350,8 +352,8 @@ class CoDiBase(DiffusionModule):
             ))
         if self.results_file and self.trainer.is_global_zero:
             target = self.results_file
-            if not os.path.isabs(target) and self.trainer.log_dir:
-                target = os.path.join(self.trainer.log_dir, target)
+            if not os.path.isabs(target):
+                target = os.path.join(run_dir(self.trainer), target)
             append_rows(target, rows)
             log.info("%s: %d results rows -> %s", type(self).__name__, len(rows), target)
 
@@ -361,7 +363,7 @@ def load_network_weights(network: nn.Module, checkpoint: str) -> None:
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model.init_args.init_checkpoint: {path} does not exist (run the earlier stage first)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_torch_load(path, key="model.init_args.init_checkpoint")
     state = state.get("state_dict", state)
     own = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
     missing, unexpected = network.load_state_dict(own, strict=False)
