@@ -41,6 +41,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchmetrics import Metric
 
+from lightning_modules.components.run_dir import remember_run_dir, run_dir
 from metrics.results_rows import (
     ResultRow,
     append_rows,
