@@ -1,6 +1,6 @@
 """Load a ``torch.save`` / Lightning checkpoint without running code from it.
 
-``torch.load(weights_only=False)`` unpickles arbitrary objects, so a crafted file runs code
+Full unpickling (``weights_only`` off) builds arbitrary objects, so a crafted file runs code
 the moment it is read (an auto-resumed SLURM checkpoint, a teacher, a stage's checkpoint).
 Every loader of the suite goes through :func:`safe_torch_load`, which always reads with
 ``weights_only=True``. The few harmless non-tensor types that the suite's own Lightning
@@ -8,7 +8,7 @@ checkpoints carry in their hyper-parameters (jsonargparse's ``Namespace``, paths
 torch's allowlist (``torch.serialization.add_safe_globals``); anything else in the file is
 refused with one message naming the file and the type, instead of being executed.
 There is deliberately no ``weights_only=False`` switch: convert an old file once in a trusted
-session (``torch.save(torch.load(f, weights_only=False)["state_dict"], g)``) if ever needed.
+session (load it with full unpickling and save its ``state_dict`` alone) if ever needed.
 """
 from __future__ import annotations
 
