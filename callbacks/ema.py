@@ -62,6 +62,15 @@ def trainable_named_parameters(pl_module: torch.nn.Module) -> list[tuple[str, to
     return [(n, p) for n, p in named if p.requires_grad]
 
 
+def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    """``dst[i].copy_(src[i])``; one fused call, except for FSDP2 shards (DTensor has no ``_foreach_copy_``)."""
+    if any(type(t) is not torch.Tensor and hasattr(t, "full_tensor") for t in dst):
+        for d, s in zip(dst, src):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)
+
+
 class EMACallback(Callback):
     """EMA of the trainable parameters, checkpointed, swapped in for evaluation.
 
@@ -258,14 +267,14 @@ class EMACallback(Callback):
             return False
         self._bind(pl_module)
         self._backup = [p.detach().clone() for p in self._params]
-        torch._foreach_copy_([p.detach() for p in self._params], self._ema)
+        _copy_all([p.detach() for p in self._params], self._ema)
         return True
 
     @torch.no_grad()
     def _swap_out(self) -> None:
         if self._backup is None:
             return
-        torch._foreach_copy_([p.detach() for p in self._params], self._backup)
+        _copy_all([p.detach() for p in self._params], self._backup)
         self._backup = None
 
     @contextlib.contextmanager

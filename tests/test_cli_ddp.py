@@ -20,10 +20,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 WORKER = textwrap.dedent(
     """
-    import sys
+    import hashlib, os, sys
     sys.path.insert(0, {repo!r})
     import cli
-    cli.main(sys.argv[1:])
+    run = cli.main(sys.argv[1:])
+    digest = hashlib.sha256()
+    for name, tensor in sorted(run.model.state_dict().items()):
+        if hasattr(tensor, "full_tensor"):
+            tensor = tensor.full_tensor()  # FSDP2 shard -> the whole parameter (a collective, every rank)
+        digest.update(name.encode()); digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    print("WEIGHTS", os.environ["RANK"], digest.hexdigest(), flush=True)
+    if os.environ.get("DUMP_WEIGHTS"):
+        import torch
+        torch.save({{k: (v.full_tensor() if hasattr(v, "full_tensor") else v) for k, v in run.model.state_dict().items()}},
+                   f"weights_rank{{os.environ['RANK']}}.pt")
     """
 )
 
@@ -66,6 +76,10 @@ def _run(tmp_path: Path, *args: str) -> list[str]:
     return run_two_ranks(script, "fit", *args, "--runs_dir", str(tmp_path / "runs"), cwd=tmp_path, timeout=150)
 
 
+def _weights_digests(outs: list[str]) -> set[str]:
+    return {line.split()[2] for out in outs for line in out.splitlines() if line.startswith("WEIGHTS ")}
+
+
 def _one_version(tmp_path: Path, name: str) -> Path:
     versions = sorted((tmp_path / "runs" / name).glob("version_*"))
     assert len(versions) == 1, f"expected one run folder, found {versions}"
@@ -87,3 +101,39 @@ def test_ddp_baseline_with_ema_media_and_evaluation(tmp_path: Path) -> None:
     assert {p.name.split("_")[1] for p in samples} == {"rank0", "rank1"}  # every rank saved its share
     rows = [json.loads(line) for line in (tmp_path / "results" / "rows.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["metric"] == "fid" and rows[0]["num_samples"] == 4
+
+
+@pytest.mark.slow
+def test_ddp_aligntok_stage1_gan(tmp_path: Path) -> None:
+    """Step 0 has no GAN term (discriminator unused), step 1 has two backward passes: both ranks
+    end with the same generator *and* discriminator weights (gradients were averaged)."""
+    outs = _run(tmp_path, "--config", "aligntok_stage1.yaml", "--config", "tiny/aligntok_stage1.yaml",
+                "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                "--trainer.num_sanity_val_steps", "0", "--run_name", "ddp_aligntok")
+    run = _one_version(tmp_path, "ddp_aligntok")
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(_weights_digests(outs)) == 1, "the ranks' weights differ: gradients were not synchronised"
+
+
+FSDP_OVERLAY = textwrap.dedent(
+    """
+    trainer:
+      accelerator: cpu
+      devices: 2
+      num_sanity_val_steps: 0
+      strategy:
+        class_path: lightning.pytorch.strategies.ModelParallelStrategy
+        init_args: {data_parallel_size: 2, tensor_parallel_size: 1}
+    """
+)
+
+
+@pytest.mark.slow
+def test_fsdp2_model_parallel_strategy(tmp_path: Path) -> None:
+    overlay = tmp_path / "fsdp.yaml"
+    overlay.write_text(FSDP_OVERLAY)
+    outs = _run(tmp_path, "--config", "flow_matching_digits.yaml", "--config", "tiny/flow_matching_digits.yaml",
+                "--config", str(overlay), "--run_name", "fsdp2")
+    run = _one_version(tmp_path, "fsdp2")
+    assert list((run / "checkpoints").iterdir()), "no checkpoint written"
+    assert len(_weights_digests(outs)) == 1
