@@ -232,6 +232,12 @@ class EmbeddedDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Make the next train epoch continue where the checkpointed run stopped."""
         self._resume_state = dict(state_dict or {})
+        trainer = self.trainer
+        if self._resume_state and trainer is not None and trainer.world_size > 1:
+            # Lightning wraps the sampler in its DistributedSampler, which needs the full index list
+            log.warning("%s: exact mid-epoch resume is single-process only; with %d processes the "
+                        "interrupted epoch restarts from its first batch.", type(self).__name__, trainer.world_size)
+            self._resume_state = {}
         if self._train_sampler is not None:
             apply_resume_state(self._train_sampler, self._resume_state, self.batch_size)
             self._resume_state = {}

@@ -17,7 +17,8 @@ created, i.e. after Lightning's (RNG-isolated) sanity check and immediately befo
 resumed batch, the same point in the random stream as in the uninterrupted run.
 
 Limits (documented, not hidden): one process (under DDP Lightning wraps the sampler in its
-distributed sampler; the order is still per-epoch deterministic but the skip is not applied),
+distributed sampler, which needs the full index list, so the interrupted epoch restarts there and
+a warning says so),
 and a validation run that draws from the global RNG exactly at the checkpointed step happens
 before the save in the uninterrupted run but not in the resumed one.
 """
