@@ -73,7 +73,7 @@ BASELINE_OVERLAY = textwrap.dedent(
 def _run(tmp_path: Path, *args: str) -> list[str]:
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(repo=str(REPO)))
-    return run_two_ranks(script, "fit", *args, "--runs_dir", str(tmp_path / "runs"), cwd=tmp_path, timeout=150)
+    return run_two_ranks(script, "fit", *args, "--runs_dir", str(tmp_path / "runs"), cwd=tmp_path, timeout=300)  # generous: 2 shared cores
 
 
 def _weights_digests(outs: list[str]) -> set[str]:
