@@ -127,19 +127,19 @@ class SuiteCLI(LightningCLI):
 
     def _report_paths(self) -> None:
         trainer = self.trainer
-        if trainer is None or not trainer.is_global_zero:
+        if trainer is None:
             return
-        # trainer.log_dir broadcasts from rank 0 (a collective): read on rank 0 alone it hangs DDP
-        logger_dir = getattr(trainer.logger, "log_dir", None) if trainer.logger is not None else None
-        log_dir = logger_dir or trainer.default_root_dir
-        lines = [f"Run folder: {log_dir}"]
+        run_folder = trainer.log_dir  # a broadcast: read on every rank, before the rank check
+        if not trainer.is_global_zero:
+            return
+        lines = [f"Run folder: {run_folder}"]
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, ModelCheckpoint) and ckpt.last_model_path:
             lines.append(f"Last checkpoint: {ckpt.last_model_path}")
         predictions = getattr(self.model, "predictions_dir", None)
         if predictions:
             lines.append(f"Predictions: {predictions}")
-        lines.append(f"TensorBoard: tensorboard --logdir {Path(log_dir).parent}")
+        lines.append(f"TensorBoard: tensorboard --logdir {Path(run_folder).parent}")
         print("\n".join(lines), flush=True)
 
     def after_fit(self) -> None:
@@ -191,7 +191,4 @@ def main(argv: list[str] | None = None) -> SuiteCLI:
 
 
 if __name__ == "__main__":
-    from launch.errors import one_line_errors  # a missing pretrained model: one line, not ~75
-
-    with one_line_errors():
-        main()
+    main()

@@ -44,6 +44,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 
+from lightning_modules.components.run_dir import remember_run_dir, run_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +60,15 @@ def trainable_named_parameters(pl_module: torch.nn.Module) -> list[tuple[str, to
         wanted = {id(p) for p in pl_module.trainable_parameters()}
         return [(n, p) for n, p in named if id(p) in wanted]
     return [(n, p) for n, p in named if p.requires_grad]
+
+
+def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    """``dst[i].copy_(src[i])``; one fused call, except for FSDP2 shards (DTensor has no ``_foreach_copy_``)."""
+    if any(type(t) is not torch.Tensor and hasattr(t, "full_tensor") for t in dst):
+        for d, s in zip(dst, src):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)
 
 
 class EMACallback(Callback):
@@ -212,6 +223,9 @@ class EMACallback(Callback):
         self._ema = ema
 
     # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        remember_run_dir(trainer)  # the one broadcast, on every rank; later reads are local
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._bind(pl_module)
         if self._pending_state is not None:
@@ -253,14 +267,14 @@ class EMACallback(Callback):
             return False
         self._bind(pl_module)
         self._backup = [p.detach().clone() for p in self._params]
-        torch._foreach_copy_([p.detach() for p in self._params], self._ema)
+        _copy_all([p.detach() for p in self._params], self._ema)
         return True
 
     @torch.no_grad()
     def _swap_out(self) -> None:
         if self._backup is None:
             return
-        torch._foreach_copy_([p.detach() for p in self._params], self._backup)
+        _copy_all([p.detach() for p in self._params], self._backup)
         self._backup = None
 
     @contextlib.contextmanager
@@ -349,7 +363,7 @@ class EMACallback(Callback):
             return
         path = self.export_path
         if not os.path.isabs(path):
-            path = os.path.join(trainer.log_dir or trainer.default_root_dir, path)
+            path = os.path.join(run_dir(trainer), path)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         from safetensors.torch import save_file
 

@@ -41,6 +41,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchmetrics import Metric
 
+from lightning_modules.components.run_dir import remember_run_dir, run_dir
 from metrics.results_rows import (
     ResultRow,
     append_rows,
@@ -198,6 +199,7 @@ class EvaluationCallback(Callback):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        remember_run_dir(trainer)  # the one broadcast, on every rank; later reads are local
         if self.per_batch_generation and not hasattr(pl_module, "sample_for_batch"):
             raise TypeError(
                 f"EvaluationCallback: per_batch_generation needs `{type(pl_module).__name__}.sample_for_batch"
@@ -351,7 +353,7 @@ class EvaluationCallback(Callback):
         return x.movedim(-3, -1).numpy()  # channels last (also for videos [B, T, H, W, C])
 
     def _write_samples(self, trainer: L.Trainer, stage: str, arrays: np.ndarray, rank: int) -> None:
-        folder = self.samples_dir or os.path.join(trainer.log_dir or ".", "samples")
+        folder = self.samples_dir or os.path.join(run_dir(trainer), "samples")
         folder = os.path.join(folder, f"{stage}_epoch{trainer.current_epoch:04d}")
         os.makedirs(folder, exist_ok=True)
         suffix = f"_rank{rank}" if trainer.world_size > 1 else ""

@@ -33,6 +33,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lightning_modules.components.run_dir import remember_run_dir, run_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -151,6 +153,9 @@ class MediaLogger(Callback):
         self.written: list[Path] = []
 
     # ------------------------------------------------------------------ sampling
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        remember_run_dir(trainer)  # the one broadcast, on every rank; later reads are local
+
     def fixed_noise(self, pl_module: LightningModule) -> Optional[torch.Tensor]:
         shape = getattr(pl_module, "sample_shape", None)
         if not shape:
@@ -190,7 +195,7 @@ class MediaLogger(Callback):
 
     # ------------------------------------------------------------------ writing
     def media_dir(self, trainer: Trainer) -> Path:
-        return Path(trainer.log_dir or trainer.default_root_dir) / "media"
+        return Path(run_dir(trainer)) / "media"
 
     def write(self, trainer: Trainer, samples: torch.Tensor, when: str, step: int) -> list[Path]:
         """Write ``samples`` to TensorBoard and files; returns the files written."""

@@ -43,6 +43,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 from torch import nn
+from lightning_modules.components.safe_load import safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,7 @@ def load_state_dict_file(path: str, prefix: str) -> dict[str, torch.Tensor]:
 
         raw = load_file(path)
     else:
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - Lightning ckpts with pickled hparams
-            log.warning("TeacherCallback: %s needs weights_only=False to load (%s)", path, type(err).__name__)
-            raw = torch.load(path, map_location="cpu", weights_only=False)
+        raw = safe_torch_load(path, key="TeacherCallback: checkpoint_path")  # never weights_only=False
         if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
             raw = raw["state_dict"]
     if not isinstance(raw, dict):

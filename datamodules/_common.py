@@ -27,6 +27,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.resumable import ResumableSampler, apply_resume_state, resume_state
+
 log = logging.getLogger(__name__)
 
 #: Stream ids mixed into the seed so the splits of a generator never share samples.
@@ -183,6 +185,8 @@ class EmbeddedDataModule(L.LightningDataModule):
         self.pin_memory = bool(pin_memory)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
+        self._train_sampler: ResumableSampler | None = None
+        self._resume_state: dict[str, Any] = {}
 
     # -- to implement -------------------------------------------------------------------------
     def build_datasets(self) -> tuple[Dataset, Dataset]:  # pragma: no cover - abstract
@@ -204,17 +208,39 @@ class EmbeddedDataModule(L.LightningDataModule):
         if dataset is None:
             self.setup()
             return self._loader(self.train_dataset if shuffle else self.val_dataset, shuffle)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        sampler = None
+        if shuffle:  # resumable mid-epoch (datamodules/resumable.py); order from (seed, epoch)
+            sampler = self._train_sampler = ResumableSampler(len(dataset), self.seed)
+            apply_resume_state(sampler, self._resume_state, self.batch_size)
+            self._resume_state = {}
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=sampler,
+            # its own generator, so creating the iterator draws nothing from the global RNG
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             collate_fn=collate_dicts,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in the train split (saved in every checkpoint) for exact resume."""
+        return resume_state(self.trainer) if self._train_sampler is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Make the next train epoch continue where the checkpointed run stopped."""
+        self._resume_state = dict(state_dict or {})
+        trainer = self.trainer
+        if self._resume_state and trainer is not None and trainer.world_size > 1:
+            # Lightning wraps the sampler in its DistributedSampler, which needs the full index list
+            log.warning("%s: exact mid-epoch resume is single-process only; with %d processes the "
+                        "interrupted epoch restarts from its first batch.", type(self).__name__, trainer.world_size)
+            self._resume_state = {}
+        if self._train_sampler is not None:
+            apply_resume_state(self._train_sampler, self._resume_state, self.batch_size)
+            self._resume_state = {}
 
     def train_dataloader(self) -> DataLoader:
         """The train split, reshuffled every epoch in a seed-determined order."""

@@ -98,7 +98,9 @@ def shard_module_fsdp2(
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
     if cpu_offload:
         kwargs["offload_policy"] = CPUOffloadPolicy()
-    for unit in default_units(module, layer_classes):
+    # innermost first: fully_shard on a block whose child was already sharded is fine, the other
+    # way round the child's parameters are DTensors already (nested ModuleLists, e.g. diffusers UNets)
+    for unit in reversed(default_units(module, layer_classes)):
         if not is_fsdp2(unit):
             fully_shard(unit, **kwargs)
     fully_shard(module, **kwargs)

@@ -184,7 +184,9 @@ def infer_weights_flag(pl_module: Any, metrics: Iterable[Any] = ()) -> str:
 
 def run_config_path(trainer: Any) -> Optional[str]:
     """The resolved ``config.yaml`` the CLI wrote into the run folder, if there is one."""
-    log_dir = getattr(trainer, "log_dir", None)
+    from lightning_modules.components.run_dir import run_dir  # no collective: callers may be rank 0 only
+
+    log_dir = run_dir(trainer) if trainer is not None else None
     if log_dir and os.path.isfile(os.path.join(log_dir, "config.yaml")):
         return os.path.join(log_dir, "config.yaml")
     return None

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import torch
 
 from lightning_modules.components.pretrained_paths import MissingWeightsError
+from lightning_modules.components.safe_load import safe_torch_load
 
 
 def load_stage_state(path: str, key: str, prefer_ema: bool = True, source: str = "") -> dict[str, torch.Tensor]:
@@ -21,7 +22,7 @@ def load_stage_state(path: str, key: str, prefer_ema: bool = True, source: str =
             f"{key}: checkpoint not found at '{file}'. Expected: a Lightning .ckpt file. Where it comes "
             f"from: {source or 'the previous AlignTok stage'} (runs/<config>/version_<n>/checkpoints/last.ckpt)."
         )
-    checkpoint: dict[str, Any] = torch.load(file, map_location="cpu", weights_only=False)
+    checkpoint: dict[str, Any] = safe_torch_load(file, key=key)
     state = dict(checkpoint.get("state_dict", checkpoint))
     if prefer_ema:
         for value in (checkpoint.get("callbacks") or {}).values():

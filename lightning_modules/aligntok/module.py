@@ -36,6 +36,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lightning_modules.aligntok.checkpoints import load_into, load_stage_state, sub_state
+from lightning_modules.components.manual_sync import disable_ddp_reducer, sync_buffers, sync_gradients
 from lightning_modules.aligntok.losses import PatchDiscriminator, adaptive_weight, generator_loss, hinge_d_loss
 from lightning_modules.aligntok.tokenizer import AlignTokenizer
 from lightning_modules.components.image_io import save_grid
@@ -146,6 +147,11 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
                 getattr(self.tokenizer, name).eval()
         return self
 
+    def on_train_start(self) -> None:
+        # two backward passes per step over different parameters: DDP's reducer cannot follow
+        # that, so gradients are averaged by sync_gradients in training_step instead
+        disable_ddp_reducer(self)
+
     def configure_optimizers(self) -> Any:
         g_params = self.trainable_parameters()
         log.info("AlignTok stage %d: %.2fM generator + %.2fM discriminator parameters train",
@@ -210,6 +216,7 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
         losses = self.generator_losses(images, gan_on)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(losses["loss"])
+        sync_gradients(self.trainable_parameters())  # DDP: the module syncs (components/manual_sync.py)
         opt_g.step()
         if gan_on:
             logits_real = self.discriminator(images.detach())
@@ -217,7 +224,9 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
             d_loss = hinge_d_loss(logits_real, logits_fake)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
+            sync_gradients(self.discriminator.parameters())
             opt_d.optimizer.step()  # raw step: global_step counts generator steps only
+            sync_buffers(self.discriminator)  # its BatchNorm statistics, as DDP's buffer broadcast would
             losses["d_loss"] = d_loss.detach()
         size = images.shape[0]
         for name, value in losses.items():

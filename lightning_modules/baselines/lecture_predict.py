@@ -23,16 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_modules.components.image_io import save_grid, to_uint8, _pil
+from lightning_modules.components.predict_outputs import predictions_root
 
 
 def predictions_folder(module: Any, kind: str) -> Path:
-    """``<log dir>/predictions/<kind>`` of the running trainer (no collective is used)."""
-    root = Path(".")
-    trainer = getattr(module, "_trainer", None)
-    if trainer is not None:
-        logger = trainer.logger
-        root = Path(logger.log_dir) if logger is not None and getattr(logger, "log_dir", None) else Path(trainer.default_root_dir)
-    return root / "predictions" / kind
+    """``<run folder>/predictions/<kind>`` (the suite's one predictions root; no collective)."""
+    return predictions_root(getattr(module, "_trainer", None)) / kind
 
 
 class PredictionWriter:

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from datamodules.bi_noising.layouts import IMAGE_SUFFIXES, list_images
 from datamodules.bi_noising.tasks import SR_FACTOR, bicubic, condition, to_gray
 from datamodules.lfg_shadow.transforms import load_rgb, save_rgb
+from lightning_modules.components.predict_outputs import predictions_root
 
 
 class PredictInputs(Dataset):
@@ -64,8 +65,7 @@ def predict_batch(module: Any, batch: Mapping[str, Any], batch_idx: int) -> list
     """Restore one predict batch; write PNGs and ``manifest.json``; return the files."""
     size, steps, task = module.image_size, int(module.num_sampling_steps), module.task
     sampler_name = module.sampler.name
-    root = Path(module.trainer.log_dir or ".") if module._trainer is not None else Path(".")
-    folder = root / "predictions" / f"{sampler_name}_{steps}steps"
+    folder = predictions_root(module._trainer) / f"{sampler_name}_{steps}steps"
     folder.mkdir(parents=True, exist_ok=True)
     module.predictions_dir = str(folder)
     if "degraded_native" in batch:

@@ -21,6 +21,7 @@ from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import Tensor, nn
 
 from lightning_modules.components.pretrained_paths import require_files
+from lightning_modules.components.safe_load import safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class SwinEncoder(nn.Module):
 
     def load_checkpoint(self, path: str, key: str = "model.init_args.swin_checkpoint") -> None:
         require_files(path, key, [""], SWIN_SOURCE)
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = safe_torch_load(path, key=key)
         converted = checkpoint_filter_fn(state, self.model)
         converted = {k: v for k, v in converted.items() if not k.startswith(("head", "norm."))}
         result = self.model.load_state_dict(converted, strict=False)

@@ -41,6 +41,8 @@ from lightning_modules.components.image_io import save_grid
 from lightning_modules.components.pretrained_paths import build_diffusers_model
 from lightning_modules.components.prompt_encoder import build_prompt_encoder
 from lightning_modules.diffusion_module import DiffusionModule
+from lightning_modules.components.safe_load import safe_torch_load
+from lightning_modules.components.run_dir import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -356,8 +358,8 @@ class CoDiBase(DiffusionModule):
             ))
         if self.results_file and self.trainer.is_global_zero:
             target = self.results_file
-            if not os.path.isabs(target) and self.trainer.log_dir:
-                target = os.path.join(self.trainer.log_dir, target)
+            if not os.path.isabs(target):
+                target = os.path.join(run_dir(self.trainer), target)
             append_rows(target, rows)
             log.info("%s: %d results rows -> %s", type(self).__name__, len(rows), target)
 
@@ -367,7 +369,7 @@ def load_network_weights(network: nn.Module, checkpoint: str) -> None:
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model.init_args.init_checkpoint: {path} does not exist (run the earlier stage first)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_torch_load(path, key="model.init_args.init_checkpoint")
     state = state.get("state_dict", state)
     own = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
     missing, unexpected = network.load_state_dict(own, strict=False)

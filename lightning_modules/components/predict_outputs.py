@@ -30,18 +30,15 @@ from PIL import Image
 from torch import Tensor
 
 from lightning_modules.components.image_io import to_uint8
+from lightning_modules.components.run_dir import run_dir
 
 
 def predictions_root(trainer: Any) -> Path:
-    """``<run folder>/predictions``: the logger's folder (the run version folder), else the
-    trainer's ``default_root_dir``, else the working directory. Reads no collective."""
+    """``<run folder>/predictions`` (``components.run_dir``: no collective), else
+    ``./predictions`` without a trainer. The one place that decides where outputs go."""
     if trainer is None:
         return Path("predictions")
-    logger = getattr(trainer, "logger", None)
-    folder = getattr(logger, "log_dir", None) if logger is not None else None
-    if not folder:
-        folder = getattr(trainer, "default_root_dir", None) or "."
-    return Path(folder) / "predictions"
+    return Path(run_dir(trainer)) / "predictions"
 
 
 def variant_tag(**parts: Any) -> str:

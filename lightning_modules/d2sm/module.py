@@ -39,6 +39,7 @@ from metrics.image_quality import PeakSignalNoiseRatio, StructuralSimilarityInde
 from metrics.results_rows import (ResultRow, append_rows, describe_evaluator, git_commit, infer_data_flag,
                                   run_config_path, utc_now)
 from metrics.segmentation import MeanIoU
+from lightning_modules.components.predict_outputs import predictions_root
 
 _TASKS = ("denoise", "sr", "dehaze")
 
@@ -311,8 +312,7 @@ class D2SMRestorationModule(FrozenPartsModule):
     def _predict_folder(self) -> Path:
         if self.hparams.predict_dir:
             return Path(self.hparams.predict_dir)
-        root = Path(self.trainer.log_dir or ".") if self._trainer is not None else Path(".")
-        return root / "predictions"
+        return predictions_root(self._trainer)
 
     def on_predict_epoch_start(self) -> None:
         self._manifest = []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
+from lightning_modules.components.safe_load import safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def load_state_dict_file(key: str, path: str, source: str) -> dict[str, torch.Te
         from safetensors.torch import load_file
 
         return load_file(str(file))
-    state = torch.load(str(file), map_location="cpu", weights_only=False)
+    state = safe_torch_load(file, key=key)
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     return dict(state)

@@ -39,6 +39,8 @@ from .mask_generator import MaskInstructionGenerator
 from .renderer import InversePaintingRenderer
 from .rollout import Rollout, StopCriterion, rollout, write_rollout
 from .text_generator import TextInstructionGenerator
+from lightning_modules.components.safe_load import safe_torch_load
+from lightning_modules.components.run_dir import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def load_stage(module: nn.Module, path: Optional[str], key: str) -> None:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{key}: checkpoint '{path}' not found; train the stage with its own config first "
                                 "(docs/inverse_painting.md, 'Training')")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_torch_load(path, key=key)
     module.load_state_dict(state["state_dict"], strict=True)
 
 
@@ -338,7 +340,7 @@ class InversePainting(PredictOutputsMixin, LightningModule):
                        "text_backend_stand_in": bool(self.text_generator is not None and self.text_generator.is_stand_in)},
             ))
         target = self.results_file
-        if not os.path.isabs(target) and self.trainer.log_dir:
-            target = os.path.join(self.trainer.log_dir, target)
+        if not os.path.isabs(target):
+            target = os.path.join(run_dir(self.trainer), target)
         append_rows(target, rows)
         log.info("InversePainting: %d results rows -> %s", len(rows), target)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from lightning_modules.components.image_io import save_images
 from lightning_modules.ldm_scaling.module import ScaledLDM
+from lightning_modules.components.safe_load import safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class ScaledLDMDreamBooth(ScaledLDM):
             path = Path(init_checkpoint).expanduser()
             if not path.is_file():
                 raise FileNotFoundError(f"model.init_args.init_checkpoint: {path} does not exist (train a ScaledLDM first)")
-            state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+            state = safe_torch_load(path, key="model.init_args.init_checkpoint")["state_dict"]
             self.network.load_state_dict({k[len("network."):]: v for k, v in state.items() if k.startswith("network.")})
         self.instance_prompt, self.class_prompt = str(instance_prompt), str(class_prompt)
         self.prior_loss_weight = float(prior_loss_weight)

@@ -45,6 +45,7 @@ from lightning_modules.components.prompt_encoder import build_prompt_encoder
 from lightning_modules.components.unet_inputs import expand_conv_in
 from lightning_modules.diffusion_module import DiffusionModule
 from lightning_modules.ldm_scaling.family import scaled_unet_config
+from lightning_modules.components.safe_load import safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ class ScaledLDMSuperResolution(ScaledLDM):
             path = Path(init_checkpoint).expanduser()
             if not path.is_file():
                 raise FileNotFoundError(f"model.init_args.init_checkpoint: {path} does not exist (train a ScaledLDM first)")
-            state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+            state = safe_torch_load(path, key="model.init_args.init_checkpoint")["state_dict"]
             own = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
             self.network.load_state_dict(own)
         latent_channels = int(self.network.config.in_channels)

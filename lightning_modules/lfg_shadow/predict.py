@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from datamodules.lfg_shadow.layouts import IMAGE_SUFFIXES
 from datamodules.lfg_shadow.transforms import dilate_mask, load_mask, load_rgb, resize_image, resize_mask, save_rgb
+from lightning_modules.components.predict_outputs import predictions_root
 
 MASK_SUFFIX = "_mask"
 
@@ -78,8 +79,7 @@ def predict_batch(module: Any, batch: Mapping[str, Any], batch_idx: int) -> list
     """Remove the shadows of one predict batch and write PNGs plus ``manifest.json``; returns the files."""
     size, steps = module.image_size, int(module.num_sampling_steps)
     sampler_name = getattr(module.sampler, "name", type(module.sampler).__name__)
-    root = Path(module.trainer.log_dir or ".") if module._trainer is not None else Path(".")
-    folder = root / "predictions" / f"{sampler_name}_{steps}steps"
+    folder = predictions_root(module._trainer) / f"{sampler_name}_{steps}steps"
     folder.mkdir(parents=True, exist_ok=True)
     module.predictions_dir = str(folder)
     if "raw_mask" not in batch:  # predicting on a validation split: already at model size and dilated

@@ -1,0 +1,67 @@
+"""Load a ``torch.save`` / Lightning checkpoint without running code from it.
+
+Full unpickling (``weights_only`` off) builds arbitrary objects, so a crafted file runs code
+the moment it is read (an auto-resumed SLURM checkpoint, a teacher, a stage's checkpoint).
+Every loader of the suite goes through :func:`safe_torch_load`, which always reads with
+``weights_only=True``. The few harmless non-tensor types that the suite's own Lightning
+checkpoints carry in their hyper-parameters (jsonargparse's ``Namespace``, paths) are put on
+torch's allowlist (``torch.serialization.add_safe_globals``); anything else in the file is
+refused with one message naming the file and the type, instead of being executed.
+There is deliberately no ``weights_only=False`` switch: convert an old file once in a trusted
+session (load it with full unpickling and save its ``state_dict`` alone) if ever needed.
+"""
+from __future__ import annotations
+
+import pathlib
+import pickle
+import re
+from os import PathLike
+from typing import Any, Union
+
+import torch
+
+#: Harmless value types that may appear in the hyper-parameters of the suite's checkpoints.
+_SAFE_TYPES: list[Any] = [pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
+try:  # jsonargparse's Namespace is a plain attribute bag (argparse.Namespace subclass)
+    from jsonargparse import Namespace as _JsonargparseNamespace
+
+    _SAFE_TYPES.append(_JsonargparseNamespace)
+except ImportError:  # pragma: no cover - jsonargparse ships with the CLI extra
+    pass
+import argparse  # noqa: E402
+
+_SAFE_TYPES.append(argparse.Namespace)
+torch.serialization.add_safe_globals(_SAFE_TYPES)
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint holds objects that only a full (code-running) unpickle could build."""
+
+
+def _offending_global(err: BaseException) -> str:
+    """The ``module.name`` torch's long weights_only message complains about, if it names one."""
+    text = str(err)
+    match = re.search(r"(?:unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text, re.IGNORECASE)
+    if match:
+        return match.group(1)
+    return "a type outside the allowlist"
+
+
+def safe_torch_load(path: Union[str, PathLike], map_location: Any = "cpu", key: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)``; a file that needs more fails with one clear line.
+
+    ``key`` names the config key or argument the path came from, so the message points at it.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # the weights_only unpickler raises UnpicklingError (or RuntimeError)
+        if not isinstance(err, pickle.UnpicklingError) and "weights_only" not in str(err).lower():
+            raise
+        raise UnsafeCheckpointError(
+            f"{key}: refusing to load '{path}': it contains '{_offending_global(err)}', which is not a tensor, "
+            "a plain container or an allowlisted type, so loading it would run code from the file. "
+            "Use a checkpoint written by this suite, or a plain state dict / .safetensors file."
+        ) from None
+
+
+__all__ = ["UnsafeCheckpointError", "safe_torch_load"]
