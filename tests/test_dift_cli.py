@@ -101,3 +101,30 @@ def test_game_predict_rejects_an_action_file_shorter_than_the_rollout(tmp_path: 
 def test_view_count_above_the_available_views_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="num_views=3 is more than the 2 views"):
         run_cli(["fit", *_tiny("views"), "--model.init_args.view_sampler.init_args.num_views", "3"], tmp_path)
+
+
+ABLATIONS = sorted(p.name for p in (CONFIGS / "dift_ablations").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("overlay", ABLATIONS)
+def test_ablation_overlays_resolve_on_the_full_config_and_change_their_setting(
+        overlay: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run_cli(["fit", "--config", "dift_video.yaml", "--config", f"dift_ablations/{overlay}", "--print_config"], tmp_path)
+    init = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    sampler, net = init["view_sampler"]["init_args"], init["network"]["init_args"]
+    check = {
+        "no_text.yaml": not init["use_text"],
+        "no_consistent_noise.yaml": not sampler["consistent_noise"] and sampler["num_views"] == 8,
+        "pixel.yaml": init["autoencoder"] is None and net["in_channels"] == 3 and net["latent_size"] == 256,
+        "views_1.yaml": sampler["num_views"] == 1,
+        "views_4.yaml": sampler["num_views"] == 4,
+        "uniform_pairs.yaml": sampler["mode"] == "uniform_pairs",
+        "per_view_attention.yaml": net["attention"] == "per_view" and net["depth"] == 28,
+    }[overlay]
+    assert check, f"{overlay} changes its setting on top of dift_video.yaml"
+
+
+def test_an_ablation_switch_fits_on_the_tiny_model(tmp_path: Path) -> None:
+    cli = run_cli(["fit", *_tiny("video"), "--config", "dift_ablations/uniform_pairs.yaml", "--trainer.max_steps", "2"], tmp_path)
+    assert cli.model.view_sampler.mode == "uniform_pairs" and cli.trainer.global_step == 2
