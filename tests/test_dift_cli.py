@@ -83,6 +83,9 @@ def test_tiny_fit_lowers_the_loss_test_writes_rows_predict_writes_files(
     listed = sorted(o for item in manifest["items"] for o in item["outputs"])
     for name in outputs:
         assert name in listed and (folder / name).is_file(), f"{modality}: {name} written and in the manifest"
+    if modality in ("views", "game"):
+        with Image.open(folder / f"wide__{'view00' if modality == 'views' else 'frame000'}.png") as image:
+            assert image.size == (20, 9), "views / frames keep the input image's size"
     if modality in ("video", "game"):
         with Image.open(folder / outputs[0]) as gif:
             assert gif.n_frames == (4 if modality == "video" else 3)

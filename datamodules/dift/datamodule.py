@@ -19,8 +19,10 @@ Predict (``python cli.py predict``; every input processed, outputs named after i
 cameras on an orbit (our default: elevation 30 deg, evenly spaced azimuths, radius 3,
 normalised focal 1.2); ``game``: every start frame of ``predict_inputs`` with the action file
 ``predict_actions`` (one for all inputs, or one per input; one id per line; it must cover the
-start frame plus ``predict_frames`` frames). Inputs of any size are fitted to the model's
-square canvas with the suite's ``pad`` mapping and outputs are written at the model size.
+start frame plus ``predict_frames`` frames). Input images of any size are fitted to the model's
+square canvas with the suite's ``pad`` mapping, and the generated views / frames are mapped
+back to the input's size and aspect ratio (``restore_from_canvas``); videos from text are
+written at the model size.
 """
 from __future__ import annotations
 
@@ -170,8 +172,8 @@ class DiFTDataModule(EmbeddedDataModule):
         files = expand_inputs(self.predict_inputs, key="data.predict_inputs", extensions=IMAGE_EXTENSIONS)
         out = []
         for file, name in zip(files, unique_names(files)):
-            image, _ = fit_to_canvas(load_image_tensor(file), self.size, self.size, "pad")
-            out.append({"input_view": image, "name": name, "path": str(file)})
+            image, place = fit_to_canvas(load_image_tensor(file), self.size, self.size, "pad")
+            out.append({"input_view": image, "name": name, "path": str(file), "placement": place})
         return out
 
     def predict_requests(self) -> list[dict]:

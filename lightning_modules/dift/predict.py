@@ -3,7 +3,9 @@
 * image: ``sample<i>__seed<s>.png`` per request (``--data.num_samples N``);
 * video: ``<embedding file stem>.gif`` plus its frames ``<stem>__frame<k>.png``;
 * views: ``<input stem>__view<k>.png`` for each target camera (the orbit of the datamodule);
-* game: ``<start frame stem>.gif`` plus ``<stem>__frame<k>.png`` of the rollout.
+* game: ``<start frame stem>.gif`` plus ``<stem>__frame<k>.png`` of the rollout;
+
+views and game frames are mapped back to the input image's size and aspect ratio.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from datamodules.predict_inputs import restore_from_canvas
 from lightning_modules.components.image_io import to_uint8
 from lightning_modules.components.predict_outputs import names_of, seed_generator, variant_tag
 
@@ -62,12 +65,14 @@ def write_predictions(module: Any, batch: Mapping[str, Any], batch_idx: int) -> 
         coords = {"camera": batch["camera"].to(device), "intrinsics": batch["intrinsics"].to(device)}
         views = module.decode_views(module.generate(None, coords, batch["camera"].shape[1], text, generator=generator))
         for row, name in enumerate(names):
-            paths = [writer.save_image(v, name, f"view{k:02d}") for k, v in enumerate(views[row])]
+            restored = restore_from_canvas(views[row].float().cpu(), batch["placement"][row])
+            paths = [writer.save_image(v, name, f"view{k:02d}") for k, v in enumerate(restored)]
             writer.record(batch["path"][row], paths, cameras=batch["camera"][row].tolist())
         return
     actions = batch["actions"].to(device)
     start = module.encode_views(batch["input_view"].to(device).unsqueeze(1))
     frames = module.decode_views(module.autoregressive_rollout(start, actions.shape[1] - 1, None, actions, generator=generator))
     for row, name in enumerate(names):
-        _write_sequence(writer, frames[row], name, batch["path"][row], action_file=batch["action_file"][row],
+        restored = restore_from_canvas(frames[row].float().cpu(), batch["placement"][row])
+        _write_sequence(writer, restored, name, batch["path"][row], action_file=batch["action_file"][row],
                         actions=actions[row].argmax(-1).tolist())
