@@ -180,3 +180,33 @@ def test_full_size_is_dit_xl_on_the_meta_device() -> None:
               torch.empty(1, 256, 4096, device="meta"))
     assert out.shape == x.shape
     assert math.isclose(net.text.proj.in_features, 4096)
+
+
+def test_grouped_attention_agrees_with_torch_multihead_attention_under_a_block_diagonal_mask() -> None:
+    from lightning_modules.components.dit_block import GroupedSelfAttention
+
+    torch.manual_seed(0)
+    ours = GroupedSelfAttention(16, 4)
+    peer = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+    with torch.no_grad():
+        peer.in_proj_weight.copy_(ours.qkv.weight)
+        peer.in_proj_bias.copy_(ours.qkv.bias)
+        peer.out_proj.weight.copy_(ours.proj.weight)
+        peer.out_proj.bias.copy_(ours.proj.bias)
+    x = torch.randn(2, 12, 16)
+    blocked = torch.block_diag(*[torch.ones(4, 4, dtype=torch.bool)] * 3)
+    expected, _ = peer(x, x, x, attn_mask=~blocked, need_weights=False)  # torch: True = masked out
+    torch.testing.assert_close(ours(x, groups=3), expected, atol=1e-5, rtol=1e-5)
+    full, _ = peer(x, x, x, need_weights=False)
+    torch.testing.assert_close(ours(x), full, atol=1e-5, rtol=1e-5)
+
+
+def test_cfg_guides_only_the_first_three_channels() -> None:
+    net = _net(in_channels=4, coordinates=("hw", "frame"), text_dim=8)
+    module = DiFT(net, modality="video", image_size=8, autoencoder=IdentityAutoencoder(4), sampler="ddim").eval()
+    text, noise = torch.randn(1, 5, 8), torch.randn(1, 2, 4, 8, 8)
+    coords = {"frame_index": torch.arange(2.0).unsqueeze(0)}
+    guided = module.generate(None, coords, 2, text, num_steps=1, guidance_scale=8.5, noise=noise)
+    plain = module.generate(None, coords, 2, text, num_steps=1, guidance_scale=1.0, noise=noise)
+    assert not torch.allclose(guided[:, :, :3], plain[:, :, :3]), "channels 0-2 are guided"
+    torch.testing.assert_close(guided[:, :, 3], plain[:, :, 3])  # channel 3 stays conditional
