@@ -120,6 +120,14 @@ def test_ldm_autoencoder_loads_a_tiny_autoencoderkl_saved_in_the_diffusers_layou
     latents = ae.encode(x)
     torch.testing.assert_close(latents, vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
     assert ae.decode(latents).shape == x.shape
+    # the latent path of the module: views -> VAE latents -> transformer -> epsilon loss / samples decoded to pixels
+    from lightning_modules.dift import DiFT, DiFTTransformer
+
+    net = DiFTTransformer(in_channels=4, patch_size=2, latent_size=8, hidden_size=16, depth=1, num_heads=2)
+    module = DiFT(net, modality="image", autoencoder=ae, image_size=16, num_sampling_steps=2)
+    assert torch.isfinite(module.field_loss({"views": x.unsqueeze(1)}))
+    assert module.sample(2).shape == (2, 3, 16, 16)
+    assert not any(p.requires_grad for p in module.autoencoder.parameters()), "the VAE is frozen"
     with pytest.raises(FileNotFoundError, match="model.autoencoder path"):
         LDMAutoencoder(str(tmp_path / "missing"))
 

@@ -30,6 +30,7 @@ with exactly ``window`` views, so cost is linear in the generated frames (§4.3.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
@@ -117,12 +118,14 @@ class DiFT(DiffusionModule):
         if modality == "views" and view_embedder is None:
             raise ValueError("model.modality='views' needs a view_embedder (CLIPViewEmbedder or StandInViewEmbedder)")
         path = DiscreteDDPMPath("linear", beta_start, beta_end, num_train_timesteps)
-        super().__init__(
-            network=network, path=path, prediction_type="epsilon", time_sampler=DiscreteTimeSampler(path),
-            sampler=sampler, num_sampling_steps=num_sampling_steps, grid=grid, guidance_scale=guidance_scale,
-            sample_shape=(3, image_size, image_size), optimizer=optimizer, lr_scheduler=lr_scheduler,
-            val_seed=val_seed, predict_seed=predict_seed,
-        )
+        with warnings.catch_warnings():  # the base's save_hyperparameters sees our module arguments; ours below ignores them
+            warnings.filterwarnings("ignore", message=r"Attribute '(autoencoder|view_embedder)' is an instance")
+            super().__init__(
+                network=network, path=path, prediction_type="epsilon", time_sampler=DiscreteTimeSampler(path),
+                sampler=sampler, num_sampling_steps=num_sampling_steps, grid=grid, guidance_scale=guidance_scale,
+                sample_shape=(3, image_size, image_size), optimizer=optimizer, lr_scheduler=lr_scheduler,
+                val_seed=val_seed, predict_seed=predict_seed,
+            )
         self.save_hyperparameters(ignore=["network", "autoencoder", "view_embedder", "view_sampler"])
         self.modality, self.autoencoder, self.view_embedder = modality, autoencoder, view_embedder
         if self.view_embedder is not None:
