@@ -188,7 +188,7 @@ class DiFT(DiffusionModule):
         sampler = self.view_sampler
         text = self.condition_embedding(batch)
         if sampler.mode == "view_wise":
-            batch = select_views(batch, sampler.view_index(b, available, views.device, generator=None if train else generator))
+            batch = select_views(batch, sampler.view_index(b, available, views.device, generator=generator))
         coords = self.relative_frames({k: batch[k] for k in _COORD_KEYS if batch.get(k) is not None})
         latents = self.encode_views(batch["views"].to(self.device))
         v = latents.shape[1]
@@ -214,7 +214,7 @@ class DiFT(DiffusionModule):
         k = self.path.network_time(t.float())
         token_index = None
         if sampler.mode == "uniform_pairs":
-            token_index = sampler.token_index(b, v * self.network.tokens_per_view, latents.device)
+            token_index = sampler.token_index(b, v * self.network.tokens_per_view, latents.device, generator=generator)
         pred = self.network(x_t, k, coords, text, drop, token_index)
         if token_index is not None:
             target = self.network.tokenizer.patchify(noise)

@@ -70,17 +70,19 @@ class ViewSampler:
         n = self.num_views
         if n > available:
             raise ValueError(f"model.num_views={n} is more than the {available} views each field of the batch has")
+        where = generator.device if generator is not None else None  # draw where the generator lives
         if self.order == "consecutive":
-            start = torch.randint(0, available - n + 1, (batch_size, 1), generator=generator)
-            index = start + torch.arange(n)
+            start = torch.randint(0, available - n + 1, (batch_size, 1), generator=generator, device=where)
+            index = start + torch.arange(n, device=where)
         else:
-            index = torch.stack([torch.randperm(available, generator=generator)[:n] for _ in range(batch_size)])
+            index = torch.stack([torch.randperm(available, generator=generator, device=where)[:n] for _ in range(batch_size)])
         return index.to(device)
 
     def token_index(self, batch_size: int, total_tokens: int, device=None, generator: Optional[torch.Generator] = None) -> Tensor:
         """``[B, L]`` uniformly sampled token indices of the whole field (uniform-pairs mode)."""
         count = max(1, int(round(self.pair_fraction * total_tokens)))
-        index = torch.stack([torch.randperm(total_tokens, generator=generator)[:count] for _ in range(batch_size)])
+        where = generator.device if generator is not None else None
+        index = torch.stack([torch.randperm(total_tokens, generator=generator, device=where)[:count] for _ in range(batch_size)])
         return index.sort(dim=1).values.to(device)
 
     def noise(self, shape: tuple[int, ...], device=None, dtype=None, generator: Optional[torch.Generator] = None) -> Tensor:
