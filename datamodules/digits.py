@@ -46,6 +46,8 @@ class DigitsDataModule(EmbeddedDataModule):
         pin_memory: pin host memory in the loaders.
     """
 
+    STAND_IN = "embedded scikit-learn digits (stand-in)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         size: int = 32,

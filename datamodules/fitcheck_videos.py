@@ -396,6 +396,8 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             fraction of the height for foot grounding). Without them ``predict`` uses validation clips.
     """
 
+    STAND_IN = "embedded spinning figures (stand-in for fit-check videos)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         root: Optional[str] = None,

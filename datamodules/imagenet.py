@@ -54,6 +54,8 @@ class ImageNetDataModule(ImageFolderDataModule):
             ``ImageFolderDataModule``.
     """
 
+    STAND_IN = "embedded photo crops (stand-in for ImageNet)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         root: Optional[str] = None,

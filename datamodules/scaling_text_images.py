@@ -52,6 +52,8 @@ class _CaptionedImages(Dataset):
 class TextImageDataModule(EmbeddedDataModule):
     """Captioned images (module docstring). Args: ``root``, ``size``, ``prompt_template`` (embedded digits)."""
 
+    STAND_IN = "embedded captioned images (stand-in for text-image pairs)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(self, root: Optional[str] = None, size: int = 512, prompt_template: str = "a handwritten digit {}",
                  batch_size: int = 64, num_workers: int = 0, val_fraction: float = 0.1, seed: int = 0,
                  pin_memory: bool = False) -> None:

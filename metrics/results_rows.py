@@ -284,14 +284,16 @@ def dataset_field(trainer: Any, paper_dataset: Optional[str], data_flag: str) ->
     """The row's ``dataset`` and extras: the paper's dataset on real data, the stand-in's name on embedded data.
 
     An embedded-data row must not claim the paper's dataset (it is not comparable); it names
-    the stand-in (the datamodule's ``stand_in_name``, else ``"embedded stand-in (<class>)"``)
+    the stand-in (the datamodule's ``stand_in_name`` or class attribute ``STAND_IN``, else
+    ``"embedded stand-in (<class>)"``)
     and keeps the paper's dataset in ``stand_in_for`` so the leaderboard still places it in
     that paper's table, flagged.
     """
     datamodule = getattr(trainer, "datamodule", None)
     cls = type(datamodule).__name__ if datamodule is not None else "unknown"
     if data_flag == "embedded":
-        name = getattr(datamodule, "stand_in_name", None) or f"embedded stand-in ({cls})"
+        name = (getattr(datamodule, "stand_in_name", None) or getattr(datamodule, "STAND_IN", None)
+                or f"embedded stand-in ({cls})")
         return str(name), {"stand_in_for": paper_dataset}
     return paper_dataset or cls, {}
 
