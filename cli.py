@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> SuiteCLI:
     run_logging.filter_known_warnings()
     from_command_line = argv is None
     args = resolve_config_argv(list(sys.argv[1:] if from_command_line else argv), CONFIG_DIR)
+    args = run_logging.default_logger_save_dir(args)
     if from_command_line:  # LightningCLI reads sys.argv itself; giving `args` too only warns
         sys.argv[1:] = args
     return SuiteCLI(

@@ -276,8 +276,10 @@ class EvaluationCallback(Callback):
             return
         subset = {k: (v[:room] if isinstance(v, Tensor) else v) for k, v in batch.items()}
         generator = self._generator(pl_module, trainer.global_rank * 7919 + self._paired_count)
-        preds = pl_module.sample_for_batch(subset, num_steps=self.num_steps, sampler=self.sampler,  # type: ignore[operator]
-                                           guidance_scale=self.guidance_scale, generator=generator)
+        # Only the settings that were given: a module whose sampling has no guidance knob need not accept one.
+        options = {k: v for k, v in (("num_steps", self.num_steps), ("sampler", self.sampler),
+                                     ("guidance_scale", self.guidance_scale)) if v is not None}
+        preds = pl_module.sample_for_batch(subset, generator=generator, **options)  # type: ignore[operator]
         target = subset[self.real_key].to(preds.device)
         if self.per_batch_generation:
             for metric in self._distribution.values():

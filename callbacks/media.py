@@ -11,7 +11,8 @@ Output ``[B, C, H, W]`` in [-1, 1] is an image batch; ``[B, T, C, H, W]`` is a v
 batch (the ``video`` layout of docs/architecture.md).
 
 - TensorBoard (every ``TensorBoardLogger`` of the trainer): tag ``media/<when>``, one image
-  grid; videos as frame strips (one row per sample, time left to right).
+  grid; videos as frame strips (one row per sample, time left to right). A ``WandbLogger``
+  gets the same picture (``log_image``); with a ``CSVLogger`` the files below are the record.
 - Files under ``<trainer.log_dir>/media/``: ``<when>_step<N>.png`` (the grid or strip), and
   for videos ``<when>_step<N>.gif`` plus ``.mp4`` when PyAV is importable (each frame is the
   grid of all samples at that time).
@@ -220,6 +221,8 @@ class MediaLogger(Callback):
                 if img.shape[0] == 2 or img.shape[0] > 4:
                     img = img[:1]
                 logger.experiment.add_image(f"media/{when}", img, global_step=step, dataformats="CHW")
+            elif type(logger).__name__ == "WandbLogger":  # W&B media panel; CSVLogger has none: the files above
+                logger.log_image(key=f"media/{when}", images=[_to_rgb_hwc(to_uint8(picture)).numpy()], step=step)
         self.written += files
         return files
 

@@ -63,6 +63,8 @@ def name_loggers(trainer: Namespace, runs_dir: Path, run_name: str, version: int
         if path in _CSV:
             if args.get("save_dir") in (None, "", "."):
                 args["save_dir"] = str(runs_dir)
+            if Path(str(args["save_dir"])) != runs_dir:
+                continue  # the user chose another folder: keep their layout
             if args.get("name") in _LIGHTNING_DEFAULT_NAMES:
                 args["name"] = run_name
             if args.get("version") is None:
@@ -73,6 +75,30 @@ def name_loggers(trainer: Namespace, runs_dir: Path, run_name: str, version: int
                 args["save_dir"] = str(runs_dir / run_name / f"version_{version}")
             if not args.get("name"):
                 args["name"] = run_name
+
+
+def _argv_value(argv: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def default_logger_save_dir(argv: list[str]) -> list[str]:
+    """``--trainer.logger CSVLogger`` alone: supply its required ``save_dir`` (the ``--runs_dir``).
+
+    ``CSVLogger`` requires ``save_dir`` while parsing, before the CLI can name the run folder;
+    :func:`name_loggers` then sets ``name``/``version`` so the run lands in
+    ``<runs_dir>/<run_name>/version_<n>/``. An explicit ``--trainer.logger.save_dir`` is kept.
+    """
+    logger = _argv_value(argv, "--trainer.logger")
+    if not logger or not logger.endswith("CSVLogger"):
+        return argv
+    if any(a == "--trainer.logger.save_dir" or a.startswith("--trainer.logger.save_dir=") for a in argv):
+        return argv
+    return [*argv, "--trainer.logger.save_dir", _argv_value(argv, "--runs_dir") or "runs"]
 
 
 def add_default_callbacks(trainer: Namespace) -> None:
@@ -112,4 +138,4 @@ def document_ckpt_path(parser: Any) -> None:
             action.help = CKPT_PATH_HELP
 
 
-__all__ = ["name_loggers", "add_default_callbacks", "filter_known_warnings", "document_ckpt_path", "CKPT_PATH_HELP"]
+__all__ = ["default_logger_save_dir", "name_loggers", "add_default_callbacks", "filter_known_warnings", "document_ckpt_path", "CKPT_PATH_HELP"]
