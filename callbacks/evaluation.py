@@ -441,7 +441,12 @@ class EvaluationCallback(Callback):
         steps = self.num_steps if self.num_steps is not None else getattr(pl_module, "num_sampling_steps", None)
         nfe = self.nfe
         if nfe is None and hasattr(pl_module, "nfe"):
-            nfe = int(pl_module.nfe(steps, self.sampler, self.guidance_scale))  # type: ignore[operator]
+            args = (steps, self.sampler, self.guidance_scale)
+            try:  # modules without a sampler / guidance choice take fewer arguments: nfe(num_steps)
+                accepted = len(inspect.signature(pl_module.nfe).parameters)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                accepted = len(args)
+            nfe = int(pl_module.nfe(*args[:accepted]))  # type: ignore[operator]
         if nfe is None and steps is not None:
             nfe = int(steps)
         guidance = self.guidance_scale if self.guidance_scale is not None else getattr(pl_module, "guidance_scale", None)
