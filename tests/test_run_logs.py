@@ -36,16 +36,22 @@ def test_csv_logger_run_folder_lr_curve_in_training_fid_and_media(tmp_path: Path
 
 
 def test_tensorboard_hparams_tab_gets_the_evaluation_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     cli = run_cli(["fit", *BASE], tmp_path)
     run = Path(cli.trainer.log_dir)
     tags: set[str] = set()
+    hparam_metrics: set[str] = set()
     for events in run.glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"tensors": 0, "scalars": 0})
-        acc.Reload()
-        tags |= set(acc.Tags().get("tensors", [])) | set(acc.Tags().get("scalars", []))
-    assert "_hparams_/experiment" in tags or "_hparams_/session_start_info" in tags, tags
+        for event in EventFileLoader(str(events)).Load():
+            for value in event.summary.value:
+                tags.add(value.tag)
+                if value.tag == "_hparams_/experiment":
+                    from tensorboard.plugins.hparams import plugin_data_pb2
+
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    hparam_metrics |= {m.name.tag for m in data.experiment.metric_infos}
+    assert "val_fid/FID" in hparam_metrics, "the HParams tab lists the evaluation metric next to the hyper-parameters"
     assert "val_fid/FID" in tags
     assert any(t.startswith("lr-") for t in tags), "LearningRateMonitor is on by default"
     # The checkpoint's stored step is what rows of a later `test` report (trainer.global_step is 0 there).
