@@ -97,3 +97,14 @@ def check_test_rows_land_in_table(cli: Any, name: str, tmp_path: Path) -> None:
         header = next(line for line in block.splitlines() if line.startswith("| Method"))
         for metric in {r.metric for r in rows} & {"FID", "LPIPS", "SSIM", "PSNR", "rFID", "gFID", "IS"}:
             assert f"| {metric} " in header, f"{metric} is not one of the paper's columns: {header}"
+
+
+def check_media_written(cli: Any) -> None:
+    """A configured ``MediaLogger`` wrote its validation grid into the run folder (any logger)."""
+    from callbacks.media import MediaLogger
+
+    loggers = [cb for cb in cli.trainer.callbacks if isinstance(cb, MediaLogger)]
+    for media in loggers:
+        assert not media._failed, "MediaLogger could not sample this module (see the warning)"
+        assert any(p.name.startswith("val_step") and p.suffix == ".png" for p in media.written), media.written
+        assert all(p.is_file() and str(p).startswith(cli.trainer.log_dir) for p in media.written)
