@@ -13,6 +13,9 @@ What this adds to a plain LightningCLI (see docs/cli.md):
   ``config.yaml``, TensorBoard logs and ``checkpoints/`` (``last.ckpt`` always kept);
 * ``--ckpt_path last`` finds the newest ``last.ckpt`` of that run name: ``fit`` resumes in the
   same folder at the same step, ``validate``/``test``/``predict`` load it;
+* CSV and W&B loggers use the same run folder and ``--run_name`` as TensorBoard, a
+  ``LearningRateMonitor`` logs the learning rate, and known harmless warnings are filtered
+  (``launch/run_logging.py``); results rows learn the ``--config`` files of the run;
 * checkpoints are written atomically, a progress bar shows progress (Rich in a terminal, TQDM lines in log files), and the paths of
   the run folder, checkpoints and predictions are printed at the end.
 """
@@ -32,6 +35,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
 from callbacks.run_checkpoint import RunCheckpoint  # noqa: E402
+from launch import run_logging  # noqa: E402
 
 from launch.run_folders import (  # noqa: E402
     find_last_checkpoint,
@@ -96,6 +100,8 @@ class SuiteCLI(LightningCLI):
                     save_dir=str(runs_dir), name=run_name, version=version, default_hp_metric=False
                 ),
             )
+        run_logging.name_loggers(trainer, runs_dir, run_name, version)
+        run_logging.add_default_callbacks(trainer)
         if trainer.get("enable_progress_bar", True) is not False:
             callbacks = list(trainer.get("callbacks") or [])
             if not any(_class_path_of(cb) in PROGRESS_BAR_CLASSES for cb in callbacks):
@@ -142,6 +148,29 @@ class SuiteCLI(LightningCLI):
         lines.append(f"TensorBoard: tensorboard --logdir {Path(run_folder).parent}")
         print("\n".join(lines), flush=True)
 
+    def _prepare_subcommand_parser(self, klass: Any, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        run_logging.document_ckpt_path(parser)
+        return parser
+
+    def _tag_trainer(self) -> None:
+        """Tell results rows (``metrics.results_rows.run_provenance``) which ``--config`` files made this run."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if self.trainer is not None:
+            self.trainer.suite_config_files = [os.fspath(str(p)) for p in (cfg.get("config") or [])]
+
+    def before_fit(self) -> None:
+        self._tag_trainer()
+
+    def before_validate(self) -> None:
+        self._tag_trainer()
+
+    def before_test(self) -> None:
+        self._tag_trainer()
+
+    def before_predict(self) -> None:
+        self._tag_trainer()
+
     def after_fit(self) -> None:
         self._report_paths()
 
@@ -174,8 +203,10 @@ def _class_path_of(callback: Any) -> str:
 def main(argv: list[str] | None = None) -> SuiteCLI:
     """Run the CLI on ``argv`` (default: ``sys.argv[1:]``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_logging.filter_known_warnings()
     from_command_line = argv is None
     args = resolve_config_argv(list(sys.argv[1:] if from_command_line else argv), CONFIG_DIR)
+    args = run_logging.default_logger_save_dir(args)
     if from_command_line:  # LightningCLI reads sys.argv itself; giving `args` too only warns
         sys.argv[1:] = args
     return SuiteCLI(

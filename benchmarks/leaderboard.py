@@ -4,8 +4,8 @@
                                      [--output LEADERBOARD.md] [--plots-dir leaderboard_plots] [--no-plots]
 
 For every paper and table of ``paper_numbers.yaml`` the table is printed with
-the paper's rows, followed by our rows for that paper whose dataset (or
-``table`` field) matches; our rows for a paper that match no table get their
+the paper's rows, followed by our rows for that paper whose ``table`` field,
+or else dataset (an embedded-data row's ``stand_in_for``: the paper dataset it stands in for), matches; our rows for a paper that match no table get their
 own table per dataset. Each of our rows names the evaluator of every value;
 rows computed with random weights or on embedded stand-in data are flagged,
 because they are not comparable with the paper. Where one of our series
@@ -310,7 +310,7 @@ def render_leaderboard(
         used: set[int] = set()
         for table in paper["tables"]:
             matched = [r for r in ours_all if r.extra.get("table") == table["table"]
-                       or (r.extra.get("table") is None and r.dataset == table["dataset"])]
+                       or (r.extra.get("table") is None and table["dataset"] in (r.dataset, r.extra.get("stand_in_for")))]
             used.update(id(r) for r in matched)
             out.append(f"### {_escape(table['table'])}: {_escape(table['caption'])}\n")
             res = table["resolution"] or "not stated"

@@ -45,11 +45,13 @@ from lightning_modules.components.run_dir import remember_run_dir, run_dir
 from metrics.results_rows import (
     ResultRow,
     append_rows,
+    dataset_field,
     describe_evaluator,
     git_commit,
     infer_data_flag,
     infer_weights_flag,
     run_config_path,
+    run_provenance,
     utc_now,
 )
 
@@ -100,7 +102,15 @@ class EvaluationCallback(Callback):
         seed: base seed of the sampling generator (rank added), the same every
             evaluation so values are comparable across epochs.
         paper, method, dataset: row fields (``method`` defaults to the module's
-            class name, ``dataset`` to the datamodule's class name).
+            class name); ``dataset`` is the paper's dataset as ``benchmarks/paper_numbers.yaml``
+            spells it. On embedded data the row's ``dataset`` names the stand-in instead and
+            ``stand_in_for`` keeps this value (``metrics.results_rows.dataset_field``).
+        table: the ``paper_numbers.yaml`` table this protocol reproduces (row extra ``table``;
+            the leaderboard places the row there).
+        metric_names: logged/flattened metric key -> the paper's metric name for the rows
+            (e.g. ``{precision_recall_precision: Precision}``); keys not listed keep their name.
+        resolution: row field; ``None`` records the pixel size ``HxW`` of the images the
+            metrics saw (real images, else generated ones), never a latent grid.
         split: row field; ``None`` uses the stage (``"val"`` / ``"test"``).
         config: row field naming the run's config; ``None`` looks for
             ``config.yaml`` in the trainer's log dir.
@@ -146,6 +156,9 @@ class EvaluationCallback(Callback):
         paper: Optional[str] = None,
         method: Optional[str] = None,
         dataset: Optional[str] = None,
+        table: Optional[str] = None,
+        metric_names: Optional[Mapping[str, str]] = None,
+        resolution: Optional[str] = None,
         split: Optional[str] = None,
         config: Optional[str] = None,
         results_dir: str = "results",
@@ -182,6 +195,8 @@ class EvaluationCallback(Callback):
         self.real_key, self.label_key, self.use_labels = real_key, label_key, use_labels
         self.max_real_samples, self.seed = max_real_samples, int(seed)
         self.paper, self.method, self.dataset, self.split, self.config = paper, method, dataset, split, config
+        self.table, self.metric_names, self.resolution = table, dict(metric_names or {}), resolution
+        self._seen_hw: Optional[tuple[int, int]] = None
         self.results_dir, self.results_file = results_dir, results_file
         self.weights, self.data = weights, data
         self.save_samples, self.samples_dir = save_samples, samples_dir
@@ -226,7 +241,13 @@ class EvaluationCallback(Callback):
             metric.to(pl_module.device)
             metric.reset()
         self._real_seen, self._paired_count, self._labels = 0, 0, []
+        self._seen_hw = None
         self._active = True
+
+    def _note_size(self, images: Tensor) -> None:
+        """Remember the pixel size of the first images scored (the row's ``resolution``)."""
+        if self._seen_hw is None and isinstance(images, Tensor) and images.dim() >= 3:
+            self._seen_hw = (int(images.shape[-2]), int(images.shape[-1]))
 
     def _generator(self, pl_module: L.LightningModule, rank: int) -> torch.Generator:
         device = pl_module.device
@@ -238,6 +259,7 @@ class EvaluationCallback(Callback):
         if not self._active or not isinstance(batch, Mapping) or self.real_key not in batch:
             return
         real = batch[self.real_key]
+        self._note_size(real)
         limit = self.max_real_samples
         if limit is not None:
             share = -(-limit // max(trainer.world_size, 1))
@@ -261,8 +283,10 @@ class EvaluationCallback(Callback):
             return
         subset = {k: (v[:room] if isinstance(v, Tensor) else v) for k, v in batch.items()}
         generator = self._generator(pl_module, trainer.global_rank * 7919 + self._paired_count)
-        preds = pl_module.sample_for_batch(subset, num_steps=self.num_steps, sampler=self.sampler,  # type: ignore[operator]
-                                           guidance_scale=self.guidance_scale, generator=generator)
+        # Only the settings that were given: a module whose sampling has no guidance knob need not accept one.
+        options = {k: v for k, v in (("num_steps", self.num_steps), ("sampler", self.sampler),
+                                     ("guidance_scale", self.guidance_scale)) if v is not None}
+        preds = pl_module.sample_for_batch(subset, generator=generator, **options)  # type: ignore[operator]
         target = subset[self.real_key].to(preds.device)
         if self.per_batch_generation:
             for metric in self._distribution.values():
@@ -333,6 +357,7 @@ class EvaluationCallback(Callback):
                     kwargs["labels"] = labels
                 with torch.no_grad():
                     samples = pl_module.sample(count, **kwargs)
+                self._note_size(samples)
                 for metric in self._distribution.values():
                     metric.update(samples, real=False)
                 if self.save_samples is not None:
@@ -385,18 +410,33 @@ class EvaluationCallback(Callback):
         origin: dict[str, str] = {}
         for name, metric in self.metrics.items():
             values = _flatten(name, metric.compute())
+            values = {self.metric_names.get(k, k): v for k, v in values.items()}
             results.update(values)
             origin.update({key: name for key in values})
             metric.reset()
         for key, value in results.items():
             pl_module.log(f"{self.log_prefix}/{key}", value, on_step=False, on_epoch=True, sync_dist=False,
                           rank_zero_only=True)
+        if trainer.is_global_zero:
+            self._log_hparam_metrics(trainer, pl_module, results)
         self.last_results = results
         self.last_rows = self._rows(trainer, pl_module, stage, results, origin)
         if self.write_results and trainer.is_global_zero:
             path = os.path.join(self.results_dir, self.results_file or f"{self.paper or self.last_rows[0].method}.jsonl")
             append_rows(path, self.last_rows)
             log.info("wrote %d results rows to %s", len(self.last_rows), path)
+
+    def _log_hparam_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule, results: dict[str, float]) -> None:
+        """Fill TensorBoard's HParams tab: the run's hyper-parameters next to its evaluation metrics."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        metrics = {f"{self.log_prefix}/{k}": float(v) for k, v in results.items()}
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                try:
+                    logger.log_hyperparams(dict(pl_module.hparams), metrics=metrics)
+                except Exception as err:  # never lose the evaluation over a display feature
+                    log.warning("EvaluationCallback: could not fill the HParams tab (%s)", err)
 
     def _infer_weights(self, pl_module: L.LightningModule) -> str:
         return self.weights or infer_weights_flag(pl_module, self.metrics.values())
@@ -416,17 +456,23 @@ class EvaluationCallback(Callback):
         steps = self.num_steps if self.num_steps is not None else getattr(pl_module, "num_sampling_steps", None)
         nfe = self.nfe
         if nfe is None and hasattr(pl_module, "nfe"):
-            nfe = int(pl_module.nfe(steps, self.sampler, self.guidance_scale))  # type: ignore[operator]
+            args = (steps, self.sampler, self.guidance_scale)
+            try:  # modules without a sampler / guidance choice take fewer arguments: nfe(num_steps)
+                accepted = len(inspect.signature(pl_module.nfe).parameters)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                accepted = len(args)
+            nfe = int(pl_module.nfe(*args[:accepted]))  # type: ignore[operator]
         if nfe is None and steps is not None:
             nfe = int(steps)
         guidance = self.guidance_scale if self.guidance_scale is not None else getattr(pl_module, "guidance_scale", None)
-        shape = getattr(pl_module, "sample_shape", None)
-        resolution = f"{shape[-2]}x{shape[-1]}" if shape else None
-        datamodule = getattr(trainer, "datamodule", None)
+        resolution = self.resolution or (f"{self._seen_hw[0]}x{self._seen_hw[1]}" if self._seen_hw else None)
+        data = self._infer_data(trainer)
+        dataset, dataset_extra = dataset_field(trainer, self.dataset, data)
+        provenance = run_provenance(trainer)
         common = dict(
             paper=self.paper,
             method=self.method or type(pl_module).__name__,
-            dataset=self.dataset or (type(datamodule).__name__ if datamodule is not None else "unknown"),
+            dataset=dataset,
             split=self.split or ("val" if stage == "validation" else "test"),
             resolution=resolution,
             nfe=nfe,
@@ -435,7 +481,7 @@ class EvaluationCallback(Callback):
             commit=git_commit(),
             date=utc_now(),
             weights=self._infer_weights(pl_module),
-            data=self._infer_data(trainer),
+            data=data,
         )
         paired_total = self._count(trainer, self._paired_count) if self._paired else 0
         real_total = self._count(trainer, self._real_seen)
@@ -450,8 +496,9 @@ class EvaluationCallback(Callback):
                 evaluator=describe_evaluator(self.metrics[origin[key]]),
                 extra={
                     "stage": stage,
-                    "step": int(trainer.global_step),
-                    "epoch": int(trainer.current_epoch),
+                    **provenance,
+                    **dataset_extra,
+                    **({"table": self.table} if self.table else {}),
                     "num_steps": steps,
                     "sampler": self.sampler or getattr(getattr(pl_module, "sampler", None), "name", None),
                     "num_real": real_total,

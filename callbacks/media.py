@@ -11,10 +11,16 @@ Output ``[B, C, H, W]`` in [-1, 1] is an image batch; ``[B, T, C, H, W]`` is a v
 batch (the ``video`` layout of docs/architecture.md).
 
 - TensorBoard (every ``TensorBoardLogger`` of the trainer): tag ``media/<when>``, one image
-  grid; videos as frame strips (one row per sample, time left to right).
+  grid; videos as frame strips (one row per sample, time left to right). A ``WandbLogger``
+  gets the same picture (``log_image``); with a ``CSVLogger`` the files below are the record.
 - Files under ``<trainer.log_dir>/media/``: ``<when>_step<N>.png`` (the grid or strip), and
   for videos ``<when>_step<N>.gif`` plus ``.mp4`` when PyAV is importable (each frame is the
   grid of all samples at that time).
+
+Conditional models (pose transfer, restoration, tokenizers, video from references) have no
+meaningful unconditional ``sample``: with ``inputs: val_batch`` the logger keeps the first
+``num_samples`` items of the first validation batch and logs
+``pl_module.sample_for_batch(batch, generator=<seeded>)`` for those same inputs every time.
 
 When an ``EMACallback`` is among the trainer's callbacks and ``use_ema`` is set, sampling
 uses the EMA weights (``ema.swapped``). All ranks sample (a sharded network needs every rank
@@ -120,6 +126,8 @@ class MediaLogger(Callback):
         use_ema: sample with the EMA weights when an ``EMACallback`` is present.
         on_validation: also log after each validation epoch (not the sanity check).
         sample_kwargs: extra keyword arguments for ``pl_module.sample`` (e.g. ``guidance_scale``).
+        inputs: ``"noise"`` (``sample`` from fixed noise) or ``"val_batch"`` (``sample_for_batch`` on
+            fixed validation inputs, for conditional models).
     """
 
     def __init__(
@@ -133,8 +141,14 @@ class MediaLogger(Callback):
         use_ema: bool = True,
         on_validation: bool = True,
         sample_kwargs: Optional[dict[str, Any]] = None,
+        inputs: str = "noise",
     ) -> None:
         super().__init__()
+        if inputs not in ("noise", "val_batch"):
+            raise ValueError(f"MediaLogger: inputs must be 'noise' or 'val_batch', got {inputs!r}")
+        self.inputs = inputs
+        self._batch: Optional[dict[str, Any]] = None
+        self._failed = False
         if num_samples < 1:
             raise ValueError(f"MediaLogger: num_samples must be >= 1, got {num_samples}")
         if fps <= 0:
@@ -172,9 +186,36 @@ class MediaLogger(Callback):
 
         return next((cb for cb in trainer.callbacks if isinstance(cb, EMACallback)), None)
 
+    def fixed_batch(self, trainer: Trainer) -> dict[str, Any]:
+        """The first ``num_samples`` items of the first validation batch, kept on the CPU."""
+        if self._batch is None:
+            datamodule = trainer.datamodule
+            if datamodule is None or not hasattr(datamodule, "val_dataloader"):
+                raise RuntimeError("MediaLogger(inputs='val_batch') needs a datamodule with a val_dataloader")
+            batch = next(iter(datamodule.val_dataloader()))
+            if not isinstance(batch, dict):
+                raise TypeError(f"MediaLogger(inputs='val_batch') expects dict batches, got {type(batch).__name__}")
+            n = self.num_samples
+            self._batch = {k: (v[:n].detach().cpu() if isinstance(v, torch.Tensor) else
+                               (v[:n] if isinstance(v, (list, tuple)) else v)) for k, v in batch.items()}
+        return self._batch
+
     @torch.no_grad()
     def generate(self, trainer: Trainer, pl_module: LightningModule) -> torch.Tensor:
-        """Samples from the fixed noise (EMA weights if available), as a CPU float tensor."""
+        """Samples from the fixed noise or inputs (EMA weights if available), as a CPU float tensor."""
+        if self.inputs == "val_batch":
+            batch = {k: (v.to(pl_module.device) if isinstance(v, torch.Tensor) else v)
+                     for k, v in self.fixed_batch(trainer).items()}
+            generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+            ema = self._ema(trainer)
+            was_training = pl_module.training
+            pl_module.eval()
+            try:
+                with ema.swapped(pl_module) if ema is not None else contextlib.nullcontext():
+                    out = pl_module.sample_for_batch(batch, generator=generator)  # type: ignore[operator]
+            finally:
+                pl_module.train(was_training)
+            return out.detach().float().cpu()
         kwargs = dict(self.sample_kwargs)
         if self.num_steps is not None:
             kwargs["num_steps"] = self.num_steps
@@ -225,11 +266,22 @@ class MediaLogger(Callback):
                 if img.shape[0] == 2 or img.shape[0] > 4:
                     img = img[:1]
                 logger.experiment.add_image(f"media/{when}", img, global_step=step, dataformats="CHW")
+            elif type(logger).__name__ == "WandbLogger":  # W&B media panel; CSVLogger has none: the files above
+                logger.log_image(key=f"media/{when}", images=[_to_rgb_hwc(to_uint8(picture)).numpy()], step=step)
         self.written += files
         return files
 
     def log_samples(self, trainer: Trainer, pl_module: LightningModule, when: str) -> None:
-        samples = self.generate(trainer, pl_module)
+        if self._failed:
+            return
+        try:
+            samples = self.generate(trainer, pl_module)
+        except (NotImplementedError, TypeError, RuntimeError, ValueError) as err:
+            # A display aid must not end a training run: say why once and stop logging media.
+            self._failed = True
+            log.warning("MediaLogger: no samples for %s (%s: %s); media logging is off for this run",
+                        type(pl_module).__name__, type(err).__name__, err)
+            return
         if trainer.is_global_zero:
             self.write(trainer, samples, when, trainer.global_step)
 

@@ -335,6 +335,8 @@ class CoDiTaskDataModule(EmbeddedDataModule):
             random positions when > 1, the centre crop when 1).
     """
 
+    STAND_IN = "embedded photos (stand-in)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         task: str = "sr",

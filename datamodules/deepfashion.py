@@ -185,6 +185,8 @@ class DeepFashionDataModule(L.LightningDataModule):
         batch_size, num_workers, seed, pin_memory: loader settings.
     """
 
+    STAND_IN = "embedded stick figures (stand-in for DeepFashion pairs)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         root: Optional[str] = None,

@@ -51,6 +51,8 @@ class DigitsDataModule(EmbeddedDataModule):
             models; ``None`` cycles 0..num_classes-1.
     """
 
+    STAND_IN = "embedded scikit-learn digits (stand-in)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         size: int = 32,

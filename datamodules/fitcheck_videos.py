@@ -557,6 +557,8 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             stand-ins and the embedded backgrounds are used (logged); with ``root`` the paths are required.
     """
 
+    STAND_IN = "embedded spinning figures (stand-in for fit-check videos)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         root: Optional[str] = None,

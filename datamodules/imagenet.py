@@ -56,6 +56,8 @@ class ImageNetDataModule(ImageFolderDataModule):
             reconstructed at its own size; ``num_samples`` / ``labels``: a generator's samples).
     """
 
+    STAND_IN = "embedded photo crops (stand-in for ImageNet)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         root: Optional[str] = None,

@@ -262,6 +262,8 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
         max_test_paintings: cap on test sequences (``null``: all).
     """
 
+    STAND_IN = "embedded procedural paintings (stand-in for time-lapses)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         root: Optional[str] = None,

@@ -58,6 +58,8 @@ class TextImageDataModule(EmbeddedDataModule):
     every prompt is processed (no ``limit_predict_batches``). ``None``: the validation captions.
     """
 
+    STAND_IN = "embedded captioned images (stand-in for text-image pairs)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(self, root: Optional[str] = None, size: int = 512, prompt_template: str = "a handwritten digit {}",
                  batch_size: int = 64, num_workers: int = 0, val_fraction: float = 0.1, seed: int = 0,
                  pin_memory: bool = False, prompts: Union[str, list[str], None] = None,

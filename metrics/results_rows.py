@@ -18,7 +18,9 @@ import glob
 import json
 import math
 import os
+import pickle
 import subprocess
+import zipfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Optional
 
@@ -137,7 +139,13 @@ def find_results(root: str = "results") -> list[str]:
 
 
 def git_commit(cwd: Optional[str] = None) -> str:
-    """The checkout's HEAD commit (``+dirty`` when tracked files changed), or ``"unknown"``."""
+    """The checkout's HEAD commit (``+dirty`` when tracked files changed), or ``"unknown"``.
+
+    ``cwd=None`` asks the checkout this file belongs to (the code that made the row), not the
+    working directory the command was started in.
+    """
+    if cwd is None:
+        cwd = os.path.dirname(os.path.abspath(__file__))
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
@@ -192,6 +200,106 @@ def run_config_path(trainer: Any) -> Optional[str]:
     return None
 
 
+class _Stub:
+    """Stands for any class named in a checkpoint's pickle; nothing is imported or run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Stub":
+        return _Stub()
+
+    def __setitem__(self, key: Any, value: Any) -> None:  # dict subclasses (OrderedDict) are filled item by item
+        pass
+
+    def append(self, value: Any) -> None:  # list subclasses
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+
+class _ProgressUnpickler(pickle.Unpickler):
+    """Reads a ``torch.save`` zip's ``data.pkl`` without importing classes or loading tensor storages."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _Stub
+
+    def persistent_load(self, pid: Any) -> None:
+        return None
+
+
+def checkpoint_progress(path: str) -> tuple[Optional[int], Optional[int]]:
+    """``(global_step, epoch)`` stored in a Lightning checkpoint file, read cheaply and safely.
+
+    Why not ``torch.load``: in ``test``/``validate`` the trainer restores only the weights, so
+    ``trainer.global_step`` is 0 for an 800-step checkpoint; loading the file again would read
+    every tensor, and ``weights_only=True`` rejects some hyper-parameter objects. Only the
+    pickle of the zip is read, every class replaced by a stub and no storage touched.
+    ``(None, None)`` when the file is not a zip checkpoint or has no such keys.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if name is None:
+                return None, None
+            with archive.open(name) as handle:
+                data = _ProgressUnpickler(handle).load()
+    except (OSError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError, AttributeError, IndexError, TypeError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    step, epoch = data.get("global_step"), data.get("epoch")
+    return (int(step) if isinstance(step, int) else None, int(epoch) if isinstance(epoch, int) else None)
+
+
+def run_provenance(trainer: Any) -> dict[str, Any]:
+    """Row extras that say which weights produced a value: ``checkpoint``, ``step``, ``epoch``, ``config_files``.
+
+    During ``fit`` the trainer's own counters are the truth. In ``test``/``validate``/``predict``
+    with a checkpoint (``trainer.ckpt_path``) the step and epoch are those stored in that file
+    (the trainer's are 0 there). ``config_files`` are the ``--config`` files the suite's CLI was
+    given (``trainer.suite_config_files``, set by ``cli.py``); ``run_config`` the resolved
+    ``config.yaml`` of the run folder. Computed on every rank (``trainer.log_dir`` is a collective).
+    """
+    fn = getattr(getattr(getattr(trainer, "state", None), "fn", None), "value", None)
+    ckpt = getattr(trainer, "ckpt_path", None)
+    step, epoch = int(getattr(trainer, "global_step", 0)), int(getattr(trainer, "current_epoch", 0))
+    if ckpt and fn != "fit":
+        stored_step, stored_epoch = checkpoint_progress(str(ckpt))
+        step = stored_step if stored_step is not None else step
+        epoch = stored_epoch if stored_epoch is not None else epoch
+    files = getattr(trainer, "suite_config_files", None)
+    return {
+        "checkpoint": str(ckpt) if ckpt else None,
+        "step": step,
+        "epoch": epoch,
+        "config_files": [str(f) for f in files] if files else None,
+        "run_config": run_config_path(trainer),
+    }
+
+
+def dataset_field(trainer: Any, paper_dataset: Optional[str], data_flag: str) -> tuple[str, dict[str, Any]]:
+    """The row's ``dataset`` and extras: the paper's dataset on real data, the stand-in's name on embedded data.
+
+    An embedded-data row must not claim the paper's dataset (it is not comparable); it names
+    the stand-in (the datamodule's ``stand_in_name`` or class attribute ``STAND_IN``, else
+    ``"embedded stand-in (<class>)"``)
+    and keeps the paper's dataset in ``stand_in_for`` so the leaderboard still places it in
+    that paper's table, flagged.
+    """
+    datamodule = getattr(trainer, "datamodule", None)
+    cls = type(datamodule).__name__ if datamodule is not None else "unknown"
+    if data_flag == "embedded":
+        name = (getattr(datamodule, "stand_in_name", None) or getattr(datamodule, "STAND_IN", None)
+                or f"embedded stand-in ({cls})")
+        return str(name), {"stand_in_for": paper_dataset}
+    return paper_dataset or cls, {}
+
+
 def describe_evaluator(metric: Any) -> str:
     """The ``evaluator`` field of a row: the metric's declared protocol, or its class name."""
     protocol = getattr(metric, "protocol", None)
@@ -200,4 +308,4 @@ def describe_evaluator(metric: Any) -> str:
 
 __all__ = ["ResultRow", "ResultsRowError", "REQUIRED_FIELDS", "validate_row", "append_rows", "read_rows",
            "find_results", "git_commit", "utc_now", "infer_data_flag", "infer_weights_flag", "run_config_path",
-           "describe_evaluator"]
+           "describe_evaluator", "checkpoint_progress", "run_provenance", "dataset_field"]

@@ -194,10 +194,12 @@ def test_tiny_tokenizer_test_writes_results_rows(tmp_path, monkeypatch):
             "--trainer.enable_progress_bar", "false"]
     cli = run_cli(["test", *base], tmp_path)
     evaluation = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "EvaluationCallback")
-    assert {"rfid", "psnr", "lpips"} <= set(evaluation.last_results)
+    assert {"rFID", "PSNR", "LPIPS"} <= set(evaluation.last_results)  # paper_numbers.yaml's names
     assert all(row.paper == "aligntok" for row in evaluation.last_rows)
     rows = [json.loads(line) for line in (tmp_path / "results" / "aligntok.jsonl").read_text().splitlines()]
-    assert {row["metric"] for row in rows} >= {"rfid", "psnr", "lpips"}
+    assert {row["metric"] for row in rows} >= {"rFID", "PSNR", "LPIPS"}
+    assert all(row["table"] == "Table 7.1" and row["stand_in_for"] == "ImageNet" for row in rows)
+    assert all(row["dataset"] != "ImageNet" and row["resolution"] == "64x64" for row in rows), "stand-in, image pixels"
 
 
 def test_latent_extraction_then_dit_on_shards(tmp_path):

@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from cli_runner import CONFIGS, all_configs, paper_configs, run_cli
+from results_placement import check_media_written, check_test_rows_land_in_table
 
 
 @pytest.mark.parametrize("config", all_configs(), ids=lambda p: p.stem)
@@ -32,6 +33,8 @@ def test_config_with_tiny_overlay_fits_two_steps(name: str, tmp_path: Path) -> N
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list(run.glob("events.out.tfevents.*")), "TensorBoard logs are written into the run folder"
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    check_media_written(cli)  # fixed-noise / fixed-input grids in the run folder
+    check_test_rows_land_in_table(cli, name, tmp_path)  # `test` on last.ckpt: rows in the paper's table
 
 
 def test_resume_continues_at_the_saved_step(tmp_path: Path) -> None:

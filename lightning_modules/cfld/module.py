@@ -157,7 +157,10 @@ class CFLD(DiffusionModule):
             (:meth:`FrechetInceptionDistance.save_real_statistics`); null feeds the test targets as
             the real set (NOT the paper's protocol; the rows say so).
         results_file: JSONL file the test rows are appended to (relative paths: from the repository root).
-        dataset_name: ``dataset`` field of the results rows.
+        dataset_name: ``dataset`` field of the results rows: the paper's dataset as
+            ``benchmarks/paper_numbers.yaml`` names it (rows on embedded data name the stand-in).
+        results_table: the ``paper_numbers.yaml`` table the rows belong to (``None``: by resolution,
+            ``Table 2 (HxW)``).
     """
 
     def __init__(
@@ -202,7 +205,8 @@ class CFLD(DiffusionModule):
         metrics: Optional[dict[str, Metric]] = None,
         fid_real_statistics: Optional[str] = None,
         results_file: Optional[str] = "results/cfld.jsonl",
-        dataset_name: str = "DeepFashion In-shop",
+        dataset_name: str = "DeepFashion In-Shop Clothes Retrieval (PATN split: 101,966 train / 8,570 test pairs)",
+        results_table: Optional[str] = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         val_seed: int = 1234,
         predict_seed: int = 0,
@@ -271,7 +275,7 @@ class CFLD(DiffusionModule):
         self.metrics = nn.ModuleDict(metrics or {})
         self.fid_real_statistics = fid_real_statistics
         self.results_file = results_file
-        self.dataset_name = dataset_name
+        self.dataset_name, self.results_table = dataset_name, results_table
         self.uses_random_weights = sd_path is None or (swin_checkpoint is None if prompt != "clip" else clip_path is None)
         # frozen parts inside the network (SD UNet except K/V; CLIP tower of B2) stay out of checkpoints
         self._frozen_unet_keys = {f"network.{n}" for n, p in network.named_parameters() if not p.requires_grad}
@@ -550,12 +554,14 @@ class CFLD(DiffusionModule):
         if not self.metrics:
             return
         from metrics.results_rows import (
-            ResultRow, append_rows, describe_evaluator, git_commit, infer_data_flag, infer_weights_flag,
-            run_config_path, utc_now,
+            ResultRow, append_rows, dataset_field, describe_evaluator, git_commit, infer_data_flag, infer_weights_flag,
+            run_config_path, run_provenance, utc_now,
         )
 
         rows = []
         data = infer_data_flag(self.trainer)
+        dataset, dataset_extra = dataset_field(self.trainer, self.dataset_name, data)
+        provenance = run_provenance(self.trainer)
         weights = infer_weights_flag(self, self.metrics.values())
         size = self.eval_size or (self.image_size, self.image_size)
         config_name = run_config_path(self.trainer)
@@ -564,12 +570,13 @@ class CFLD(DiffusionModule):
             self.log(f"test/{name}", value, sync_dist=False)
             reference = ("training-split statistics " + str(self.fid_real_statistics)) if self.fid_real_statistics else "test targets (not the paper's protocol)"
             rows.append(ResultRow(
-                paper="cfld", method="CFLD", dataset=self.dataset_name, split="test", resolution=f"{size[0]}x{size[1]}",
+                paper="cfld", method="CFLD", dataset=dataset, split="test", resolution=f"{size[0]}x{size[1]}",
                 num_samples=int(self._eval_count), nfe=self.nfe(), guidance=float(self.appearance_guidance), metric=name,
                 value=value, evaluator=describe_evaluator(metric),
                 config=config_name, commit=git_commit(), date=utc_now(), weights=weights, data=data,
                 extra={"pose_guidance": float(self.pose_guidance), "num_steps": self.num_sampling_steps,
-                       "sampler": "ddpm", "fid_reference": reference if is_distribution_metric(metric) else None},
+                       "sampler": "ddpm", "fid_reference": reference if is_distribution_metric(metric) else None,
+                       "table": self.results_table or f"Table 2 ({size[0]}x{size[1]})", **provenance, **dataset_extra},
             ))
         if self.results_file and self.trainer.is_global_zero:
             target = self.results_file

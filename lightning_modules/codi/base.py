@@ -87,6 +87,9 @@ class CoDiBase(DiffusionModule):
             GD-II, or the distilled model of GD-I) whose ``network.*`` weights initialise this one.
         metrics: Table 5.2 metrics for ``test`` (``fid``, ``lpips``: ``metrics`` package classes).
         results_file: JSONL file for results rows (relative to the run folder).
+        dataset_name: ``dataset`` of the rows, as ``benchmarks/paper_numbers.yaml`` names it (rows on
+            embedded data name the stand-in and keep this in ``stand_in_for``).
+        results_table: the ``paper_numbers.yaml`` table the rows belong to.
     """
 
     method_name = "codi-base"
@@ -114,6 +117,7 @@ class CoDiBase(DiffusionModule):
         metrics: Optional[dict[str, nn.Module]] = None,
         results_file: Optional[str] = "results/codi.jsonl",
         dataset_name: str = "embedded photos",
+        results_table: Optional[str] = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         val_seed: int = 1234,
         predict_seed: int = 0,
@@ -163,7 +167,7 @@ class CoDiBase(DiffusionModule):
         self.task, self.prompt, self.image_size, self.latent_size = task, prompt, int(image_size), latent_size
         self.train_backbone = bool(train_backbone)
         self.metrics = nn.ModuleDict(metrics or {})
-        self.results_file, self.dataset_name = results_file, dataset_name
+        self.results_file, self.dataset_name, self.results_table = results_file, dataset_name, results_table
         self.uses_random_weights = sd_path is None
         self._eval_count = 0
         counts = network.parameter_counts()
@@ -321,7 +325,13 @@ class CoDiBase(DiffusionModule):
             metric.reset()
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """Table 5.2 protocol: generate from each condition, compare with the HR target (FID, LPIPS)."""
+        """Module-side Table 5.2 scoring, kept for ``metrics`` given to the module directly.
+
+        The configs score with ``callbacks.evaluation.EvaluationCallback`` (``per_batch_generation``,
+        which calls :meth:`sample_for_batch`); with no module metrics nothing is sampled here.
+        """
+        if not self.metrics:
+            return
         generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
         preds = self.sample_for_batch(batch, generator=generator)
         target = batch["image"].to(preds)
@@ -337,24 +347,27 @@ class CoDiBase(DiffusionModule):
         if not self.metrics:
             return
         from metrics.results_rows import (
-            ResultRow, append_rows, describe_evaluator, git_commit, infer_data_flag, infer_weights_flag,
-            run_config_path, utc_now,
+            ResultRow, append_rows, dataset_field, describe_evaluator, git_commit, infer_data_flag, infer_weights_flag,
+            run_config_path, run_provenance, utc_now,
         )
 
         data = infer_data_flag(self.trainer)
         config_name = run_config_path(self.trainer)
+        dataset, dataset_extra = dataset_field(self.trainer, self.dataset_name, data)
+        provenance = run_provenance(self.trainer)
         rows = []
         for name, metric in self.metrics.items():
             value = float(metric.compute())
             self.log(f"test/{name}", value, sync_dist=False)
             rows.append(ResultRow(
-                paper="codi", method=self.method_label(), dataset=self.dataset_name, split="test",
+                paper="codi", method=self.method_label(), dataset=dataset, split="test",
                 resolution=f"{self.image_size}x{self.image_size}", num_samples=int(self._eval_count), nfe=self.nfe(),
                 guidance=float(self.guidance_scale), metric=name, value=value,
                 evaluator=describe_evaluator(metric), config=config_name, commit=git_commit(), date=utc_now(),
                 weights=infer_weights_flag(self, [metric]), data=data,
                 extra={"task": self.task, "num_steps": self.num_sampling_steps,
-                       "sampler": getattr(self.sampler, "name", "sampler")},
+                       "sampler": getattr(self.sampler, "name", "sampler"), **provenance, **dataset_extra,
+                       **({"table": self.results_table} if self.results_table else {})},
             ))
         if self.results_file and self.trainer.is_global_zero:
             target = self.results_file

@@ -41,10 +41,12 @@ from torchmetrics import Metric
 from metrics.results_rows import (
     ResultRow,
     append_rows,
+    dataset_field,
     describe_evaluator,
     git_commit,
     infer_data_flag,
     run_config_path,
+    run_provenance,
     utc_now,
 )
 
@@ -56,10 +58,11 @@ TEST_SET_NAMES = {"selfie": "self-captured selfie dataset", "ubc_fashion": "UBC 
                   None: "fit-check test set (own)"}
 
 
-def _dataset_name(datamodule: Any) -> str:
+def _paper_dataset(datamodule: Any) -> Optional[str]:
+    """The paper's dataset name for the configured ``test_set`` (None: embedded smoke data)."""
     test_set = getattr(datamodule, "test_set", None)
     if test_set is None and getattr(datamodule, "root", None) is None:
-        return type(datamodule).__name__  # embedded smoke data: no paper table
+        return None
     return TEST_SET_NAMES.get(test_set, type(datamodule).__name__)
 
 
@@ -146,7 +149,9 @@ class FitCheckEvaluation(Callback):
     Args:
         metrics: name -> metric (names become the rows' ``metric`` field: use the paper's
             ``LPIPS``, ``SSIM``, ``PSNR``, ``FID``, ``FID-VID``, ``FVD``).
-        method / dataset / split: row fields.
+        method / dataset / split: row fields (``dataset`` as ``benchmarks/paper_numbers.yaml`` names it;
+            rows on embedded data name the stand-in and keep it in ``stand_in_for``).
+        table: the ``paper_numbers.yaml`` table of the rows (``Table 4.1``).
         results_dir: folder of ``fitcheck.jsonl``.
         weights / data: row flags (``random``/``pretrained``, ``embedded``/``real``); ``None`` infers.
         max_batches: stop generating after this many test batches (``None``: all).
@@ -159,6 +164,7 @@ class FitCheckEvaluation(Callback):
         method: str = "Ours",
         dataset: Optional[str] = None,
         split: str = "test",
+        table: Optional[str] = "Table 4.1",
         results_dir: str = "results",
         weights: Optional[str] = None,
         data: Optional[str] = None,
@@ -167,7 +173,7 @@ class FitCheckEvaluation(Callback):
     ) -> None:
         super().__init__()
         self.metrics = dict(metrics)
-        self.method, self.dataset, self.split = method, dataset, split
+        self.method, self.dataset, self.split, self.table = method, dataset, split, table
         self.results_dir, self.weights, self.data = results_dir, weights, data
         self.max_batches, self.seed = max_batches, int(seed)
         self.rows_written: list[dict[str, Any]] = []
@@ -212,6 +218,8 @@ class FitCheckEvaluation(Callback):
         height, width = (getattr(datamodule, "height", None), getattr(datamodule, "width", None))
         weights = self.weights or ("pretrained" if pl_module.hparams.get("pretrained_svd") else "random")
         data = self.data or infer_data_flag(trainer)
+        dataset, dataset_extra = dataset_field(trainer, self.dataset or _paper_dataset(datamodule), data)
+        provenance = run_provenance(trainer)
         for name, metric in self.metrics.items():
             try:
                 value = float(metric.compute())
@@ -222,7 +230,7 @@ class FitCheckEvaluation(Callback):
             rows.append(ResultRow(
                 paper="fitcheck",
                 method=self.method,
-                dataset=self.dataset or _dataset_name(datamodule),
+                dataset=dataset,
                 split=self.split,
                 resolution=f"{height}x{width}" if height else None,
                 num_samples=self._count,
@@ -240,7 +248,8 @@ class FitCheckEvaluation(Callback):
                 extra={"sampler": "edm_euler", "num_steps": pl_module.num_sampling_steps, "face_refinement": False,
                        "whole_videos": bool(getattr(datamodule, "test_whole_videos", False)),
                        "frames": self._frames, "window": pl_module.window, "overlap": pl_module.overlap,
-                       "stand_in": bool(getattr(getattr(metric, "protocol", None), "random_weights", False))},
+                       "stand_in": bool(getattr(getattr(metric, "protocol", None), "random_weights", False)),
+                       **provenance, **dataset_extra, **({"table": self.table} if self.table else {})},
             ))
         if trainer.is_global_zero and rows:
             path = Path(self.results_dir) / "fitcheck.jsonl"

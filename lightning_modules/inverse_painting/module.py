@@ -315,20 +315,26 @@ class InversePainting(PredictOutputsMixin, LightningModule):
         return values
 
     def on_test_epoch_end(self) -> None:
-        from metrics.results_rows import ResultRow, append_rows, git_commit, infer_data_flag, run_config_path, utc_now
+        from metrics.results_rows import (
+            ResultRow, append_rows, dataset_field, git_commit, infer_data_flag, run_config_path, run_provenance, utc_now,
+        )
 
         values = self.metric_values()
         for name, value in values.items():
             self.log(f"test/{name}", value, sync_dist=False)
-        if not self.results_file or self._trainer is None or not self.trainer.is_global_zero:
+        if not self.results_file or self._trainer is None:
+            return
+        provenance = run_provenance(self.trainer)
+        if not self.trainer.is_global_zero:
             return
         data = infer_data_flag(self.trainer)
+        dataset, dataset_extra = dataset_field(self.trainer, "painting time-lapse videos (authors' dataset)", data)
         random = self.renderer.uses_random_weights or self.hparams.lpips_backbone is None
         h, w = self.renderer.image_size
         rows = []
         for name, value in values.items():
             rows.append(ResultRow(
-                paper="inverse_painting", method=self.method_name, dataset="painting time-lapses" if data == "real" else "embedded procedural paintings",
+                paper="inverse_painting", method=self.method_name, dataset=dataset,
                 split="validation", resolution=f"{h}x{w}", num_samples=int(self._painted),
                 nfe=int(self.renderer.nfe_per_step() * (self.num_sampling_steps or self.renderer.num_sampling_steps)),
                 guidance=float(self.renderer.guidance.get("text", 1.0)), metric=name, value=value,
@@ -337,7 +343,8 @@ class InversePainting(PredictOutputsMixin, LightningModule):
                 config=run_config_path(self.trainer), commit=git_commit(), date=utc_now(),
                 weights="random" if random else "pretrained", data=data,
                 extra={"interval_s": self.interval, "keyframes": self._keyframes, "guidance_scales": dict(self.renderer.guidance),
-                       "text_backend_stand_in": bool(self.text_generator is not None and self.text_generator.is_stand_in)},
+                       "text_backend_stand_in": bool(self.text_generator is not None and self.text_generator.is_stand_in),
+                       "table": "Table 6.1", **provenance, **dataset_extra},
             ))
         target = self.results_file
         if not os.path.isabs(target):
