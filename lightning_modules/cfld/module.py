@@ -34,8 +34,10 @@ Implements seed 003 Sec. 3 (Fig. 2) on top of :class:`DiffusionModule` (digest 0
 * **Evaluation** (Sec. 4.1, digest A8): generation at the training resolution, bicubic
   (antialiased) resize to the evaluation size (256x176 or 512x352), uint8 quantisation, then
   FID (torchvision Inception-v3 against *training-split* statistics: the CFLD/PIDM/NTED
-  protocol), LPIPS (alex), SSIM (the skimage-51-window variant and the Gaussian variant, both
-  logged, digest A11-7) and PSNR, written as results rows.
+  protocol; the input step is the authors' ``models/metrics.py``: ``[0, 1]`` images,
+  ``x * (std / 0.5) + (mean - 0.5) / 0.5``, not ImageNet normalisation as digest A8 says), LPIPS
+  (alex), SSIM (the skimage-51-window variant and the Gaussian variant with the authors'
+  ``data_range = pred.max - pred.min``, both logged, digest A11-7) and PSNR, written as results rows.
 
 Choices where the paper is silent are listed in ``docs/cfld.md``.
 """
