@@ -237,7 +237,7 @@ class DistilledMember:
         self.model = model
         T = model.path.num_train_timesteps
         self.grid_k = torch.arange(T - 1, -1, -skip, dtype=torch.float64).flip(0)
-        self.boundary = ConsistencyBoundary(model.path, float(model.path.t_from_timestep(self.grid_k[:1])[0]))
+        self.boundary = ConsistencyBoundary(model.path)  # the authors' convention: timestep_scaling 10, identity at k = 0
 
     def f(self, net, z, t, ctx):
         from diffusion.predictions import to_data_and_noise

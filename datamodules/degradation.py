@@ -10,7 +10,8 @@ Parts (all batched, per-sample random parameters):
 
 * kernels: isotropic / anisotropic Gaussian, generalised Gaussian, plateau, 2-D sinc (``jinc``),
   odd sizes 7..21, random rotation;
-* resize: up / down / keep with area, bilinear or bicubic interpolation;
+* resize: up / down / keep with area, bilinear or bicubic interpolation; the first stage relative
+  to the current size, the second relative to ``HR / scale`` (Real-ESRGAN's ``ori_h / scale * factor``);
 * noise: Gaussian (colour or grey) and Poisson (colour or grey);
 * JPEG: YCbCr, 4:2:0 chroma subsampling, 8x8 DCT, the standard IJG quantisation tables scaled by
   the quality factor, rounding, inverse transform ([GAP] a differentiable-free re-implementation
@@ -210,7 +211,13 @@ class RealESRGANDegradation:
     def __init__(self, config: Optional[DegradationConfig] = None) -> None:
         self.config = config or DegradationConfig()
 
-    def _resize(self, x: Tensor, g: torch.Generator, stage: StageConfig) -> Tensor:
+    def _resize(self, x: Tensor, g: torch.Generator, stage: StageConfig,
+                base_size: Optional[tuple[float, float]] = None) -> Tensor:
+        """Random up / down / keep resize: relative to the current size (first stage) or to ``base_size``.
+
+        Real-ESRGAN's second stage resizes relative to ``ori / scale`` (``int(ori_h / scale * factor)``,
+        ``realesrgan_model.py``), not to the first stage's output size.
+        """
         kind = int(_choice(g, stage.resize_prob, 1))
         if kind == 0:
             factor = float(_uniform(g, 1.0, stage.resize_range[1], 1))
@@ -218,7 +225,11 @@ class RealESRGANDegradation:
             factor = float(_uniform(g, stage.resize_range[0], 1.0, 1))
         else:
             factor = 1.0
-        return self._interp(x, g, (max(1, round(x.shape[-2] * factor)), max(1, round(x.shape[-1] * factor))))
+        if base_size is None:
+            size = (round(x.shape[-2] * factor), round(x.shape[-1] * factor))
+        else:
+            size = (int(base_size[0] * factor), int(base_size[1] * factor))
+        return self._interp(x, g, (max(1, size[0]), max(1, size[1])))
 
     def _interp(self, x: Tensor, g: torch.Generator, size: tuple[int, int]) -> Tensor:
         mode = self.config.resize_modes[int(torch.randint(len(self.config.resize_modes), (1,), generator=g))]
@@ -249,10 +260,11 @@ class RealESRGANDegradation:
         quality = _uniform(g, *stage.jpeg_range, x.shape[0])
         return jpeg_compress(x.clamp(0, 1), quality)
 
-    def _stage(self, x: Tensor, g: torch.Generator, stage: StageConfig) -> Tensor:
+    def _stage(self, x: Tensor, g: torch.Generator, stage: StageConfig,
+               base_size: Optional[tuple[float, float]] = None) -> Tensor:
         if float(torch.rand(1, generator=g, dtype=torch.float64)) < stage.blur_prob:
             x = filter2d(x, [random_kernel(g, stage, self.config.kernel_range) for _ in range(x.shape[0])])
-        x = self._resize(x, g, stage)
+        x = self._resize(x, g, stage, base_size)
         x = self._noise(x, g, stage)
         return self._jpeg(x, g, stage)
 
@@ -266,7 +278,7 @@ class RealESRGANDegradation:
         out_size = (h // cfg.scale, w // cfg.scale)
         x = self._stage(hr.float(), g, cfg.first)
         if float(torch.rand(1, generator=g, dtype=torch.float64)) < cfg.second_order_prob:
-            x = self._stage(x, g, cfg.second)
+            x = self._stage(x, g, cfg.second, base_size=(h / cfg.scale, w / cfg.scale))
         sinc = []
         for _ in range(x.shape[0]):
             if float(torch.rand(1, generator=g, dtype=torch.float64)) < cfg.final_sinc_prob:

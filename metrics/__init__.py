@@ -37,6 +37,7 @@ _EXPORTS = {
     "DistanceCurveDifference": "metrics.painting",
     "TimeSpentDifference": "metrics.painting",
     "dtw_distance": "metrics.painting",
+    "time_distance_curve": "metrics.painting",
     "LabRegionRMSE": "metrics.region_rmse",
     "RegionPSNR": "metrics.shadow_regions",
     "RegionSSIM": "metrics.shadow_regions",

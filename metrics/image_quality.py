@@ -21,7 +21,8 @@ means differ by the border's share (measured on noisy pairs: 1.1% relative at
 16 px, 0.5% at 32 px, 0.05% at 64 px, 0.005% at 256 px). Which convention each paper's protocol uses:
 
 * CFLD (seed 003, Table 2; digest 002-003 "SSIM"): the authors' code calls
-  scikit-image (both ``SSIM`` and ``SSIM_256``), so border dropped: this module.
+  scikit-image (both ``SSIM`` and ``SSIM_256``), so border dropped: this module. Their
+  ``SSIM_256`` uses ``data_range = pred.max() - pred.min()`` (``data_range="pred_range"``).
 * Fit-Check Videos (thesis 000, Ch. 4 §4.5; digest §3.6): the thesis gives no
   definition; the digest's implementation notes name torchmetrics [EXT], whose
   mean includes the padded border. The suite uses the border-dropped mean
@@ -33,7 +34,7 @@ means differ by the border's share (measured on noisy pairs: 1.1% relative at
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,7 @@ def _window(kernel_size: int, sigma: float, gaussian: bool, device: torch.device
 def ssim_map(
     preds: Tensor,
     target: Tensor,
-    data_range: float = 1.0,
+    data_range: Union[float, Tensor] = 1.0,
     kernel_size: int = 11,
     sigma: float = 1.5,
     gaussian: bool = True,
@@ -69,7 +70,10 @@ def ssim_map(
     k1: float = 0.01,
     k2: float = 0.03,
 ) -> Tensor:
-    """SSIM map ``[B, C, H - k + 1, W - k + 1]`` (float64) of images already on the ``data_range`` scale."""
+    """SSIM map ``[B, C, H - k + 1, W - k + 1]`` (float64) of images already on the ``data_range`` scale.
+
+    ``data_range`` is one number or one per image (``[B]``).
+    """
     if preds.shape[-1] < kernel_size or preds.shape[-2] < kernel_size:
         raise ValueError(f"SSIM window {kernel_size} is larger than the images {tuple(preds.shape[-2:])}")
     channels = preds.shape[1]
@@ -82,6 +86,8 @@ def ssim_map(
     var_x = norm * (e_xx - mu_x**2)
     var_y = norm * (e_yy - mu_y**2)
     cov = norm * (e_xy - mu_x * mu_y)
+    if isinstance(data_range, Tensor):  # one range per image ([B])
+        data_range = data_range.to(device=x.device, dtype=torch.float64).view(-1, 1, 1, 1)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
 
@@ -170,6 +176,10 @@ class StructuralSimilarityIndexMeasure(_PairMetric):
         sample_covariance: use the ``N / (N - 1)`` sample covariance (skimage's
             default for uniform windows).
         k1, k2: stability constants.
+        data_range: ``1.0`` (the ``[0, 1]`` scale) or ``"pred_range"``: per image
+            ``preds.max() - preds.min()`` (on the ``[0, 1]`` scale), the CFLD authors'
+            ``SSIM_256`` call (``data_range=img_pred_256.max() - img_pred_256.min()``,
+            ``models/metrics.py``; SSIM is invariant to scaling both images and the range).
         kwargs: forwarded to ``torchmetrics.Metric``.
     """
 
@@ -183,18 +193,32 @@ class StructuralSimilarityIndexMeasure(_PairMetric):
         sample_covariance: bool = False,
         k1: float = 0.01,
         k2: float = 0.03,
+        data_range: Union[float, str] = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(data_range, str) and data_range != "pred_range":
+            raise ValueError(f"data_range must be a number or 'pred_range', got {data_range!r}")
+        if not isinstance(data_range, str) and float(data_range) <= 0:
+            raise ValueError(f"data_range must be positive, got {data_range}")
+        self.data_range = data_range if isinstance(data_range, str) else float(data_range)
         self.options = dict(kernel_size=int(kernel_size), sigma=float(sigma), gaussian=bool(gaussian),
                             sample_covariance=bool(sample_covariance), k1=float(k1), k2=float(k2))
 
     @property
     def protocol(self) -> MetricProtocol:
-        return MetricProtocol(evaluator="ssim", resize="none", extra={"data_range": "[0,1]", **self.options})
+        data_range = "[0,1]" if self.data_range == 1.0 else str(self.data_range)
+        return MetricProtocol(evaluator="ssim", resize="none", extra={"data_range": data_range, **self.options})
+
+    def _range(self, unit_preds: Tensor) -> Union[float, Tensor]:
+        if self.data_range == "pred_range":
+            flat = unit_preds.double().flatten(1)
+            return (flat.max(1).values - flat.min(1).values).clamp_min(1e-12)
+        return float(self.data_range)
 
     def _map(self, preds: Tensor, target: Tensor) -> Tensor:
-        return ssim_map(_to_unit(preds), _to_unit(target), 1.0, **self.options)
+        unit_preds = _to_unit(preds)
+        return ssim_map(unit_preds, _to_unit(target), self._range(unit_preds), **self.options)
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         self._check(preds, target)

@@ -445,24 +445,36 @@ class FIDInceptionV3(nn.Module):
         return self.forward_network(self.preprocess(images))
 
 
+INPUT_TRANSFORMS = ("cfld_metrics", "imagenet")
+
+
 class TorchvisionInceptionFeatures(nn.Module):
     """torchvision's ImageNet Inception-v3 (``IMAGENET1K_V1``) pool features, the CFLD / PIDM / NTED FID protocol.
 
-    Images in ``[-1, 1]`` are mapped to ``[0, 1]``, resized bilinearly to 299x299,
-    normalised with the ImageNet mean/std and passed up to the global average
-    pool (2048-d). Values are *not* comparable with TF-Inception FID.
+    Images in ``[-1, 1]`` are mapped to ``[0, 1]`` and resized bilinearly to 299x299
+    (``align_corners=False``); then, by default (``input_transform="cfld_metrics"``), exactly the
+    CFLD authors' ``models/metrics.py`` (``forward_inception``) step is applied to the ``[0, 1]``
+    image, channel by channel: ``x * (std / 0.5) + (mean - 0.5) / 0.5`` with the ImageNet
+    mean/std (torchvision's ``transform_input`` formula, applied to ``[0, 1]`` pixels rather than
+    to ImageNet-normalised ones), and the blocks run up to the global average pool (2048-d).
+    ``input_transform="imagenet"`` is plain ImageNet normalisation ``(x - mean) / std`` (what the
+    suite did before; not the authors' numbers). Values are *not* comparable with TF-Inception FID.
 
     Args:
         weights_path: torchvision's ``inception_v3_google-0cc3c7bd.pth``;
             ``None`` keeps random weights (tests only).
+        input_transform: ``"cfld_metrics"`` (the authors') or ``"imagenet"``.
     """
 
     num_features = 2048
 
-    def __init__(self, weights_path: Optional[str] = None) -> None:
+    def __init__(self, weights_path: Optional[str] = None, input_transform: str = "cfld_metrics") -> None:
         super().__init__()
         from torchvision.models import inception_v3
 
+        if input_transform not in INPUT_TRANSFORMS:
+            raise ValueError(f"input_transform={input_transform!r} is not one of {list(INPUT_TRANSFORMS)}")
+        self.input_transform = input_transform
         path = require_weights_file(
             weights_path,
             config_key="weights_path",
@@ -483,11 +495,13 @@ class TorchvisionInceptionFeatures(nn.Module):
 
     @property
     def protocol(self) -> MetricProtocol:
+        step = ("[0, 1] pixels * (std / 0.5) + (mean - 0.5) / 0.5 (CFLD models/metrics.py)"
+                if self.input_transform == "cfld_metrics" else "ImageNet mean/std")
         return MetricProtocol(
             evaluator="torchvision-inception-v3",
             feature_network="torchvision Inception-v3 IMAGENET1K_V1 avgpool (2048-d)",
             feature_weights=self.weights_identity,
-            resize="bilinear to 299x299, align_corners=False; ImageNet mean/std",
+            resize=f"bilinear to 299x299, align_corners=False; {step}",
             random_weights=self.weights_identity == "random",
         )
 
@@ -497,7 +511,11 @@ class TorchvisionInceptionFeatures(nn.Module):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-        return self.net((x - self.mean) / self.std)
+        if self.input_transform == "cfld_metrics":
+            x = x * (self.std / 0.5) + (self.mean - 0.5) / 0.5
+        else:
+            x = (x - self.mean) / self.std
+        return self.net(x)
 
 
 __all__ = [

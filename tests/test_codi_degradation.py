@@ -49,7 +49,35 @@ def test_every_parameter_is_configurable_identity_pipeline() -> None:
     out = RealESRGANDegradation(config)(hr, torch.Generator().manual_seed(0))
     expected = torch.nn.functional.avg_pool2d(hr, 2)
     assert out.shape == (2, 3, 16, 16)
-    assert (out - expected).abs().mean() < 0.02
+    assert (out - expected).abs().mean() < 0.05  # two q100 4:2:0 JPEG rounds at 16 px remain
+    # exactly: JPEG at HR, the second stage's keep-resize to HR / scale, its JPEG, the final JPEG
+    q = torch.full((2,), 100.0, dtype=torch.float64)
+    exact = jpeg_compress(jpeg_compress(torch.nn.functional.avg_pool2d(jpeg_compress(hr, q), 2), q).clamp(0, 1), q)
+    assert torch.allclose(out, (exact.clamp(0, 1) * 255).round() / 255, atol=1.5 / 255)
+
+
+def test_second_stage_resize_is_relative_to_hr_over_scale() -> None:
+    """Real-ESRGAN: the second resize is ``int(ori / scale * factor)``, not relative to the current size."""
+    quiet = StageConfig(blur_prob=0.0, resize_prob=(0.0, 0.0, 1.0), gaussian_noise_prob=1.0, noise_range=(0.0, 0.0),
+                        gray_noise_prob=0.0, jpeg_range=(100.0, 100.0))
+    up = StageConfig(blur_prob=0.0, resize_prob=(1.0, 0.0, 0.0), resize_range=(0.5, 1.5), gaussian_noise_prob=1.0,
+                     noise_range=(0.0, 0.0), gray_noise_prob=0.0, jpeg_range=(100.0, 100.0))
+    deg = RealESRGANDegradation(DegradationConfig(scale=4, first=up, second=quiet, second_order_prob=1.0,
+                                                  final_sinc_prob=0.0, resize_modes=("area",)))
+    seen: list[tuple[int, int]] = []
+    interp = deg._interp
+    deg._interp = lambda x, g, size: (seen.append(tuple(size)), interp(x, g, size))[1]  # record every resize
+    out = deg(_hr(1, 64), torch.Generator().manual_seed(3))
+    first, second, final = seen
+    assert first[0] > 64  # the first stage scaled the 64 px HR up (factor in [1, 1.5])
+    assert second == (16, 16), "keep in the second stage is HR / scale = 16 px, whatever the first stage did"
+    assert final == (16, 16) and out.shape == (1, 3, 16, 16)
+    # an explicit factor: base 64 / 4 = 16, factor 1.25 -> int(20.0) = 20 px
+    g = torch.Generator().manual_seed(0)
+    stage = StageConfig(resize_prob=(1.0, 0.0, 0.0), resize_range=(0.5, 1.0))  # up, uniform(1, 1) = 1
+    x = torch.rand(1, 3, 70, 70)
+    assert deg._resize(x, g, stage, base_size=(16.0, 20.0)).shape[-2:] == (16, 20)
+    assert deg._resize(x, g, stage).shape[-2:] == (70, 70)
 
 
 def test_kernels_are_normalised_and_shaped() -> None:

@@ -77,22 +77,53 @@ def test_pe_codi_trains_only_the_copy_and_mu() -> None:
 def test_boundary_parametrisation_is_the_identity_at_the_boundary() -> None:
     model = tiny_codi()
     b = model.boundary
-    t0 = torch.tensor([b.t_boundary, b.t_boundary], dtype=torch.float32)
+    # the authors' convention: identity at DDPM step 0 (and, by the clamp, at the data end of the path)
+    t0 = model.path.t_from_timestep(torch.tensor([0.0, -1.0])).float()
     c_skip, c_out = b.coefficients(t0)
     assert torch.allclose(c_skip, torch.ones(2)) and torch.allclose(c_out, torch.zeros(2))
     z, _, ctx, cond = _inputs()
     with torch.no_grad():
         assert torch.allclose(model.consistency(z, t0, cond, ctx), z, atol=1e-6)
-    # away from the boundary the network's estimate dominates: c_skip -> 0 at high noise
+    # away from the boundary the network's estimate is the whole output: c_skip ~ 0, c_out ~ 1
     t_noisy = model.path.t_from_timestep(torch.tensor([999.0])).float()
     c_skip, c_out = b.coefficients(t_noisy)
-    assert float(c_skip) < 0.01 and float(c_out) > 0.49
+    assert float(c_skip) < 1e-6 and abs(float(c_out) - 1.0) < 1e-6
     # the eps-form is the one implied by F (Remark 5.1): z = a F + s eps_F
     f = torch.randn_like(z)
     t = model.path.t_from_timestep(torch.tensor([500.0, 500.0])).float()
     eps = b.noise(z, f, t)
     a, s = model.path.data_coef(t).view(-1, 1, 1, 1), model.path.noise_coef(t).view(-1, 1, 1, 1)
     assert torch.allclose(a * f + s * eps, z, atol=1e-5)
+
+
+@pytest.mark.parametrize("scaling", [10.0, 1.0])
+def test_boundary_with_an_oracle_denoiser_returns_the_data_on_the_sampling_schedule(scaling: float) -> None:
+    """Eq. 5.2 with a perfect ``x_hat``: ``F(z_t) = x`` (1e-3) on the 4-step grid and at every training grid point."""
+    from diffusion.paths import DiscreteDDPMPath
+    from lightning_modules.codi.boundary import ConsistencyBoundary
+
+    path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, 1000)
+    b = ConsistencyBoundary(path, timestep_scaling=scaling)
+    model = tiny_codi(num_sampling_steps=4)
+    grid = model.sampling_grid(4, torch.device("cpu"))
+    steps = path.t_from_timestep(torch.arange(19.0, 1000.0, 20.0))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 8, 8, generator=g)
+    eps = torch.randn(1, 4, 8, 8, generator=g)
+    times = [float(t) for t in grid if float(path.network_time(torch.tensor([float(t)]))[0]) >= 0]
+    assert len(times) >= 4
+    for t_val in times + [float(t) for t in steps]:
+        t = torch.tensor([t_val], dtype=torch.float64)
+        z = path.data_coef(t).view(-1, 1, 1, 1).float() * x + path.noise_coef(t).view(-1, 1, 1, 1).float() * eps
+        f = b.apply(z, x, t.float())  # the oracle denoiser predicts x exactly
+        tol = 1e-3 if scaling == 10.0 else 1e-2
+        assert float((f - x).abs().max()) < tol, (t_val, float((f - x).abs().max()))
+    data_t = torch.tensor([1.0])  # t = 0 in noise-level terms: z = x, F must be x exactly
+    assert torch.equal(b.apply(x, torch.zeros_like(x), data_t), x)
+    # the earlier sigma form does not return the data (c_out ~ 0.5 at k = 999): why the default changed
+    old = ConsistencyBoundary(path, float(path.t_from_timestep(torch.tensor([19.0]))[0]), timestep_scaling=None)
+    _, c_out = old.coefficients(path.t_from_timestep(torch.tensor([999.0])))
+    assert float(c_out) < 0.6
 
 
 def test_consistency_target_uses_the_ema_network_and_the_same_noise() -> None:

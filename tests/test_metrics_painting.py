@@ -43,17 +43,52 @@ def test_ddc_identical_zero_and_time_shift_beats_a_different_curve() -> None:
     shifted = np.exp(-4 * np.clip(t - 0.15, 0, None))  # the same process, started later
     different = 1 - t  # a linear, not an exponential, convergence
     metric = DistanceCurveDifference(lpips_network=None)
-    metric.update_curves(real, real)
+    seconds = t * 600
+    metric.update_curves(real, real, seconds, seconds)
     assert float(metric.compute()) == 0.0
     assert dtw_distance(shifted, real) < dtw_distance(different, real)
+
+
+def test_ddc_charges_a_process_twice_as_slow_with_the_same_values() -> None:
+    """Hand-computed DTW in the (minutes, LPIPS) plane (§6.3.4).
+
+    Real: (0, .6), (1, .3), (2, 0); generated: the same values at 0, 2, 4 min. Point costs
+    (Euclidean): d(p0,q0) = 0, d(p1,q1) = 1, d(p2,q2) = 2, d(p1,q0) = sqrt(1.09),
+    d(p2,q1) = 0.3, ...; the cumulative table gives D[2,2] = 2 + D[1,1] = 2 + 1 + 0 = 3.
+    The 1-D index-based DTW scored this pair 0.
+    """
+    values = [0.6, 0.3, 0.0]
+    metric = DistanceCurveDifference(lpips_network=None)
+    metric.update_curves(values, values, [0.0, 120.0, 240.0], [0.0, 60.0, 120.0])
+    assert float(metric.compute()) == pytest.approx(3.0, abs=1e-12)
+    assert dtw_distance(values, values) == 0.0  # what the old definition saw
+
+
+def test_ddc_hand_computed_on_curves_of_different_length() -> None:
+    """Real (0, .5), (1, 0); generated (0, .5), (1, .2), (2, 0) (minutes, LPIPS).
+
+    Costs: d00 = 0, d11 = .2, d12 = 1, d01 = sqrt(1.09), d02 = sqrt(4.25), d10 = sqrt(1.25).
+    D11 = .2 + D00 = .2; D12 = 1 + min(D02, D11, D01) = 1.2; the optimal path is
+    (0,0) -> (1,1) -> (1,2).
+    """
+    metric = DistanceCurveDifference(lpips_network=None)
+    metric.update_curves([0.5, 0.2, 0.0], [0.5, 0.0], [0.0, 60.0, 120.0], [0.0, 60.0])
+    metric.update_curves([0.6, 0.3, 0.0], [0.6, 0.3, 0.0], [0.0, 120.0, 240.0], [0.0, 60.0, 120.0])
+    assert float(metric.compute()) == pytest.approx((1.2 + 3.0) / 2, abs=1e-12)
+    with pytest.raises(ValueError, match="one time per frame"):
+        metric.update_curves([0.5, 0.0], [0.5, 0.0], [0.0], [0.0, 60.0])
 
 
 def test_ddc_from_frames_uses_lpips_to_the_last_real_frame() -> None:
     g = torch.Generator().manual_seed(0)
     frames = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
+    times = torch.tensor([0.0, 20.0, 40.0, 60.0])
     metric = DistanceCurveDifference()
-    metric.update(frames, frames)
+    metric.update(frames, frames, generated_times=times, real_times=times)
     assert float(metric.compute()) == pytest.approx(0.0, abs=1e-7)
+    slow = DistanceCurveDifference(lpips_network=metric.lpips_network)
+    slow.update(frames, frames, generated_times=2 * times, real_times=times)
+    assert float(slow.compute()) > 0.5  # 0 + 1/3 + 2/3 + 1 minute along the diagonal, at most
     assert metric.protocol.random_weights
 
 

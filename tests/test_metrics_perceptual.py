@@ -84,6 +84,28 @@ def test_ssim_matches_torchmetrics_and_skimage() -> None:
     assert float(uniform.compute()) == pytest.approx(sk_uniform, rel=1e-6)
 
 
+def test_ssim_pred_range_is_the_cfld_authors_ssim_256() -> None:
+    """CFLD ``models/metrics.py``: skimage on x255 images, Gaussian sigma 1.5, ``data_range = pred.max - pred.min``."""
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair()
+    a = a * 0.6 - 0.2  # predictions that do not span the full range: the two data ranges differ
+    metric = StructuralSimilarityIndexMeasure(kernel_size=11, sigma=1.5, gaussian=True, sample_covariance=False,
+                                              data_range="pred_range")
+    metric.update(a, b)
+    expected = []
+    for i in range(len(a)):
+        gt, pred = _unit(b[i]) * 255.0, _unit(a[i]) * 255.0
+        expected.append(structural_similarity(gt, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                              channel_axis=0, data_range=pred.max() - pred.min()))
+    assert float(metric.compute()) == pytest.approx(float(np.mean(expected)), rel=1e-6)
+    unit_range = StructuralSimilarityIndexMeasure()
+    unit_range.update(a, b)
+    assert abs(float(unit_range.compute()) - float(np.mean(expected))) > 1e-4, "data_range=1 is a different number"
+    with pytest.raises(ValueError, match="pred_range"):
+        StructuralSimilarityIndexMeasure(data_range="target_range")
+
+
 def test_psnr_matches_torchmetrics_and_skimage() -> None:
     from skimage.metrics import peak_signal_noise_ratio
     from torchmetrics.image import PeakSignalNoiseRatio as TMPSNR

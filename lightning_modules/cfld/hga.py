@@ -1,4 +1,4 @@
-"""Hybrid-Granularity Attention H_A (seed 003, Sec. 3.3, Eq. 4; digest 002-003 A3 "HGA").
+"""Hybrid-Granularity Attention H_A (seed 003, Sec. 3.2, Eq. 4; digest 002-003 A3 "HGA").
 
 Eq. 4: ``Q = W_q F_h``, ``K = W_k F_d^out``, ``V = W_v F_d^out``, ``B = phi_A(f_l)`` and
 ``F_o = softmax((Q + B) K^T / sqrt(d)) V``: only the queries of the UNet's up-block

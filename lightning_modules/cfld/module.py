@@ -9,22 +9,22 @@ Implements seed 003 Sec. 3 (Fig. 2) on top of :class:`DiffusionModule` (digest 0
   adapter on the 21-channel pose map of :mod:`lightning_modules.cfld.pose`).
 * **Loss** (Eqs. 3, 5): noise-prediction MSE of source -> target plus the source -> source
   reconstruction, one mean over the 2B UNet samples as the authors' code does ([R]: the
-  loss is ``(L_mse + L_rec) / 2``); cubic timesteps ``k = floor((1 - u^3) T)`` (Sec. 4.1,
+  loss is ``(L_mse + L_rec) / 2``); cubic timesteps ``k = floor((1 - u^3) T)`` (Sec. 3.3,
   :class:`diffusion.CubicTimeSampler`).
-* **Condition dropout** (Sec. 4.1, eta = 20%): the prompt is replaced by the learnable null
+* **Condition dropout** (Sec. 3.3, eta = 20%): the prompt is replaced by the learnable null
   prompt independently per UNet sample. The paper says the pose is dropped too; the authors'
   code keeps pose features and HGA biases (digest A11-2): switches ``drop_pose`` / ``drop_hga``
   (defaults follow the code).
 * **Optimisation** (Sec. 4.1): Adam, lr 1e-4 (= 5e-7 x batch 224 [R]), linear warm-up over
   1000 steps from 0.1 lr, x0.1 at epoch 50, 100 epochs.
-* **Sampling** (Sec. 3.4, Eq. 7): DDPM, 50 steps ("leading" spacing, ``steps_offset=1`` as
+* **Sampling** (Sec. 3.3, Eq. 7): DDPM, 50 steps ("leading" spacing, ``steps_offset=1`` as
   SD's scheduler config), cumulative guidance
   ``e(0,0) + w_pose [e(0,p) - e(0,0)] + w_app [e(s,p) - e(0,p)]`` with both weights 2.0
   through the core's ``ClassifierFreeGuidance`` (``mode='nested'``, order pose then
   appearance): 3 network evaluations per step in one batched UNet call. The null branch has
   the null prompt, zero pose features and zero HGA biases; the pose branch adds the pose
   features ([R] ``uc_down_full``).
-* **Appearance editing** (Sec. 4.4, Fig. 6), training-free, through ``predict``:
+* **Appearance editing** (Sec. 4.6, Fig. 6), training-free, through ``predict``:
   style interpolation (prompts and HGA biases of two sources mixed with one alpha) and
   mask-based style transfer. For the latter the paper writes ``e' = m e + (1 - m) z_ref,t``
   (digest A10-A11: dimensionally ambiguous). Interpretation implemented here: outside the mask
@@ -34,8 +34,10 @@ Implements seed 003 Sec. 3 (Fig. 2) on top of :class:`DiffusionModule` (digest 0
 * **Evaluation** (Sec. 4.1, digest A8): generation at the training resolution, bicubic
   (antialiased) resize to the evaluation size (256x176 or 512x352), uint8 quantisation, then
   FID (torchvision Inception-v3 against *training-split* statistics: the CFLD/PIDM/NTED
-  protocol), LPIPS (alex), SSIM (the skimage-51-window variant and the Gaussian variant, both
-  logged, digest A11-7) and PSNR, written as results rows.
+  protocol; the input step is the authors' ``models/metrics.py``: ``[0, 1]`` images,
+  ``x * (std / 0.5) + (mean - 0.5) / 0.5``, not ImageNet normalisation as digest A8 says), LPIPS
+  (alex), SSIM (the skimage-51-window variant and the Gaussian variant with the authors'
+  ``data_range = pred.max - pred.min``, both logged, digest A11-7) and PSNR, written as results rows.
 
 Choices where the paper is silent are listed in ``docs/cfld.md``.
 """
@@ -105,7 +107,7 @@ class _ConditionalDenoiser:
 
 
 class MaskedReferenceDenoiser:
-    """Mask-based style transfer (Sec. 4.4): outside ``mask`` the clean estimate is the reference latent.
+    """Mask-based style transfer (Sec. 4.6): outside ``mask`` the clean estimate is the reference latent.
 
     ``mask`` is 1 where the generated appearance is kept, 0 where the reference stays.
     """

@@ -165,7 +165,7 @@ class CFLDNetwork(nn.Module):
 
     # ------------------------------------------------------------------ parameters
     def freeze_unet(self) -> None:
-        """Freeze the UNet except the chosen projections of the up-block cross-attentions (Sec. 3.3)."""
+        """Freeze the UNet except the chosen projections of the up-block cross-attentions (Sec. 3.2, HGA paragraph)."""
         self.unet.requires_grad_(False)
         for _, attn, _, _ in self.cross_attentions:
             for name in self.unet_trainable:

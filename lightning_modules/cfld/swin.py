@@ -9,7 +9,9 @@ norm, pooling and head are not used and are removed (``LAST_NORM=False`` [R]), w
 
 Pretrained start ([R]): Microsoft's ``swin_base_patch4_window12_384_22kto1k.pth`` (state under
 ``model``), converted by timm's ``checkpoint_filter_fn``: stage-merging keys are moved and the
-window-12 relative-position bias tables are bicubically resized to window 16.
+window-12 relative-position bias tables are resized to window 16 with timm's
+``resize_rel_pos_bias_table``: BEiT-style interpolation on a geometric-progression grid of
+relative offsets (cubic, scipy when available), not a plain bicubic resize of the table.
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.network_info import count_parameters, zero_module
+from lightning_modules.components.unet_inputs import resize_conv2d
 
 ADAPTER_MODES = ("mu_gate", "controlnet")
 MU_GRANULARITIES = ("global", "per_level")
@@ -52,14 +53,11 @@ class UNetEncoderCopy(nn.Module):
         super().__init__()
         self.time_embedding = copy.deepcopy(unet.time_embedding)
         base = unet.conv_in
-        self.conv_in = nn.Conv2d(in_channels, base.out_channels, base.kernel_size, padding=base.padding,
-                                 device=base.weight.device, dtype=base.weight.dtype)
-        if init_from_backbone and base.weight.device.type != "meta":
-            with torch.no_grad():
-                self.conv_in.weight.zero_()
-                n = min(in_channels, base.in_channels)
-                self.conv_in.weight[:, :n] = base.weight[:, :n]
-                self.conv_in.bias.copy_(base.bias)
+        if init_from_backbone:  # the shared rule: the channels that fit copied, the rest zero
+            self.conv_in = resize_conv2d(base, in_channels=in_channels)
+        else:
+            self.conv_in = nn.Conv2d(in_channels, base.out_channels, base.kernel_size, padding=base.padding,
+                                     device=base.weight.device, dtype=base.weight.dtype)
         self.down_blocks = copy.deepcopy(unet.down_blocks)
         self.mid_block = copy.deepcopy(unet.mid_block)
 

@@ -14,13 +14,17 @@ parametrisation, Ch. 1 Eq. 1.9) with the conditional adapter of
   to the latent grid (5 channels); ``depth``: the depth map replicated to RGB through the VAE;
   ``edit``: the source image's latent, the instruction as the text prompt ([GAP] the thesis does
   not say how conditions are encoded; a VAE latent is the digest's inferred choice);
-* the DDPM path: SD's scaled-linear table (0.00085 -> 0.012, T = 1000), v-prediction;
+* the DDPM path: SD's scaled-linear table (0.00085 -> 0.012, T = 1000), v-prediction (the
+  thesis); ``prediction_type`` must agree with ``sd_path``'s ``scheduler/scheduler_config.json``
+  (SD 2.1 is v-prediction, SD 2.1-base and SD 1.x are epsilon): a mismatch is refused at
+  construction, ``prediction_type: null`` takes the scheduler's value;
 * sampling with any core sampler (:meth:`sample_for_batch`), ``predict`` on the user's inputs,
   and ``test`` with the Table 5.2 metrics (FID, LPIPS) written as results rows.
 """
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 from pathlib import Path
@@ -49,10 +53,30 @@ log = logging.getLogger(__name__)
 SD_SOURCE = (
     "a Stable Diffusion checkpoint in diffusers layout (unet/, vae/, text_encoder/, tokenizer/); the thesis's "
     "865M backbone matches SD 2.x's UNet (1024-d context), e.g. stabilityai/stable-diffusion-2-1-base "
-    "(v-prediction: stabilityai/stable-diffusion-2-1), fetched beforehand with "
+    "(epsilon; set model.init_args.prediction_type: epsilon) or stabilityai/stable-diffusion-2-1 (v-prediction, "
+    "the thesis's parametrisation), fetched beforehand with "
     "`huggingface-cli download <id> --local-dir <path>`"
 )
 TASK_CONDITION_KEYS = {"sr": "lr", "inpaint": "masked_image", "depth": "depth", "edit": "source"}
+
+
+PREDICTION_TYPES = ("v_prediction", "epsilon")
+
+
+def scheduler_prediction_type(sd_path: Optional[str]) -> tuple[Optional[str], Optional[Path]]:
+    """``prediction_type`` of ``sd_path``'s ``scheduler/scheduler_config.json`` (``(None, None)`` without one)."""
+    if sd_path is None:
+        return None, None
+    from lightning_modules.components.pretrained_paths import resolve_pretrained
+
+    config = resolve_pretrained(sd_path, "model.init_args.sd_path", SD_SOURCE, subfolder="scheduler") / "scheduler" / "scheduler_config.json"
+    if not config.is_file():
+        return None, None
+    try:
+        value = json.loads(config.read_text()).get("prediction_type", "epsilon")  # diffusers' default
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{config}: not a JSON object ({err})") from None
+    return str(value), config
 
 
 class ConditionalDenoiser:
@@ -85,6 +109,8 @@ class CoDiBase(DiffusionModule):
         num_sampling_steps / sampler / grid: inference defaults (subclasses set them).
         init_checkpoint: a Lightning checkpoint of an earlier stage (e.g. the conditional fine-tune of CM-II /
             GD-II, or the distilled model of GD-I) whose ``network.*`` weights initialise this one.
+        prediction_type: the network's output, ``'v_prediction'`` (the thesis) or ``'epsilon'``; checked
+            against ``sd_path``'s scheduler config (a mismatch is an error); ``None`` reads it from there.
         metrics: Table 5.2 metrics for ``test`` (``fid``, ``lpips``: ``metrics`` package classes).
         results_file: JSONL file for results rows (relative to the run folder).
         dataset_name: ``dataset`` of the rows, as ``benchmarks/paper_numbers.yaml`` names it (rows on
@@ -113,6 +139,7 @@ class CoDiBase(DiffusionModule):
         grid: str = "trailing",
         guidance_scale: float = 1.0,
         gradient_checkpointing: bool = False,
+        prediction_type: Optional[str] = "v_prediction",
         init_checkpoint: Optional[str] = None,
         metrics: Optional[dict[str, nn.Module]] = None,
         results_file: Optional[str] = "results/codi.jsonl",
@@ -126,6 +153,16 @@ class CoDiBase(DiffusionModule):
             raise ValueError(f"task {task!r} is not one of {list(TASK_CONDITION_KEYS)}")
         if text_encoder not in ("sd", "stand_in"):
             raise ValueError(f"text_encoder must be 'sd' or 'stand_in', got {text_encoder!r}")
+        loaded, scheduler_file = scheduler_prediction_type(sd_path)
+        if prediction_type is None:
+            prediction_type = loaded or "v_prediction"
+        elif loaded is not None and loaded != prediction_type:
+            raise ValueError(
+                f"{scheduler_file}: prediction_type is {loaded!r} but model.init_args.prediction_type is "
+                f"{prediction_type!r}; set prediction_type: {loaded} (or null to read it), or use a checkpoint "
+                f"trained for {prediction_type}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"model.init_args.prediction_type={prediction_type!r} is not one of {list(PREDICTION_TYPES)}")
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         key = "model.init_args.sd_path"
@@ -150,7 +187,7 @@ class CoDiBase(DiffusionModule):
         path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, num_train_timesteps)
         sampler_obj = ConsistencyMultistepSampler() if sampler == "consistency" else build_sampler(sampler)
         super().__init__(
-            network=network, path=path, prediction_type="v_prediction", sampler=sampler_obj,
+            network=network, path=path, prediction_type=prediction_type, sampler=sampler_obj,
             num_sampling_steps=num_sampling_steps, grid=grid, guidance_scale=guidance_scale,
             sample_shape=(latent_channels, latent_size, latent_size), optimizer=optimizer,
             val_seed=val_seed, predict_seed=predict_seed,
@@ -242,7 +279,7 @@ class CoDiBase(DiffusionModule):
     # ------------------------------------------------------------------ network calls
     def network_output(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor,
                        params: Optional[Mapping[str, Tensor]] = None, network: Optional[nn.Module] = None) -> Tensor:
-        """Raw v-prediction of ``network`` (default: the student; ``params`` swap in other weights)."""
+        """Raw output (``prediction_type``) of ``network`` (default: the student; ``params`` swap in other weights)."""
         net = network if network is not None else self.network
         k = self.path.network_time(t).to(z.dtype)
         if params is None:
@@ -251,11 +288,11 @@ class CoDiBase(DiffusionModule):
                                           strict=False)
 
     def data_and_noise(self, v: Tensor, z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        return to_data_and_noise(v, "v_prediction", z, t, self.path)
+        return to_data_and_noise(v, self.prediction_type, z, t, self.path)
 
     def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor) -> ConditionalDenoiser:
         """The denoiser the samplers see (v-prediction of the student; distilled models override)."""
-        return ConditionalDenoiser(lambda z, t: self.network_output(z, t, cond, ctx), "v_prediction")
+        return ConditionalDenoiser(lambda z, t: self.network_output(z, t, cond, ctx), self.prediction_type)
 
     # ------------------------------------------------------------------ sampling
     def sampling_grid(self, num_steps: int, device: torch.device) -> Tensor:

@@ -26,7 +26,9 @@ Choices where the thesis is silent ([GAP], also in ``docs/codi.md``):
 * step grid: DDPM timesteps ``k_j = (T - 1) - skip * (N - 1 - j)``, ``j = 0..N-1`` with ``skip = 20``
   (``N = 50``: ``19, 39, ..., 999``, the LCM-style skipping step); ``t = k_j``, ``s = k_{j-1}``,
   ``j >= 1``; the boundary is ``k_0 = 19``;
-* boundary functions: Consistency Models' ``c_skip``/``c_out`` in the path's EDM sigma, ``sigma_data = 0.5``;
+* boundary functions: the authors' released code (LCM convention): the DDPM step times
+  ``timestep_scaling = 10`` into the EDM ``c_skip``/``c_out``, ``sigma_data = 0.5``
+  (:mod:`lightning_modules.codi.boundary`);
 * ``z_s`` uses a stop-gradient clean estimate (the target side of a consistency loss carries no gradient);
 * EMA rate of the target: 0.95 without warm-up (CM's consistency-distillation target rate),
   set on the ``EMACallback`` in the config;
@@ -80,6 +82,9 @@ class CoDi(CoDiBase):
         distance_eps: ``d_eps``: ``l2`` or ``huber`` (pseudo-Huber, c = 0.001 per element scale).
         lambda_x / lambda_eps: weights of the two terms of Eq. 5.6.
         sigma_data: ``sigma_data`` of the boundary functions.
+        timestep_scaling: multiplier of the DDPM step in the boundary functions (10, the authors'
+            code; 1: unscaled LCM form; null: Consistency Models' sigma form, identity at the
+            lowest grid point, an ablation).
         lpips: LPIPS network for ``distance_x='lpips'`` (e.g. ``metrics.LPIPSNetwork``).
     """
 
@@ -99,6 +104,7 @@ class CoDi(CoDiBase):
         lambda_x: float = 1.0,
         lambda_eps: float = 1.0,
         sigma_data: float = 0.5,
+        timestep_scaling: Optional[float] = 10.0,
         lpips: Optional[nn.Module] = None,
         **kwargs: Any,
     ) -> None:
@@ -116,8 +122,9 @@ class CoDi(CoDiBase):
         self.grid_timesteps = torch.arange(T - 1, -1, -self.skip, dtype=torch.float64).flip(0)  # 19, 39, ..., 999
         if len(self.grid_timesteps) < 2:
             raise ValueError(f"skip={skip} leaves fewer than 2 grid points")
-        t_boundary = float(self.path.t_from_timestep(self.grid_timesteps[:1])[0])
-        self.boundary = ConsistencyBoundary(self.path, t_boundary, sigma_data)
+        # the authors' convention is the identity at DDPM step 0; the sigma form keeps the lowest grid point
+        t_boundary = None if timestep_scaling is not None else float(self.path.t_from_timestep(self.grid_timesteps[:1])[0])
+        self.boundary = ConsistencyBoundary(self.path, t_boundary, sigma_data, timestep_scaling)
         self.shared_timestep, self.intermediate = bool(shared_timestep), intermediate
         self.distance_x, self.distance_eps = distance_x, distance_eps
         self.lambda_x, self.lambda_eps = float(lambda_x), float(lambda_eps)

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.multi_reference_attention import ReferenceFrames, set_multi_reference_attention
+from lightning_modules.components.unet_inputs import resize_unet_channels
 from lightning_modules.fitcheck.pose_net import PoseNet
 
 #: Parameter names of the temporal layers of ``UNetSpatioTemporalConditionModel`` (frozen in the
@@ -39,30 +40,12 @@ TEMPORAL_PARAMETER = re.compile(r"(temporal_res_block|temporal_transformer_block
 def widen_conv_in(unet: nn.Module, in_channels: int) -> nn.Module:
     """Give ``unet.conv_in`` ``in_channels`` inputs: old weights kept, new input channels zero.
 
-    Updates ``unet.config.in_channels`` (``register_to_config``) so a saved UNet reloads widened.
+    The shared rule of :func:`lightning_modules.components.unet_inputs.resize_conv2d`; updates
+    ``unet.config.in_channels`` so a saved UNet reloads widened.
     """
-    old = unet.conv_in
-    if old.in_channels == in_channels:
-        return unet
-    if old.in_channels > in_channels:
-        raise ValueError(f"conv_in already has {old.in_channels} > {in_channels} input channels")
-    new = nn.Conv2d(
-        in_channels,
-        old.out_channels,
-        old.kernel_size,
-        stride=old.stride,
-        padding=old.padding,
-        device=old.weight.device,
-        dtype=old.weight.dtype,
-    )
-    with torch.no_grad():
-        new.weight.zero_()
-        new.weight[:, : old.in_channels].copy_(old.weight)
-        new.bias.copy_(old.bias)
-    unet.conv_in = new
-    if hasattr(unet, "register_to_config"):
-        unet.register_to_config(in_channels=in_channels)
-    return unet
+    if unet.conv_in.in_channels > in_channels:
+        raise ValueError(f"conv_in already has {unet.conv_in.in_channels} > {in_channels} input channels")
+    return resize_unet_channels(unet, in_channels=in_channels)
 
 
 class FitCheckNetwork(nn.Module):

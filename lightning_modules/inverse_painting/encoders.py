@@ -162,12 +162,10 @@ class ConvInWithFeatures(nn.Module):
 
 
 def widen_conv_in(unet: nn.Module, extra_channels: int) -> None:
-    """Add ``extra_channels`` zero-initialised input channels to ``unet.conv_in`` (``mode="concat"``)."""
-    old: nn.Conv2d = unet.conv_in
-    new = nn.Conv2d(old.in_channels + extra_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
-    with torch.no_grad():
-        new.weight.zero_()
-        new.weight[:, : old.in_channels] = old.weight
-        new.bias.copy_(old.bias)
-    unet.conv_in = new
-    unet.register_to_config(in_channels=new.in_channels)
+    """Add ``extra_channels`` zero-initialised input channels to ``unet.conv_in`` (``mode="concat"``).
+
+    The shared rule of :func:`lightning_modules.components.unet_inputs.resize_conv2d`.
+    """
+    from lightning_modules.components.unet_inputs import resize_unet_channels
+
+    resize_unet_channels(unet, in_channels=unet.conv_in.in_channels + int(extra_channels))

@@ -14,7 +14,7 @@ A UNet regressor with the SD UNet design and **no noise input** (timestep fixed 
   [choice] The downsampling is not given; a latent cell is positive when any of its pixels is
   (max pooling), so small strokes are not lost.
 * training uses GT text; trainable ``g_mask`` and ``g_t``; frozen ``g_p`` and ``E``; 80k steps,
-  lr 1e-5, batch 1. [code] Initialised from the RV5.1 UNet (``conv_in`` / ``conv_out`` resized),
+  lr 1e-5, batch 1. [code] Initialised from the RV5.1 UNet (``conv_in`` / ``conv_out`` resized explicitly: components.unet_inputs),
   the predicted probability is thresholded at 0.2 (``mask_threshold``); the binary mask is
   upsampled (nearest) to the image.
 """

@@ -283,7 +283,7 @@ class InversePainting(PredictOutputsMixin, LightningModule):
         iou = self.max_iou.painting_score(gen_masks, real_masks)
         self.max_iou.update(gen_masks, real_masks)
         # DDC / DTS
-        self.ddc.update(gen, real_frames, real_frames[-1])
+        self.ddc.update(gen, real_frames, real_frames[-1], generated_times=gen_times.cpu(), real_times=real_times.cpu())
         self.dts.update(gen_times.cpu(), real_times.cpu())
         if self.fid is not None:
             self.fid.update(real_frames, real=True)

@@ -32,17 +32,26 @@ CLIP_SOURCE = "a CLIP image encoder; the official code uses huggingface.co/opena
 
 
 def build_unet(path: Optional[str], config: Optional[Mapping[str, Any]], key: str, **overrides: Any) -> nn.Module:
-    """The SD UNet from ``path/unet`` or a random one from ``config``; ``overrides`` change the config."""
+    """The SD UNet from ``path/unet`` or a random one from ``config``; ``overrides`` change the config.
+
+    With ``path``, the pretrained UNet loads at its own shape and ``in_channels`` / ``out_channels``
+    overrides are applied explicitly (:func:`~lightning_modules.components.unet_inputs.resize_unet_channels`:
+    what fits copied, new input weights zero, new output weights zero); never
+    ``ignore_mismatched_sizes``, which leaves the resized layers uninitialised under diffusers 0.42.
+    """
     from diffusers import UNet2DConditionModel
+
+    from lightning_modules.components.unet_inputs import resize_unet_channels
 
     if path is None:
         if config is None:
             raise ValueError(f"{key} is null and no unet_config was given")
         return UNet2DConditionModel.from_config({**dict(config), **overrides})
-    kwargs: dict[str, Any] = {}
+    shape = {k: overrides.pop(k) for k in ("in_channels", "out_channels") if k in overrides}
     if overrides:
-        kwargs = dict(overrides, low_cpu_mem_usage=False, ignore_mismatched_sizes=True)
-    return build_diffusers_model(UNet2DConditionModel, key=key, path=path, subfolder="unet", source=SD_SOURCE, **kwargs)
+        raise ValueError(f"{key}: a pretrained UNet takes only in_channels / out_channels overrides, got {sorted(overrides)}")
+    unet = build_diffusers_model(UNet2DConditionModel, key=key, path=path, subfolder="unet", source=SD_SOURCE)
+    return resize_unet_channels(unet, **shape)
 
 
 def build_vae(path: Optional[str], config: Optional[Mapping[str, Any]], key: str) -> nn.Module:
