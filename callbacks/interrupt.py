@@ -105,7 +105,7 @@ class InterruptCheckpoint(Callback):
                         "Resume with the same command and --ckpt_path last.")
         if trainer.is_global_zero:
             print(self.message, flush=True)
-        trainer.received_sigterm = False
+        trainer._signal_connector.received_sigterm = False  # our exit code, not Lightning's SIGTERMException(0)
         raise RunInterrupted(128 + int(pending))
 
     def _save(self, trainer: Trainer) -> str:
