@@ -61,6 +61,7 @@ PROGRESS_BAR_CLASSES = (
 NAN_GUARD = "callbacks.nan_guard.NaNGuard"
 INTERRUPT = "callbacks.interrupt.InterruptCheckpoint"
 RANDOM_WEIGHTS_STAMP = "RANDOM_WEIGHTS.txt"
+RUN_DIR_ENV = "GENSUITE_RUN_DIR"  # rank 0's run version folder, inherited by the ranks it launches
 
 
 class SuiteParser(LightningArgumentParser):
@@ -173,6 +174,11 @@ class SuiteCLI(LightningCLI):
         runs_dir = Path(cfg.get("runs_dir") or "runs")
         run_root = runs_dir / run_name
         version_dir = self._resolve_run(cfg, run_root)
+        inherited = os.environ.get(RUN_DIR_ENV)
+        if inherited and int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 and Path(inherited).parent == run_root:
+            version_dir = Path(inherited)  # a DDP child started by rank 0: same folder, even if rank 0 made it
+        else:
+            os.environ[RUN_DIR_ENV] = str(version_dir)
         self.run_dir = version_dir
         self._created_run_dir = not version_dir.exists()
         _launch["cli"] = self

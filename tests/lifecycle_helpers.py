@@ -18,3 +18,28 @@ class SendSignalAt(Callback):
                            batch_idx: int) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class RecordStarts(Callback):
+    """Appends ``{"restart", "start_step", "ckpt_path", "run_dir"}`` at each train start and writes the
+    step reached to ``<path>.progress`` after every batch; ``step_sleep`` slows steps down so a
+    test can signal a running job."""
+
+    def __init__(self, path: str, step_sleep: float = 0.0) -> None:
+        self.path, self.step_sleep = path, step_sleep
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        import json
+
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"restart": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
+                                "start_step": trainer.global_step, "ckpt_path": str(trainer.ckpt_path),
+                                "run_dir": str(trainer.log_dir)}) + "\n")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        import time
+
+        time.sleep(self.step_sleep)
+        with open(self.path + ".progress", "w") as f:
+            f.write(str(trainer.global_step))
