@@ -9,10 +9,16 @@ What this adds to a plain LightningCLI (see docs/cli.md):
 
 * a ``--config`` that is not a file in the working directory is looked up in ``configs/``
   (``fitcheck.yaml``, ``fitcheck`` and ``tiny/fitcheck`` all work);
-* every run gets one folder ``<runs_dir>/<run_name>/version_<n>/`` holding the resolved
+* every run gets one folder ``<runs_dir>/<run_name>/version_<n>/`` (run name: config stems joined
+  by ``+``, e.g. ``flow_matching_digits+tiny``) holding the resolved
   ``config.yaml``, TensorBoard logs and ``checkpoints/`` (``last.ckpt`` always kept);
-* ``--ckpt_path last`` finds the newest ``last.ckpt`` of that run name: ``fit`` resumes in the
-  same folder at the same step, ``validate``/``test``/``predict`` load it;
+* ``--ckpt_path last`` finds the newest complete checkpoint of that run name (``last.ckpt``, step
+  or SLURM ``hpc_ckpt``): ``fit`` resumes in the same folder at the same step,
+  ``validate``/``test``/``predict`` load it and write under that run; a file path behaves the
+  same, and the config and command line always win over the checkpoint's hyper-parameters;
+* ``test``/``predict`` without a checkpoint need ``--allow_random_weights true``;
+* every ``fit`` has a NaN guard (exit 1, last finite checkpoint kept) and saves ``last.ckpt``
+  on SIGTERM/SIGINT (exit 143/130) and SIGUSR1 (continues);
 * checkpoints are written atomically, a progress bar shows progress (Rich in a terminal, TQDM lines in log files), and the paths of
   the run folder, checkpoints and predictions are printed at the end.
 """
