@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, Optional
@@ -38,6 +39,7 @@ from lightning.pytorch import __version__ as _pl_version  # noqa: E402
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
+from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 
 from callbacks.run_checkpoint import RunCheckpoint  # noqa: E402
 from launch.checkpoints import (  # noqa: E402
@@ -89,8 +91,8 @@ class RunConfig(SaveConfigCallback):
     The CLI fills in the checkpoint it resolved, the logger version and the run's root
     folder; those belong to this launch, not to the experiment, so the saved file resets them
     (``ckpt_path: null``, no injected logger / ``default_root_dir``). ``fit`` writes
-    ``config.yaml``; ``test``/``predict``/``validate`` write ``<stage>_config.yaml`` next to
-    their outputs, leaving the training config alone.
+    ``<run>/config.yaml``; ``test``/``validate`` write ``<run>/<stage>/config.yaml`` (their own log
+    folder, which results rows cite) and ``predict`` ``<run>/predict_config.yaml``.
     """
 
     def __init__(self, *args: Any, reset: Optional[dict[str, Any]] = None, **kwargs: Any) -> None:
@@ -103,8 +105,8 @@ class RunConfig(SaveConfigCallback):
             config[key] = value
         self.config = config
         stage = str(getattr(stage, "value", stage))
-        if stage != "fit":
-            self.config_filename = f"{stage}_config.yaml"
+        if stage == "predict":  # predict writes into the run folder itself: keep fit's config.yaml
+            self.config_filename = "predict_config.yaml"
         super().setup(trainer, pl_module, stage)
 
 
@@ -356,6 +358,9 @@ def main(argv: list[str] | None = None) -> SuiteCLI:
     _launch.clear()
     try:
         return _run(args, from_command_line)
+    except SIGTERMException:  # Lightning's own stop on SIGTERM exits 0; a stopped run is not a finished one
+        _remove_empty_run_folder()
+        raise SystemExit(128 + signal.SIGTERM) from None
     except BaseException:
         _remove_empty_run_folder()
         raise

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,15 @@ class InterruptCheckpoint(Callback):
         self._restore()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """Lightning stops a validation loop on SIGTERM with its own ``SIGTERMException`` (exit 0):
+        save here too (the training state is at a step boundary) and let the CLI exit 143."""
         self._restore()
+        if isinstance(exception, SIGTERMException) and self.saved_path is None:
+            path = self._save(trainer)
+            self.message = (f"Interrupted by SIGTERM at step {trainer.global_step}: saved checkpoint {path}. "
+                            "Resume with the same command and --ckpt_path last.")
+            if trainer.is_global_zero:
+                print(self.message, flush=True)
 
     # ------------------------------------------------------------------ action
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,

@@ -21,7 +21,7 @@ class SendSignalAt(Callback):
 
 
 class RecordStarts(Callback):
-    """Appends ``{"restart", "start_step", "ckpt_path", "run_dir"}`` at each train start and writes the
+    """Appends ``{"restart", "start_step", "ckpt_path", "ckpt_step", "run_dir"}`` at each train start and writes the
     step reached to ``<path>.progress`` after every batch; ``step_sleep`` slows steps down so a
     test can signal a running job."""
 
@@ -31,10 +31,15 @@ class RecordStarts(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         import json
 
+        import torch
+
+        ckpt_step = None  # the step stored in the file it resumed from, read before it is overwritten
+        if trainer.ckpt_path:
+            ckpt_step = torch.load(trainer.ckpt_path, map_location="cpu", weights_only=True)["global_step"]
         with open(self.path, "a") as f:
             f.write(json.dumps({"restart": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
                                 "start_step": trainer.global_step, "ckpt_path": str(trainer.ckpt_path),
-                                "run_dir": str(trainer.log_dir)}) + "\n")
+                                "ckpt_step": ckpt_step, "run_dir": str(trainer.log_dir)}) + "\n")
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -55,7 +55,7 @@ def test_test_with_a_file_writes_under_the_run_and_keeps_the_overrides(trained: 
     runs = _copy(trained, tmp_path)
     cli = run_cli(["test", *TINY, "--ckpt_path", str(_ckpt(runs)), "--model.num_sampling_steps", "5"], runs)
     assert cli.model.num_sampling_steps == 5
-    assert (runs / RUN / "version_0" / "test" / "test_config.yaml").is_file()
+    assert (runs / RUN / "version_0" / "test" / "config.yaml").is_file()
     assert sorted(p.name for p in (runs / RUN).iterdir()) == ["version_0"]
 
 
@@ -72,6 +72,13 @@ def test_wrong_model_checkpoint_fails_with_one_short_message(trained: Path, tmp_
     message = str(info.value)
     assert "differ in shape" in message and "network.conv_in.weight" in message and "[8, 1, 3, 3]" in message
     assert len(message) < 700
+
+
+def test_invalid_override_is_not_discarded_with_a_checkpoint_file(trained: Path, tmp_path: Path) -> None:
+    runs = _copy(trained, tmp_path)
+    with pytest.raises(SystemExit) as info:
+        run_cli(["predict", *TINY, "--ckpt_path", str(_ckpt(runs)), "--model.sampler", "nosuch"], runs)
+    assert "nosuch" in str(info.value) and "Traceback" not in str(info.value)
 
 
 # ----------------------------------------------------------------- point 2: run identity
