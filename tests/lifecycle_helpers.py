@@ -48,3 +48,18 @@ class RecordStarts(Callback):
         time.sleep(self.step_sleep)
         with open(self.path + ".progress", "w") as f:
             f.write(str(trainer.global_step))
+
+
+class PoisonWeightsAt(Callback):
+    """Stand-in for a divergence the loss does not show yet: sets one weight to NaN after ``step``."""
+
+    def __init__(self, step: int = 3) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            import torch
+
+            with torch.no_grad():
+                next(pl_module.parameters()).view(-1)[0] = float("nan")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,11 @@ def _ckpt(runs: Path) -> Path:
 def test_predict_obeys_the_command_line_with_file_or_last(which: str, trained: Path, tmp_path: Path) -> None:
     runs = _copy(trained, tmp_path)
     ckpt = "last" if which == "last" else str(_ckpt(runs))
-    cli = run_cli(["predict", *TINY, "--ckpt_path", ckpt, "--model.sampler", "heun",
-                   "--model.num_sampling_steps", "3"], runs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = run_cli(["predict", *TINY, "--ckpt_path", ckpt, "--model.sampler", "heun",
+                       "--model.num_sampling_steps", "3"], runs)
+    assert not [w for w in caught if "dirpath" in str(w.message)], "no 'dirpath has changed' warning"
     assert cli.model.sampler.name == "heun" and cli.model.num_sampling_steps == 3
     assert Path(cli.model.predictions_dir) == runs / RUN / "version_0" / "predictions" / "heun"
     assert sorted(p.name for p in (runs / RUN).iterdir()) == ["version_0"], "no new version folder"
@@ -112,13 +116,17 @@ def test_predict_without_checkpoint_needs_the_random_weights_flag(tmp_path: Path
 
 # ----------------------------------------------------------------- point 6: signals
 def test_sigterm_saves_a_checkpoint_and_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    callback = ["--trainer.callbacks+=lifecycle_helpers.SendSignalAt", "--trainer.callbacks.step=2"]
+    callback = ["--trainer.callbacks+=lifecycle_helpers.SendSignalAt", "--trainer.callbacks.step=1",
+                "--trainer.callbacks.signum=SIGUSR1",  # first a "checkpoint now": training goes on
+                "--trainer.callbacks+=lifecycle_helpers.SendSignalAt", "--trainer.callbacks.step=2"]
     with pytest.raises(SystemExit) as info:
         run_cli(["fit", *TINY, "--trainer.max_steps", "40", "--trainer.val_check_interval", "40", *callback], tmp_path)
     assert info.value.code == 128 + signal.SIGTERM
     ckpt = tmp_path / RUN / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 2
-    assert f"saved checkpoint {ckpt}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"SIGUSR1 at step 1: saved {ckpt}; training continues." in out
+    assert f"Interrupted by SIGTERM at step 2: saved checkpoint {ckpt}" in out
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGUSR1))
 
 
@@ -133,6 +141,15 @@ def test_nan_run_exits_non_zero_and_keeps_finite_checkpoints(tmp_path: Path, cap
     for ckpt in (tmp_path / RUN / "version_0" / "checkpoints").glob("*.ckpt"):
         state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), ckpt
+
+
+def test_a_finite_checkpoint_is_never_overwritten_by_a_non_finite_one(tmp_path: Path) -> None:
+    run_cli(["fit", *TINY, "--nan_guard", "false", "--trainer.max_steps", "5", "--trainer.val_check_interval", "5",
+             "--checkpoint.every_n_train_steps", "1", "--trainer.callbacks+=lifecycle_helpers.PoisonWeightsAt",
+             "--trainer.callbacks.step=3"], tmp_path)
+    saved = torch.load(tmp_path / RUN / "version_0" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 2, "steps 3-5 had a NaN weight and were not written"
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
 
 
 # ----------------------------------------------------------------- point 8: debris
