@@ -44,11 +44,8 @@ def _ckpt(runs: Path) -> Path:
 def test_predict_obeys_the_command_line_with_file_or_last(which: str, trained: Path, tmp_path: Path) -> None:
     runs = _copy(trained, tmp_path)
     ckpt = "last" if which == "last" else str(_ckpt(runs))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cli = run_cli(["predict", *TINY, "--ckpt_path", ckpt, "--model.sampler", "heun",
-                       "--model.num_sampling_steps", "3"], runs)
-    assert not [w for w in caught if "dirpath" in str(w.message)], "no 'dirpath has changed' warning"
+    cli = run_cli(["predict", *TINY, "--ckpt_path", ckpt, "--model.sampler", "heun",
+                   "--model.num_sampling_steps", "3"], runs)
     assert cli.model.sampler.name == "heun" and cli.model.num_sampling_steps == 3
     assert Path(cli.model.predictions_dir) == runs / RUN / "version_0" / "predictions" / "heun"
     assert sorted(p.name for p in (runs / RUN).iterdir()) == ["version_0"], "no new version folder"
@@ -61,6 +58,14 @@ def test_test_with_a_file_writes_under_the_run_and_keeps_the_overrides(trained: 
     assert cli.model.num_sampling_steps == 5
     assert (runs / RUN / "version_0" / "test" / "config.yaml").is_file()
     assert sorted(p.name for p in (runs / RUN).iterdir()) == ["version_0"]
+
+
+def test_test_with_last_has_no_dirpath_changed_warning(trained: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:  # in place: the checkpoint's own folder
+        warnings.simplefilter("always")
+        run_cli(["test", *TINY, "--ckpt_path", "last"], trained)
+    assert not [w for w in caught if "dirpath has changed" in str(w.message)]
+    assert (trained / RUN / "version_0" / "test" / "config.yaml").is_file()
 
 
 def test_wrong_model_checkpoint_fails_with_one_short_message(trained: Path, tmp_path: Path) -> None:
