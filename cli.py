@@ -179,7 +179,9 @@ class SuiteCLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         run_name = cfg.get("run_name") or run_name_from_configs(cfg.get("config") or [])
         cfg["run_name"] = run_name
-        runs_dir = Path(cfg.get("runs_dir") or "runs")
+        # Absolute and real: ModelCheckpoint stores its (realpath'd) folder in the checkpoint and warns
+        # "dirpath has changed" when a later test/predict sees the same folder spelled differently.
+        runs_dir = Path(os.path.realpath(cfg.get("runs_dir") or "runs"))
         run_root = runs_dir / run_name
         version_dir = self._resolve_run(cfg, run_root)
         inherited = os.environ.get(RUN_DIR_ENV)
