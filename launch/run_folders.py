@@ -1,4 +1,4 @@
-"""Run-folder conventions of ``cli.py``: config lookup, run names, versions, ``last`` checkpoints.
+"""Run-folder conventions of ``cli.py``: config lookup, run names, versions (``last``: launch/checkpoints.py).
 
 Kept apart from the CLI so the SLURM launcher and tests share one definition of where a
 run lives: ``<runs_dir>/<run_name>/version_<n>/{config.yaml, events.*, checkpoints/}``.
@@ -92,12 +92,3 @@ def version_number(folder_name: str) -> int:
     if match is None:
         raise ValueError(f"{folder_name!r} is not a run version folder (version_<n>)")
     return int(match.group(1))
-
-
-def find_last_checkpoint(run_root: Path) -> Path | None:
-    """The ``last.ckpt`` of the newest version of a run that has one, or ``None``."""
-    for number in reversed(versions(run_root)):
-        ckpt = run_root / f"version_{number}" / "checkpoints" / "last.ckpt"
-        if ckpt.is_file():
-            return ckpt
-    return None
