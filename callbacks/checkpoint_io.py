@@ -8,10 +8,11 @@ pre-empted node, an OOM kill) leaves either the complete old ``last.ckpt`` or th
 complete new one, never a truncated file. Leftover temporaries of killed writers
 are named ``.<name>.tmp-<pid>-<random>`` and are ignored by Lightning.
 
-Loading tries ``torch.load(weights_only=True)`` first (no arbitrary code runs
-while unpickling); checkpoints that hold other Python objects (e.g. hyper-parameters
-that are ``Namespace``s or dataclasses) fall back to ``weights_only=False`` and
-the reason is logged. Pass ``weights_only=True`` explicitly to forbid the fallback.
+Loading is ``torch.load(weights_only=True)`` only: no code runs while unpickling, so a
+crafted checkpoint (an auto-resumed SLURM ``hpc_ckpt``, a downloaded file) cannot execute
+anything. A checkpoint that holds other Python objects fails with one message naming the
+file and the refused global; there is no automatic fallback. Allowlist a type you trust
+with ``torch.serialization.add_safe_globals`` before loading.
 
 Remote paths (``s3://``, ``gs://``, ...) go through Lightning's own
 ``TorchCheckpointIO`` unchanged: object stores have their own atomic uploads.
@@ -86,8 +87,12 @@ def _unpickling_reason(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint that needs more than ``weights_only=True`` allows; the message names file and type."""
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` whose saves are atomic and whose loads prefer ``weights_only=True``."""
+    """``TorchCheckpointIO`` whose saves are atomic and whose loads are ``weights_only=True``."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or not _is_local(path):
@@ -102,8 +107,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         map_location: Optional[Union[Callable, str, torch.device]] = lambda storage, loc: storage,
         weights_only: Optional[bool] = None,
     ) -> dict[str, Any]:
-        if weights_only is not None or not _is_local(path):
-            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        if weights_only is False:
+            raise ValueError(f"AtomicCheckpointIO loads {path} with weights_only=True only (no code may run)")
+        if not _is_local(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         local = _local(path)
         if not os.path.exists(local):
             raise FileNotFoundError(f"Checkpoint file not found: {path}")
@@ -111,10 +118,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return torch.load(local, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as err:
             reason = _unpickling_reason(err)
-            log.warning(
-                "AtomicCheckpointIO: %s does not load with weights_only=True (%s); loading it with "
-                "weights_only=False, which unpickles arbitrary objects: only do this for checkpoints you trust.",
-                path, reason,
-            )
-            self.last_fallback_reason = reason
-            return torch.load(local, map_location=map_location, weights_only=False)
+            self.last_refusal_reason = reason
+            raise UnsafeCheckpointError(
+                f"{path} does not load with weights_only=True ({reason}); it was not loaded, because unpickling "
+                "it could run code. If you trust the file, allowlist the type with "
+                "torch.serialization.add_safe_globals([...]) before loading."
+            ) from None

@@ -111,6 +111,9 @@ class NaNGuard(Callback):
 
         step = trainer.global_step  # zero-based index of the step being prevented
         what = ", ".join(w for w, b in (("loss", bad_loss), ("gradient", bad_grad)) if b) or "another rank's loss/gradient"
+        first = self._first_non_finite(pl_module, bad_loss)
+        if first:
+            what += f" (first non-finite tensor: {first})"
         optimizer.zero_grad(set_to_none=True)
         if self.action == "skip":
             self.skipped_steps.append(step)
@@ -119,7 +122,7 @@ class NaNGuard(Callback):
             return
 
         path = self._checkpoint_path(trainer, step)
-        trainer.save_checkpoint(path)  # all ranks call it: strategies gather/barrier inside
+        trainer.save_checkpoint(path, weights_only=False)  # all ranks call it: strategies gather/barrier inside
         self.saved_checkpoint = path
         self.stopped_at_step = step
         self.message = (
@@ -133,6 +136,22 @@ class NaNGuard(Callback):
         trainer.should_stop = True
         if self.raise_error:
             raise FloatingPointError(self.message)
+
+    @staticmethod
+    def _first_non_finite(pl_module: LightningModule, bad_loss: bool) -> Optional[str]:
+        """Name the first non-finite weight or gradient (only runs once something was found bad)."""
+        for name, param in pl_module.named_parameters():
+            local = param.to_local() if hasattr(param, "to_local") else param
+            if not bool(torch.isfinite(local.detach()).all()):
+                return f"weight {name}"
+        for name, param in pl_module.named_parameters():
+            grad = param.grad
+            if grad is None:
+                continue
+            grad = grad.to_local() if hasattr(grad, "to_local") else grad
+            if not bool(torch.isfinite(grad).all()):
+                return f"gradient of {name}"
+        return "the loss" if bad_loss else None
 
     def _checkpoint_path(self, trainer: Trainer, step: int) -> str:
         if self.checkpoint_path:

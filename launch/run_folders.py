@@ -1,4 +1,4 @@
-"""Run-folder conventions of ``cli.py``: config lookup, run names, versions, ``last`` checkpoints.
+"""Run-folder conventions of ``cli.py``: config lookup, run names, versions (``last``: launch/checkpoints.py).
 
 Kept apart from the CLI so the SLURM launcher and tests share one definition of where a
 run lives: ``<runs_dir>/<run_name>/version_<n>/{config.yaml, events.*, checkpoints/}``.
@@ -54,13 +54,22 @@ def _resolved_or_exit(value: str, config_dir: Path) -> str:
 
 
 def run_name_from_configs(configs: Iterable[object]) -> str:
-    """Default run name: the stem of the first config file (``fitcheck`` for fitcheck.yaml)."""
+    """Default run name: the config stems joined by ``+``, so overlays are part of a run's identity.
+
+    ``fitcheck.yaml`` -> ``fitcheck``; ``fitcheck.yaml`` + ``tiny/fitcheck.yaml`` -> ``fitcheck+tiny``
+    (an overlay named like the base config is named by its folder); ``ldm_scaling.yaml`` +
+    ``ldm_scaling/dreambooth.yaml`` -> ``ldm_scaling+dreambooth``. A tiny run and a full run of one
+    config thus never share a folder, and ``--ckpt_path last`` never loads one into the other.
+    """
+    parts: list[str] = []
     for config in configs:
-        path = getattr(config, "relative", None) or getattr(config, "absolute", None) or config
-        stem = Path(str(path)).stem
-        if stem:
-            return stem
-    return "default"
+        path = Path(str(getattr(config, "relative", None) or getattr(config, "absolute", None) or config))
+        if not path.stem:
+            continue
+        part = path.stem if not parts or path.stem != parts[0] else path.parent.name or path.stem
+        if part not in parts:
+            parts.append(part)
+    return "+".join(parts) or "default"
 
 
 def versions(run_root: Path) -> list[int]:
@@ -83,12 +92,3 @@ def version_number(folder_name: str) -> int:
     if match is None:
         raise ValueError(f"{folder_name!r} is not a run version folder (version_<n>)")
     return int(match.group(1))
-
-
-def find_last_checkpoint(run_root: Path) -> Path | None:
-    """The ``last.ckpt`` of the newest version of a run that has one, or ``None``."""
-    for number in reversed(versions(run_root)):
-        ckpt = run_root / f"version_{number}" / "checkpoints" / "last.ckpt"
-        if ckpt.is_file():
-            return ckpt
-    return None

@@ -51,8 +51,11 @@ def _init_args(item: Any) -> Namespace:
     return args
 
 
-def name_loggers(trainer: Namespace, runs_dir: Path, run_name: str, version: int) -> None:
-    """Point CSV / W&B loggers of the resolved config at the run folder (in place)."""
+def name_loggers(trainer: Namespace, runs_dir: Path, run_name: str, version: "int | str") -> None:
+    """Point CSV / W&B loggers of the resolved config at the run folder (in place).
+
+    ``version`` is the fit's version number, or ``"version_<n>/<subcommand>"`` for test/validate
+    (their logs go inside the run they load)."""
     loggers = trainer.get("logger")
     items = loggers if isinstance(loggers, list) else [loggers]
     for item in items:
@@ -72,7 +75,7 @@ def name_loggers(trainer: Namespace, runs_dir: Path, run_name: str, version: int
         elif path in _WANDB:
             # trainer.log_dir of a W&B run is its save_dir: make that the run folder.
             if args.get("save_dir") in (None, "", "."):
-                args["save_dir"] = str(runs_dir / run_name / f"version_{version}")
+                args["save_dir"] = str(runs_dir / run_name / (version if isinstance(version, str) else f"version_{version}"))
             if not args.get("name"):
                 args["name"] = run_name
 

@@ -13,9 +13,10 @@ What the script does (it is written to ``<run-dir>/job.sbatch``, readable on pur
   limit; Lightning's SLURM handler then writes ``hpc_ckpt_<n>.ckpt`` into the run folder
   and calls ``scontrol requeue``; ``#SBATCH --requeue`` allows it and
   ``--open-mode=append`` keeps one log across restarts. On restart, Lightning finds the
-  ``hpc_ckpt`` in ``trainer.default_root_dir`` and resumes from it by itself; that is
-  why the command always gets ``--trainer.default_root_dir=<run-dir>``: the folder must
-  be the same on every restart;
+  ``hpc_ckpt`` in the run folder: ``cli.py`` gets ``--runs_dir=<run-dir> --ckpt_path=last``
+  and resumes from the newest complete checkpoint (``hpc_ckpt_<n>`` or ``last.ckpt``) in the
+  same ``<run-dir>/<run_name>/version_<n>/`` (another ``--command`` gets
+  ``--trainer.default_root_dir=<run-dir>``, where Lightning finds ``hpc_ckpt`` itself);
 - ``--trainer.num_nodes`` / ``--trainer.devices`` / ``--trainer.accelerator`` are set to
   match the allocation (``--no-trainer-args`` leaves them to the config); everything after
   ``--`` is passed through to the command (``python cli.py fit`` by default,
@@ -151,11 +152,25 @@ def build_command(
     command: str, configs: Sequence[str], run_dir: Path, *, nodes: int, devices: int, accelerator: str,
     overrides: Sequence[str] = (), trainer_args: bool = True,
 ) -> str:
-    """The command every task runs (without ``srun``)."""
+    """The command every task runs (without ``srun``).
+
+    For ``cli.py`` the run lives in ``<run_dir>/<run_name>/version_<n>/`` (``--runs_dir``) and
+    every start passes ``--ckpt_path=last``: the first start finds nothing and trains from
+    scratch, a requeued start resumes from the newest complete checkpoint (Lightning's
+    ``hpc_ckpt_<n>.ckpt`` or ``last.ckpt``) in that same version folder. Another ``--command``
+    gets ``--trainer.default_root_dir=<run_dir>`` (where Lightning looks for ``hpc_ckpt``).
+    """
     parts = shlex.split(command)
     for cfg in configs:
         parts += ["--config", str(cfg)]
-    parts.append(f"--trainer.default_root_dir={run_dir}")
+    given = {o.split("=", 1)[0] for o in overrides}
+    if any(Path(p).name == "cli.py" for p in parts):
+        if "--runs_dir" not in given:
+            parts.append(f"--runs_dir={run_dir}")
+        if "--ckpt_path" not in given:
+            parts.append("--ckpt_path=last")
+    else:
+        parts.append(f"--trainer.default_root_dir={run_dir}")
     if trainer_args:
         parts += [f"--trainer.num_nodes={nodes}", f"--trainer.devices={devices}", f"--trainer.accelerator={accelerator}"]
     parts += list(overrides)
@@ -254,7 +269,7 @@ def write_sbatch(
         f"# configs: {' '.join(configs) or '(none)'}",
         f"# {nodes} node(s) x {tasks} task(s) ({accelerator}); one task per device.",
         "# SIGUSR1 arrives before the time limit: Lightning saves hpc_ckpt_<n>.ckpt in the run folder",
-        "# and requeues the job; the restart resumes from it (same --trainer.default_root_dir).",
+        "# and requeues the job; the restart resumes from the newest complete checkpoint of that folder.",
     ]
     lines += [f"#SBATCH {opt}" for opt in sb]
     lines += [
@@ -346,7 +361,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         print(f"batch script: {script}")
         if args.dry_run:
-            print("dry run: not submitted")
+            print(script.read_text())
+            print("dry run: not submitted (nothing else was written)")
             return 0
         job_id, log_path = submit(script)
     except SlurmError as err:

@@ -183,7 +183,7 @@ def test_tiny_tokenizer_fit_lowers_the_reconstruction_loss():
 
 def test_tiny_dit_predict_writes_pngs(tmp_path):
     base = ["--config", "aligntok_dit.yaml", "--config", "tiny/aligntok_dit.yaml", "--trainer.enable_progress_bar", "false"]
-    cli = run_cli(["predict", *base], tmp_path)  # random weights: tests the path, not the samples
+    cli = run_cli(["predict", *base, "--allow_random_weights", "true"], tmp_path)  # tests the path, not the samples
     folder = Path(cli.model.predictions_dir)
     assert len(list(folder.glob("sample*.png"))) == 4
 
@@ -192,7 +192,7 @@ def test_tiny_tokenizer_test_writes_results_rows(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # results/ rows land here
     base = ["--config", "aligntok_stage3.yaml", "--config", "tiny/aligntok_stage3.yaml",
             "--trainer.enable_progress_bar", "false"]
-    cli = run_cli(["test", *base], tmp_path)
+    cli = run_cli(["test", *base, "--allow_random_weights", "true"], tmp_path)
     evaluation = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "EvaluationCallback")
     assert {"rFID", "PSNR", "LPIPS"} <= set(evaluation.last_results)  # paper_numbers.yaml's names
     assert all(row.paper == "aligntok" for row in evaluation.last_rows)

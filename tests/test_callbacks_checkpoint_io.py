@@ -1,5 +1,5 @@
 """AtomicCheckpointIO: a SIGKILL during a save leaves the previous checkpoint loadable;
-weights_only loading with a logged fallback; resume equals an uninterrupted run."""
+weights_only=True loading that refuses (and never runs) anything else; resume equals an uninterrupted run."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.checkpoint_io import AtomicCheckpointIO
+from callbacks.checkpoint_io import AtomicCheckpointIO, UnsafeCheckpointError
 from callbacks.ema import EMACallback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,17 +108,30 @@ def test_save_load_round_trip_and_no_temporaries(tmp_path):
         io.load_checkpoint(tmp_path / "missing.ckpt")
 
 
-def test_weights_only_fallback_is_logged(tmp_path, caplog):
+def test_a_checkpoint_needing_more_than_weights_only_is_refused_and_runs_nothing(tmp_path):
     io = AtomicCheckpointIO()
     path = tmp_path / "obj.ckpt"
     io.save_checkpoint({"hyper_parameters": argparse.Namespace(lr=0.1), "state_dict": {}}, path)
-    with caplog.at_level(logging.WARNING, logger="callbacks.checkpoint_io"):
-        loaded = io.load_checkpoint(path)
-    assert loaded["hyper_parameters"].lr == 0.1
-    assert "weights_only=False" in caplog.text and "Namespace" in io.last_fallback_reason
-    # an explicit weights_only=True forbids the fallback
-    with pytest.raises(Exception):
-        io.load_checkpoint(path, weights_only=True)
+    with pytest.raises(UnsafeCheckpointError, match="obj.ckpt.*Namespace"):
+        io.load_checkpoint(path)
+    evil = tmp_path / "evil.ckpt"
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": {}, "x": _RunsCode(str(marker))}, evil)
+    with pytest.raises(UnsafeCheckpointError):
+        io.load_checkpoint(evil)
+    with pytest.raises(ValueError, match="weights_only=True only"):
+        io.load_checkpoint(evil, weights_only=False)
+    assert not marker.exists(), "unpickling must not have run the payload"
+
+
+class _RunsCode:
+    """A pickle payload that creates a file when unpickled (stands in for arbitrary code)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
 
 
 class Net(pl.LightningModule):

@@ -28,7 +28,7 @@ def test_config_with_tiny_overlay_fits_two_steps(name: str, tmp_path: Path) -> N
         tmp_path,
     )
     assert cli.trainer.global_step == 2
-    run = tmp_path / name / "version_0"
+    run = tmp_path / f"{name}+tiny" / "version_0"  # overlays are part of the run name
     assert (run / "config.yaml").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list(run.glob("events.out.tfevents.*")), "TensorBoard logs are written into the run folder"
@@ -41,14 +41,14 @@ def test_resume_continues_at_the_saved_step(tmp_path: Path) -> None:
     base = ["fit", "--config", "flow_matching_digits.yaml", "--config", "tiny/flow_matching_digits.yaml"]
     first = run_cli([*base, "--trainer.max_steps", "3"], tmp_path)
     assert first.trainer.global_step == 3
-    ckpt = tmp_path / "flow_matching_digits" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = tmp_path / "flow_matching_digits+tiny" / "version_0" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert saved["global_step"] == 3
 
     resumed = run_cli([*base, "--trainer.max_steps", "5", "--ckpt_path", "last"], tmp_path)
     assert resumed.trainer.global_step == 5
-    assert resumed.trainer.log_dir == str(tmp_path / "flow_matching_digits" / "version_0"), "same run folder"
-    assert not (tmp_path / "flow_matching_digits" / "version_1").exists()
+    assert resumed.trainer.log_dir == str(tmp_path / "flow_matching_digits+tiny" / "version_0"), "same run folder"
+    assert not (tmp_path / "flow_matching_digits+tiny" / "version_1").exists()
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 5
 
 

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+import os
 
+import pytest
+import torch
+
+from launch.checkpoints import newest_complete_checkpoint, run_version_of
 from launch.run_folders import (
-    find_last_checkpoint,
-    next_version,
+        next_version,
     resolve_config_argv,
     resolve_config_path,
     run_name_from_configs,
@@ -50,13 +53,23 @@ def test_argv_rewrite_keeps_other_arguments(tmp_path: Path) -> None:
 
 
 def test_run_name_and_versions(tmp_path: Path) -> None:
-    assert run_name_from_configs([Path("configs/fitcheck.yaml"), Path("configs/tiny/fitcheck.yaml")]) == "fitcheck"
+    assert run_name_from_configs([Path("configs/fitcheck.yaml")]) == "fitcheck"
+    assert run_name_from_configs([Path("configs/fitcheck.yaml"), Path("configs/tiny/fitcheck.yaml")]) == "fitcheck+tiny"
+    assert run_name_from_configs([Path("configs/ldm_scaling.yaml"), Path("configs/tiny/ldm_scaling.yaml"),
+                                  Path("configs/ldm_scaling/dreambooth.yaml")]) == "ldm_scaling+tiny+dreambooth"
     root = tmp_path / "fitcheck"
     assert next_version(root) == 0
     (root / "version_0" / "checkpoints").mkdir(parents=True)
     (root / "version_3").mkdir()
     assert next_version(root) == 4
     assert version_number("version_12") == 12
-    assert find_last_checkpoint(root) is None
-    (root / "version_0" / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    assert find_last_checkpoint(root) == root / "version_0" / "checkpoints" / "last.ckpt"
+    assert newest_complete_checkpoint(root) is None
+    last = root / "version_0" / "checkpoints" / "last.ckpt"
+    torch.save({"global_step": 1}, last)
+    assert newest_complete_checkpoint(root) == last
+    hpc = root / "version_3" / "hpc_ckpt_1.ckpt"  # newer SLURM checkpoint of a later version wins
+    torch.save({"global_step": 2}, hpc)
+    os.utime(last, (last.stat().st_mtime - 10,) * 2)
+    assert newest_complete_checkpoint(root) == hpc and run_version_of(hpc) == root / "version_3"
+    (root / "version_3" / "hpc_ckpt_2.ckpt").write_bytes(b"PK truncated")  # incomplete: ignored
+    assert newest_complete_checkpoint(root) == hpc

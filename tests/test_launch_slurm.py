@@ -2,14 +2,12 @@
 cluster (``slurm`` marker): a tiny job runs to completion and leaves its checkpoint; a running
 job sent SIGUSR1 saves, is requeued and resumes from that checkpoint.
 
-Until ``cli.py`` exists the job command is a small Lightning training script written into the
-test's tmp dir (``--command``); it accepts the same ``--config`` / ``--trainer.*`` arguments.
+The jobs run ``cli.py fit`` (the default command) on the tiny flow-matching config, exactly as a
+user's job would; ``tests/lifecycle_helpers.RecordStarts`` records where each start resumed.
 """
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -21,72 +19,26 @@ from slurm_cluster import slurm_cluster  # noqa: F401 - session fixture
 
 REPO = Path(__file__).resolve().parents[1]
 
-TRAIN_SCRIPT = '''
-"""Stand-in for `cli.py fit` in the SLURM tests: same argument names, tiny Lightning run."""
-import argparse, json, os, sys, time
-sys.path.insert(0, {repo!r})
-
-p = argparse.ArgumentParser()
-p.add_argument("--config", action="append", default=[])
-p.add_argument("--trainer.default_root_dir", dest="root", required=True)
-p.add_argument("--trainer.num_nodes", dest="num_nodes", type=int, default=1)
-p.add_argument("--trainer.devices", dest="devices", type=int, default=1)
-p.add_argument("--trainer.accelerator", dest="accelerator", default="cpu")
-p.add_argument("--trainer.max_steps", dest="max_steps", type=int, default=5)
-p.add_argument("--step_sleep", type=float, default=0.0)
-args = p.parse_args()
-
-import torch
-import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-from callbacks.checkpoint_io import AtomicCheckpointIO
-from callbacks.ema import EMACallback
+TINY = ["configs/flow_matching_digits.yaml", "configs/tiny/flow_matching_digits.yaml"]
+RUN = "flow_matching_digits+tiny"
 
 
-class Tiny(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.network = nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        time.sleep(args.step_sleep)
-        with open(os.path.join(args.root, "progress"), "w") as f:
-            f.write(str(self.global_step))
-        (x,) = batch
-        return self.network(x).pow(2).mean()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
+def _cli_job(run_dir: Path, max_steps: int, step_sleep: float = 0.0) -> Path:
+    """A launch.slurm script that runs `cli.py fit` on the tiny config (the default --command)."""
+    return slurm.write_sbatch(
+        TINY, cpus_per_task=1, mem="2G", time="00:10:00", run_dir=run_dir, workdir=REPO, check_node=False,
+        setup_lines=[f"export PYTHONPATH={REPO / 'tests'}", "export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1"],
+        overrides=[f"--trainer.max_steps={max_steps}", f"--trainer.val_check_interval={max_steps}",
+                   "--trainer.enable_progress_bar=false", "--trainer.callbacks+=lifecycle_helpers.RecordStarts",
+                   f"--trainer.callbacks.path={run_dir.resolve() / 'starts.jsonl'}",
+                   f"--trainer.callbacks.step_sleep={step_sleep}"],
+    )
 
 
-class Starts(Callback):
-    def on_train_start(self, trainer, pl_module):  # after the loops (global_step) are restored
-        with open(os.path.join(args.root, "starts.jsonl"), "a") as f:
-            f.write(json.dumps({{"restart": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
-                                "start_step": trainer.global_step, "ckpt_path": str(trainer.ckpt_path),
-                                "configs": args.config}}) + "\\n")
-
-
-trainer = pl.Trainer(
-    default_root_dir=args.root, max_steps=args.max_steps, accelerator=args.accelerator, devices=args.devices,
-    num_nodes=args.num_nodes, logger=False, enable_progress_bar=False, enable_model_summary=False,
-    plugins=[AtomicCheckpointIO()],
-    callbacks=[Starts(), EMACallback(decay=0.9),
-               ModelCheckpoint(dirpath=os.path.join(args.root, "checkpoints"), save_last=True, every_n_train_steps=5)],
-)
-trainer.fit(Tiny(), DataLoader(TensorDataset(torch.randn(4000, 4)), batch_size=4))
-with open(os.path.join(args.root, "done.json"), "w") as f:
-    json.dump({{"global_step": trainer.global_step}}, f)
-'''
-
-
-def _train_command(tmp_path: Path) -> str:
-    script = tmp_path / "train_stub.py"
-    script.write_text(TRAIN_SCRIPT.format(repo=str(REPO)))
-    return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+def _submit(cluster, script: Path) -> str:
+    result = cluster.run("sbatch", "--parsable", str(script))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 # --------------------------------------------------------------------------- script content (no cluster)
@@ -102,6 +54,8 @@ def test_dry_run_writes_readable_script_with_passthrough(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dry run: not submitted" in out and str(run_dir / "job.sbatch") in out
     text = (run_dir / "job.sbatch").read_text()
+    assert text in out, "the script is printed"
+    assert [p.name for p in run_dir.iterdir()] == ["job.sbatch"], "a dry run creates nothing but the script"
     for line in [
         "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
         "#SBATCH --cpus-per-task=12", "#SBATCH --mem=480G", "#SBATCH --time=48:00:00", "#SBATCH --partition=gpu",
@@ -111,7 +65,8 @@ def test_dry_run_writes_readable_script_with_passthrough(tmp_path, capsys):
         assert line in text.splitlines(), line
     srun = next(ln for ln in text.splitlines() if ln.startswith("srun "))
     assert " cli.py fit --config configs/x.yaml --config configs/tiny/x.yaml " in srun
-    assert f"--trainer.default_root_dir={run_dir.resolve()}" in srun
+    assert f"--runs_dir={run_dir.resolve()} --ckpt_path=last" in srun, "requeued starts resume in the same run"
+    assert "default_root_dir" not in srun
     assert "--trainer.num_nodes=2 --trainer.devices=8 --trainer.accelerator=gpu" in srun
     assert srun.endswith("--trainer.max_steps=100 --model.init_args.lr 1e-4")
 
@@ -170,47 +125,33 @@ def _wait_file(path: Path, pred, timeout: float, what: str, cluster, job_id: str
 
 
 @pytest.mark.slurm
-def test_tiny_job_runs_to_completion_and_leaves_checkpoint(slurm_cluster, tmp_path, monkeypatch, capsys):  # noqa: F811
-    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+def test_tiny_cli_job_runs_to_completion_and_leaves_checkpoint(slurm_cluster, tmp_path):  # noqa: F811
     run_dir = tmp_path / "run"
-    rc = slurm.main([
-        "--config", "configs/tiny.yaml", "--cpus-per-task", "1", "--mem", "500M", "--time", "00:10:00",
-        "--run-dir", str(run_dir), "--command", _train_command(tmp_path), "--", "--trainer.max_steps=5",
-    ])
-    assert rc == 0
-    out = capsys.readouterr().out
-    job_id = out.split("submitted job ")[1].split()[0]
-    assert f"log: {run_dir.resolve()}/slurm-{job_id}.out" in out
+    job_id = _submit(slurm_cluster, _cli_job(run_dir, max_steps=5))
     info = slurm_cluster.wait_for_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"},
-                                        timeout=150)
+                                        timeout=240)
     log = (run_dir / f"slurm-{job_id}.out").read_text()
     assert info["JobState"] == "COMPLETED", log[-3000:]
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == 5
+    version = run_dir.resolve() / RUN / "version_0"
+    assert torch.load(version / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
     starts = [json.loads(x) for x in (run_dir / "starts.jsonl").read_text().splitlines()]
-    assert starts == [{"restart": 0, "start_step": 0, "ckpt_path": "None", "configs": ["configs/tiny.yaml"]}]
+    assert starts == [{"restart": 0, "start_step": 0, "ckpt_path": "None", "ckpt_step": None, "run_dir": str(version)}]
 
 
 @pytest.mark.slurm
-def test_sigusr1_saves_requeues_and_resumes(slurm_cluster, tmp_path):  # noqa: F811
+def test_sigusr1_saves_requeues_and_resumes_in_the_same_run(slurm_cluster, tmp_path):  # noqa: F811
     run_dir = tmp_path / "run"
     max_steps = 60
-    script = slurm.write_sbatch(
-        ["configs/tiny.yaml"], cpus_per_task=1, time="00:10:00", run_dir=run_dir, command=_train_command(tmp_path),
-        overrides=[f"--trainer.max_steps={max_steps}", "--step_sleep=0.15"], check_node=False,
-    )
-    result = slurm_cluster.run("sbatch", "--parsable", str(script))
-    assert result.returncode == 0, result.stderr
-    job_id = result.stdout.strip()
-
-    _wait_file(run_dir / "progress", lambda s: int(s) >= 5, 150, "training progress", slurm_cluster, job_id)
+    job_id = _submit(slurm_cluster, _cli_job(run_dir, max_steps=max_steps, step_sleep=0.15))
+    starts_file = run_dir / "starts.jsonl"
+    _wait_file(Path(str(starts_file) + ".progress"), lambda s: int(s) >= 5, 240, "training progress",
+               slurm_cluster, job_id)
     sig = slurm_cluster.run("scancel", "--signal=USR1", job_id)  # to the job steps (srun -> the training task)
     assert sig.returncode == 0, sig.stderr
 
     # Lightning saves hpc_ckpt_1.ckpt and runs `scontrol requeue`; SLURM holds a requeued job back for a
     # while (BeginTime); release it as soon as it is pending so the test does not wait for that.
-    starts_file = run_dir / "starts.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + 240
     while time.time() < deadline:
         if starts_file.exists() and len(starts_file.read_text().splitlines()) >= 2:
             break  # the requeued job has started training again
@@ -220,19 +161,24 @@ def test_sigusr1_saves_requeues_and_resumes(slurm_cluster, tmp_path):  # noqa: F
         if int(info.get("Restarts", "0")) >= 1 and info.get("JobState") == "PENDING":
             slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
         time.sleep(0.5)
-    info = slurm_cluster.wait_for_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=150)
+    info = slurm_cluster.wait_for_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=240)
     log = (run_dir / f"slurm-{job_id}.out").read_text()
     assert info["JobState"] == "COMPLETED", log[-4000:]
     assert int(info["Restarts"]) == 1
 
-    hpc = run_dir / "hpc_ckpt_1.ckpt"
+    runs = run_dir.resolve() / RUN
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0"], "one run folder across the requeue"
+    version = runs / "version_0"
+    hpc = version / "hpc_ckpt_1.ckpt"
     assert hpc.exists(), log[-4000:]
-    saved_step = torch.load(hpc, weights_only=True)["global_step"]
-    assert 5 <= saved_step < max_steps
-    starts = [json.loads(x) for x in (run_dir / "starts.jsonl").read_text().splitlines()]
-    assert [s["restart"] for s in starts] == [0, 1]
+    hpc_step = torch.load(hpc, weights_only=True)["global_step"]
+    assert 5 <= hpc_step < max_steps
+    starts = [json.loads(x) for x in starts_file.read_text().splitlines()]
+    assert [s["restart"] for s in starts] == [0, 1] and {s["run_dir"] for s in starts} == {str(version)}
     assert starts[0]["start_step"] == 0
-    assert starts[1]["start_step"] == saved_step and starts[1]["ckpt_path"].endswith("hpc_ckpt_1.ckpt")
-    assert json.loads((run_dir / "done.json").read_text())["global_step"] == max_steps
+    resumed_from = Path(starts[1]["ckpt_path"])
+    assert resumed_from.parent in (version, version / "checkpoints"), resumed_from
+    # the newest complete checkpoint: hpc_ckpt_1, or the last.ckpt the SIGTERM of the requeue wrote after it
+    assert hpc_step <= starts[1]["start_step"] == starts[1]["ckpt_step"] < max_steps, starts
     assert "restart 0" in log and "restart 1" in log  # one log across restarts (--open-mode=append)
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == max_steps
+    assert torch.load(version / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == max_steps
