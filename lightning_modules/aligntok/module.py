@@ -75,6 +75,9 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
             weights: stage 1 from the pretrained encoder, tests with random weights).
         init_use_ema: take the EMA weights of ``init_checkpoint`` when it has them.
         max_adaptive_weight: clamp of the adaptive weights (VQGAN: 1e4).
+        sp_adaptive_eps: the epsilon added to L_sp's gradient norm in lambda_sp (VQGAN's 1e-4; the
+            thesis gives none). The tiny overlays lower it: their random stand-in encoder's gradients
+            at the last layer are far below 1e-4, where the epsilon, not L_sp, would set lambda_sp.
     """
 
     predict_counts_sampler_steps = False  # reconstruction, no sampler: Lightning's batch bar stays
@@ -95,6 +98,7 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
         init_checkpoint: Optional[str] = None,
         init_use_ema: bool = True,
         max_adaptive_weight: float = 1e4,
+        sp_adaptive_eps: float = 1e-4,
     ) -> None:
         super().__init__()
         if stage not in STAGE_TRAINABLE:
@@ -197,7 +201,8 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
             with torch.no_grad():
                 target = self.reference(images)
             sp = F.mse_loss(latents.float(), target.float())
-            weight = adaptive_weight(nll, sp, tok.encoder.last_layer(), max_weight=hp.max_adaptive_weight)
+            weight = adaptive_weight(nll, sp, tok.encoder.last_layer(), eps=hp.sp_adaptive_eps,
+                                     max_weight=hp.max_adaptive_weight)
             total = total + hp.sp_weight * weight * sp
             out.update(sp_loss=sp, sp_adaptive_weight=weight)
         out["loss"] = total
