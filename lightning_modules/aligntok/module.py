@@ -34,6 +34,7 @@ import logging
 from typing import Any, Mapping, Optional
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
