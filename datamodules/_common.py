@@ -258,16 +258,26 @@ class EmbeddedDataModule(L.LightningDataModule):
     #: subclasses that expose ``num_samples`` / ``labels`` (the baselines' data modules).
     predict_num_samples: int | None = None
     predict_labels: list[int] | None = None
+    #: The split ``predict_dataloader`` reads when it serves data rather than sampling requests:
+    #: ``"val"`` (the default above) or ``"train"`` (in a fixed order, e.g. for latent extraction,
+    #: which sets it from its own ``split`` argument).
+    predict_split: str = "val"
 
     def predict_dataloader(self) -> DataLoader:
         """``num_samples`` sampling requests when set (every one processed, no batch limit);
-        otherwise the validation split, e.g. as conditions for ``predict``."""
+        otherwise the ``predict_split`` split (validation unless set), in a fixed order."""
         if self.predict_num_samples is not None:
             from datamodules.predict_inputs import SampleRequests, release_predict_limit
 
             requests = SampleRequests(self.predict_num_samples, self.predict_labels, seed=self.seed)
             release_predict_limit(getattr(self, "trainer", None), len(requests), "data.num_samples")
             return DataLoader(requests, batch_size=self.batch_size, shuffle=False, collate_fn=collate_dicts)
+        if self.predict_split not in SPLIT_CODES:
+            raise ValueError(f"predict_split must be one of {list(SPLIT_CODES)}, got {self.predict_split!r}")
+        if self.predict_split == "train":
+            if self.train_dataset is None:
+                self.setup()
+            return self._loader(self.train_dataset, shuffle=False)
         return self._loader(self.val_dataset, shuffle=False)
 
 

@@ -113,6 +113,9 @@ class FrechetInceptionDistance(_FeatureMetric):
         input_range: value range that inputs are checked against
             (``None`` disables the check, for extractors that take other inputs).
         name: metric name recorded in the protocol (``"fid"``, ``"fd_dinov2"``).
+        reference_statistics: ``.npz`` loaded as the fixed real side when the metric is built
+            (:meth:`load_real_statistics`: ``mu``/``sigma``, or ADM's reference batch, e.g.
+            ``VIRTUAL_imagenet256_labeled.npz``); ``None`` streams the real batches.
         kwargs: forwarded to ``torchmetrics.Metric`` (``sync_on_compute``,
             ``process_group``, ...).
     """
@@ -124,6 +127,7 @@ class FrechetInceptionDistance(_FeatureMetric):
         reset_real_features: bool = True,
         input_range: Optional[tuple[float, float]] = (-1.0, 1.0),
         name: str = "fid",
+        reference_statistics: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(feature_extractor, num_features, input_range, **kwargs)
@@ -134,10 +138,14 @@ class FrechetInceptionDistance(_FeatureMetric):
             self.add_state(f"{prefix}_sum", torch.zeros(d, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{prefix}_outer", torch.zeros(d, d, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{prefix}_count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.reference: Optional[str] = None  # the loaded reference file's name (protocol), if any
+        if reference_statistics is not None:
+            self.load_real_statistics(reference_statistics)
 
     @property
     def protocol(self) -> MetricProtocol:
-        return extractor_protocol(self.feature_extractor).with_extra(metric=self.name, estimator="Frechet, float64 streaming sums")
+        protocol = extractor_protocol(self.feature_extractor).with_extra(metric=self.name, estimator="Frechet, float64 streaming sums")
+        return protocol if self.reference is None else protocol.with_extra(reference=self.reference)
 
     def update(self, images: Tensor, real: bool) -> None:
         """Add a batch of real (``real=True``) or generated images."""
@@ -217,18 +225,15 @@ class FrechetInceptionDistance(_FeatureMetric):
         os.replace(tmp, path)
 
     def load_real_statistics(self, path: str) -> None:
-        """Read ``.npz`` reference statistics (``mu``, ``sigma``, optional ``count``; pytorch-fid's format)."""
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"reference statistics file {path!r} not found; expected an .npz with `mu` and `sigma` "
-                f"(write one with save_real_statistics() over the reference split)"
-            )
-        with np.load(path) as data:
-            missing = [k for k in ("mu", "sigma") if k not in data]
-            if missing:
-                raise KeyError(f"{path}: missing arrays {missing}; found {list(data.keys())}")
-            count = int(data["count"]) if "count" in data else 50000
-            self.set_real_statistics(data["mu"], data["sigma"], count)
+        """Read reference statistics from ``.npz``: ``mu``, ``sigma``, optional ``count`` (pytorch-fid's
+        format, :meth:`save_real_statistics`), or ADM's reference batch (``mu``/``sigma``, or images in
+        ``arr_0``, featurised here); see :mod:`metrics.reference_batch`."""
+        from metrics.reference_batch import read_reference_statistics
+
+        extract = lambda images: self.extract(images.to(self.real_sum.device), "reference images")  # noqa: E731
+        mean, cov, count = read_reference_statistics(path, extract)
+        self.set_real_statistics(mean, cov, count)
+        self.reference = os.path.basename(path)
 
 
 class KernelInceptionDistance(_FeatureMetric):

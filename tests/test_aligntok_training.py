@@ -215,7 +215,9 @@ def test_latent_extraction_then_dit_on_shards(tmp_path):
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False, accelerator="cpu")
     trainer.predict(extractor, datamodule=data)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["num_items"] == 8 and len(stats["mean"]) == 4
+    data.setup()
+    assert len(data.train_dataset) == 16 != len(data.val_dataset)  # 8 photos x 2 train crops vs x 1 val crop
+    assert stats["num_items"] == len(data.train_dataset) and len(stats["mean"]) == 4  # the train split, not val
     latents = AlignTokLatentsDataModule(str(out), batch_size=4, val_fraction=0.25)
     latents.setup()
     batch = next(iter(latents.train_dataloader()))

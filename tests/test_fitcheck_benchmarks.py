@@ -11,7 +11,7 @@ from PIL import Image
 
 from datamodules.fitcheck_benchmarks import FitCheckTestSet
 from datamodules.fitcheck_videos import FitCheckVideoDataModule
-from lightning_modules.fitcheck.evaluation import _dataset_name
+from lightning_modules.fitcheck.evaluation import _paper_dataset
 
 
 def _png(path: Path, value: int, size=(12, 16)) -> None:
@@ -64,6 +64,6 @@ def test_ubc_fashion_reads_test_mp4s_on_white_and_selfie_layout(tmp_path: Path) 
     dm = FitCheckVideoDataModule(size=(16, 12), frame_stride=1, test_set="selfie", test_root=str(tmp_path / "selfie"))
     batch = next(iter(dm.test_dataloader()))
     assert batch["video"].shape == (1, 3, 3, 16, 12) and batch["name"] == ["capture01"]
-    assert _dataset_name(dm) == "self-captured selfie dataset"
+    assert _paper_dataset(dm) == "self-captured selfie dataset"
     with pytest.raises(ValueError, match="test_root"):
         FitCheckVideoDataModule(test_set="tiktok")

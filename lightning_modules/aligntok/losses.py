@@ -34,6 +34,23 @@ def adaptive_weight(
     return weight.clamp(0.0, max_weight).detach()
 
 
+SP_LOSSES = ("mse", "cosine")
+
+
+def semantic_preservation_loss(current: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
+    """L_sp between the trainable and the frozen stage-1 maps ``[B, C, H, W]`` (Ch. 7 §7.3, Eq. 7.5; Table 7.1).
+
+    ``mse``: the thesis's L2, the mean squared error. ``cosine`` (Table 7.1's "Cosine L_sp" row; the
+    thesis gives no formula): ``1 - cos`` between the two C-dim vectors of each token, averaged over
+    tokens and batch, our reading.
+    """
+    if kind == "mse":
+        return F.mse_loss(current.float(), target.float())
+    if kind == "cosine":
+        return (1.0 - F.cosine_similarity(current.float(), target.float(), dim=1, eps=1e-8)).mean()
+    raise ValueError(f"model.init_args.sp_loss must be one of {list(SP_LOSSES)}, got {kind!r}")
+
+
 def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     """Discriminator hinge loss ``(relu(1 - D(x)) + relu(1 + D(x_hat))) / 2``."""
     return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())

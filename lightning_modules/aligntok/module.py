@@ -23,6 +23,9 @@ Choices where the thesis is silent: Adam with betas (0.5, 0.9) and no weight dec
 autoencoder recipe that VA-VAE uses); hinge discriminator loss; discriminator lr equal to
 the generator's; L_sp is the mean squared error; lambda_sp's numerator is the gradient of
 L1 + w_p LPIPS (the same numerator as the GAN weight); LPIPS with the VGG backbone (LDM's).
+
+Table 7.1's L_sp ablations are options (overlays in ``configs/aligntok_ablations/``): ``sp_loss:
+cosine`` and ``sp_target: encoder`` (pre-adapter); the w_sp rows set ``sp_weight``.
 """
 from __future__ import annotations
 
@@ -37,7 +40,14 @@ from torch import Tensor, nn
 
 from lightning_modules.aligntok.checkpoints import load_into, load_stage_state, sub_state
 from lightning_modules.components.manual_sync import disable_ddp_reducer, sync_buffers, sync_gradients
-from lightning_modules.aligntok.losses import PatchDiscriminator, adaptive_weight, generator_loss, hinge_d_loss
+from lightning_modules.aligntok.losses import (
+    SP_LOSSES,
+    PatchDiscriminator,
+    adaptive_weight,
+    generator_loss,
+    hinge_d_loss,
+    semantic_preservation_loss,
+)
 from lightning_modules.aligntok.tokenizer import AlignTokenizer
 from lightning_modules.components.image_io import save_grid
 from lightning_modules.components.predict_outputs import PredictOutputsMixin
@@ -48,6 +58,8 @@ log = logging.getLogger(__name__)
 STAGE_TRAINABLE: dict[int, tuple[str, ...]] = {1: ("adapter", "decoder"), 2: ("encoder", "adapter", "decoder"), 3: ("decoder",)}
 #: Parts kept out of checkpoints (rebuilt from their own sources).
 _NOT_SAVED = ("lpips.", "reference.")
+#: Where L_sp compares the trainable and the frozen stage-1 networks (see ``sp_target``).
+SP_TARGETS = ("latent", "encoder")
 
 
 def psnr(x: Tensor, y: Tensor) -> Tensor:
@@ -76,6 +88,13 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
             weights: stage 1 from the pretrained encoder, tests with random weights).
         init_use_ema: take the EMA weights of ``init_checkpoint`` when it has them.
         max_adaptive_weight: clamp of the adaptive weights (VQGAN: 1e4).
+        sp_adaptive_eps: the epsilon added to L_sp's gradient norm in lambda_sp (VQGAN's 1e-4; the
+            thesis gives none). The tiny overlays lower it: their random stand-in encoder's gradients
+            at the last layer are far below 1e-4, where the epsilon, not L_sp, would set lambda_sp.
+        sp_loss: ``mse`` (the thesis's L2) or ``cosine`` (Table 7.1's "Cosine L_sp" ablation).
+        sp_target: ``latent`` (the thesis: L_sp on the post-adapter latent, against the frozen stage-1
+            E_p o A) or ``encoder`` (Table 7.1's "L_sp applied pre-adapter": on E_p's output, against
+            the frozen stage-1 E_p only, so the adapter is unregularised).
     """
 
     predict_counts_sampler_steps = False  # reconstruction, no sampler: Lightning's batch bar stays
@@ -96,10 +115,17 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
         init_checkpoint: Optional[str] = None,
         init_use_ema: bool = True,
         max_adaptive_weight: float = 1e4,
+        sp_adaptive_eps: float = 1e-4,
+        sp_loss: str = "mse",
+        sp_target: str = "latent",
     ) -> None:
         super().__init__()
         if stage not in STAGE_TRAINABLE:
             raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        if sp_loss not in SP_LOSSES:
+            raise ValueError(f"model.init_args.sp_loss must be one of {list(SP_LOSSES)}, got {sp_loss!r}")
+        if sp_target not in SP_TARGETS:
+            raise ValueError(f"model.init_args.sp_target must be one of {list(SP_TARGETS)}, got {sp_target!r}")
         self.save_hyperparameters(ignore=["tokenizer", "discriminator"])
         self.automatic_optimization = False
         self.stage = int(stage)
@@ -120,8 +146,9 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
                 load_into(self.discriminator, disc, "the discriminator", init_checkpoint)
         self.reference: Optional[nn.Module] = None
         if self.stage == 2:
-            # Frozen copy of the stage-1 E_p o A: the target of L_sp.
-            self.reference = nn.Sequential(copy.deepcopy(self.tokenizer.encoder), copy.deepcopy(self.tokenizer.adapter))
+            # Frozen copy of the stage-1 E_p o A (E_p alone for the pre-adapter ablation): the target of L_sp.
+            parts = [self.tokenizer.encoder] + ([self.tokenizer.adapter] if sp_target == "latent" else [])
+            self.reference = nn.Sequential(*(copy.deepcopy(part) for part in parts))
             self.reference.requires_grad_(False).eval()
         self.configure_trainable()
 
@@ -187,7 +214,8 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
             with torch.no_grad():
                 latents = tok.encode(images)
         else:
-            latents = tok.encode(images)
+            features = tok.encoder(images)  # kept for the pre-adapter L_sp ablation
+            latents = tok.adapter(features)
         recon = tok.decode(latents)
         l1 = (recon.float() - images.float()).abs().mean()
         perceptual = self.lpips(recon.float(), images.float()).mean()
@@ -202,8 +230,10 @@ class AlignTokModule(PredictOutputsMixin, LightningModule):
         if self.stage == 2 and self.reference is not None:
             with torch.no_grad():
                 target = self.reference(images)
-            sp = F.mse_loss(latents.float(), target.float())
-            weight = adaptive_weight(nll, sp, tok.encoder.last_layer(), max_weight=hp.max_adaptive_weight)
+            current = latents if hp.sp_target == "latent" else features
+            sp = semantic_preservation_loss(current, target, hp.sp_loss)
+            weight = adaptive_weight(nll, sp, tok.encoder.last_layer(), eps=hp.sp_adaptive_eps,
+                                     max_weight=hp.max_adaptive_weight)
             total = total + hp.sp_weight * weight * sp
             out.update(sp_loss=sp, sp_adaptive_weight=weight)
         out["loss"] = total
