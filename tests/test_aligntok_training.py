@@ -70,11 +70,11 @@ def test_stage_chain_through_checkpoints(tmp_path):
     base = lambda s: ["fit", "--config", f"aligntok_stage{s}.yaml", "--config", f"tiny/aligntok_stage{s}.yaml",  # noqa: E731
                       "--trainer.enable_progress_bar", "false"]
     run_cli(base(1), tmp_path)
-    ckpt1 = tmp_path / "aligntok_stage1" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt1 = tmp_path / "aligntok_stage1+tiny" / "version_0" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt1, map_location="cpu", weights_only=False)["state_dict"]
     assert not any(k.startswith("lpips.") for k in saved)
     cli2 = run_cli([*base(2), "--model.init_args.init_checkpoint", str(ckpt1)], tmp_path)
-    ckpt2 = tmp_path / "aligntok_stage2" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt2 = tmp_path / "aligntok_stage2+tiny" / "version_0" / "checkpoints" / "last.ckpt"
     state2 = torch.load(ckpt2, map_location="cpu", weights_only=False)
     assert not any(k.startswith("reference.") for k in state2["state_dict"])
     assert any("ema" in v for v in state2["callbacks"].values() if isinstance(v, dict)), "stage 2 keeps an EMA"
