@@ -34,6 +34,10 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "flow_matching_digits_cfg": ("lecture", None),
     "fitcheck": ("fitcheck", "Table 4.1"),
     "inverse_painting": ("inverse_painting", "Table 6.1"),
+    "lecture_cgan": ("lecture", None),
+    "lecture_cyclegan": ("lecture", None),
+    "lecture_dcgan": ("lecture", None),
+    "lecture_pix2pix": ("lecture", None),
 }
 
 #: configs whose ``test`` writes no results rows yet, and why (kept explicit so a new config is noticed).
@@ -43,6 +47,9 @@ NO_ROWS: dict[str, str] = {
     "inverse_painting_mask": "component training stage; the full pipeline (inverse_painting) writes Table 6.1",
     "inverse_painting_renderer": "component training stage; the full pipeline (inverse_painting) writes Table 6.1",
     "inverse_painting_text": "component training stage; the full pipeline (inverse_painting) writes Table 6.1",
+    "lecture_gan_toy": "2-D toy GAN: test logs the mode coverage of the ring, no image metric rows (lecture)",
+    "lecture_pixelcnn": "likelihood model: test logs the negative log-likelihood (bits/dim), written as no row (lecture)",
+    "lecture_vae": "likelihood model: test logs the ELBO / importance-sampled NLL, written as no row (lecture)",
     "ldm_scaling": "text-to-image scaling rows come from benchmarks/scaling_sweep.py",
 }
 
