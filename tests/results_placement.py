@@ -38,6 +38,7 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "lecture_cyclegan": ("lecture", None),
     "lecture_dcgan": ("lecture", None),
     "lecture_pix2pix": ("lecture", None),
+    "lfg_shadow": ("shadow_removal", "Table 7.1"),
 }
 
 #: configs whose ``test`` writes no results rows yet, and why (kept explicit so a new config is noticed).
@@ -50,6 +51,7 @@ NO_ROWS: dict[str, str] = {
     "lecture_gan_toy": "2-D toy GAN: test logs the mode coverage of the ring, no image metric rows (lecture)",
     "lecture_pixelcnn": "likelihood model: test logs the negative log-likelihood (bits/dim), written as no row (lecture)",
     "lecture_vae": "likelihood model: test logs the ELBO / importance-sampled NLL, written as no row (lecture)",
+    "lfg_shadow_pretrain": "pretraining stage; the fine-tuned model (lfg_shadow) writes Table 7.1",
     "ldm_scaling": "text-to-image scaling rows come from benchmarks/scaling_sweep.py",
 }
 
