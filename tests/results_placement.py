@@ -39,6 +39,8 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "lecture_dcgan": ("lecture", None),
     "lecture_pix2pix": ("lecture", None),
     "lfg_shadow": ("shadow_removal", "Table 7.1"),
+    "vidm_content": ("vidm", "Table 3.2 (content generator)"),
+    "vidm_motion": ("vidm", "Table 3.1 (256-UCF101)"),
 }
 
 #: configs whose ``test`` writes no results rows yet, and why (kept explicit so a new config is noticed).
