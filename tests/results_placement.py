@@ -32,6 +32,9 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "ddpm_digits_cfg": ("lecture", None),
     "flow_matching_digits": ("lecture", None),
     "flow_matching_digits_cfg": ("lecture", None),
+    "dift_image": ("dift", "Table 4.1 (CIFAR10)"),
+    "dift_video": ("dift", "Table 4.1 (CelebV-Text)"),
+    "dift_views": ("dift", "Table 4.1 (ShapeNet-Cars)"),
     "fitcheck": ("fitcheck", "Table 4.1"),
     "inverse_painting": ("inverse_painting", "Table 6.1"),
     "lecture_cgan": ("lecture", None),
@@ -46,6 +49,8 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
 #: configs whose ``test`` writes no results rows yet, and why (kept explicit so a new config is noticed).
 NO_ROWS: dict[str, str] = {
     "aligntok_probe": "linear probe accuracy is logged, not written as a row",
+    "dift_game": ("its row is one rollout PSNR over all frames; Table 4.2's columns are PSNR at fractions of the "
+                  "100-frame context (PSNR@10%..100%), which the module does not compute yet"),
     "fitcheck_finetune": "image fine-tuning stage; Table 4.1 scores the video model (fitcheck)",
     "inverse_painting_mask": "component training stage; the full pipeline (inverse_painting) writes Table 6.1",
     "inverse_painting_renderer": "component training stage; the full pipeline (inverse_painting) writes Table 6.1",
