@@ -24,6 +24,9 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "aligntok_stage1": ("aligntok", "Table 7.1"),
     "aligntok_stage2": ("aligntok", "Table 7.1"),
     "aligntok_stage3": ("aligntok", "Table 7.1"),
+    "bi_noising_colorization": ("renoising", "Table 8.1"),
+    "bi_noising_derain": ("renoising", "Table 8.3"),
+    "bi_noising_sr": ("renoising", "Table 8.2"),
     "cfld": ("cfld", "Table 2 (256x176)"),
     "cfld_512": ("cfld", "Table 2 (512x352)"),
     "codi_inpaint": ("codi", "Table 5.2 (inpainting)"),
@@ -51,6 +54,7 @@ NO_ROWS: dict[str, str] = {
     "aligntok_probe": "linear probe accuracy is logged, not written as a row",
     "dift_game": ("its row is one rollout PSNR over all frames; Table 4.2's columns are PSNR at fractions of the "
                   "100-frame context (PSNR@10%..100%), which the module does not compute yet"),
+    "bi_noising_prior": "unconditional DDPM prior (a stage); the restoration configs (bi_noising_*) write Tables 8.1-8.3",
     "fitcheck_finetune": "image fine-tuning stage; Table 4.1 scores the video model (fitcheck)",
     "inverse_painting_mask": "component training stage; the full pipeline (inverse_painting) writes Table 6.1",
     "inverse_painting_renderer": "component training stage; the full pipeline (inverse_painting) writes Table 6.1",
