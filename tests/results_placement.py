@@ -31,6 +31,9 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "cfld_512": ("cfld", "Table 2 (512x352)"),
     "codi_inpaint": ("codi", "Table 5.2 (inpainting)"),
     "codi_sr": ("codi", "Table 5.2 (super-resolution)"),
+    "d2sm_dehaze": ("semantic_stats", "Table 9.3"),
+    "d2sm_denoise": ("semantic_stats", "Table 9.1"),
+    "d2sm_face_sr": ("semantic_stats", "Table 9.2"),
     "ddpm_digits": ("lecture", None),
     "ddpm_digits_cfg": ("lecture", None),
     "flow_matching_digits": ("lecture", None),
@@ -45,6 +48,7 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "lecture_dcgan": ("lecture", None),
     "lecture_pix2pix": ("lecture", None),
     "lfg_shadow": ("shadow_removal", "Table 7.1"),
+    "ltt_gan": ("ltt_gan", "Table 6.1"),
     "vidm_content": ("vidm", "Table 3.2 (content generator)"),
     "vidm_motion": ("vidm", "Table 3.1 (256-UCF101)"),
 }
