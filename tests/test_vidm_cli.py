@@ -138,5 +138,6 @@ def test_cli_fit_predict_videos_and_test_rows(tmp_path: Path, monkeypatch: pytes
     assert wide.n_frames == 8 and wide.size == (16, 10), "named after the input, its aspect ratio at the model size"
     run_cli(["test", *MOTION, "--ckpt_path", "last"], tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "results" / "vidm.jsonl").read_text().splitlines()]
-    assert {r["metric"] for r in rows} >= {"FVD-16", "FID"}
+    assert {r["metric"] for r in rows} >= {"FVD-16"}  # the tiny overlay scores Table 3.1's column only
+    assert all(r["table"] == "Table 3.1 (256-UCF101)" for r in rows)
     assert all(r["paper"] == "vidm" for r in rows)

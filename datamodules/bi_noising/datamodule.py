@@ -104,6 +104,8 @@ class BiNoisingDataModule(EmbeddedDataModule):
         batch_size, num_workers, val_fraction, seed, pin_memory: as :class:`EmbeddedDataModule`.
     """
 
+    STAND_IN = "embedded photos with synthetic degradations (stand-in for CelebA-HQ / Rain200L)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         task: str = "colorization",

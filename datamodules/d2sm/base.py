@@ -65,6 +65,8 @@ class PredictImages(Dataset):
 class RestorationDataModule(L.LightningDataModule):
     """Loaders for ``(train, val)`` datasets built by subclasses; predict reads ``predict_inputs``."""
 
+    STAND_IN = "embedded photos with synthetic degradations (stand-in)"  # the results rows' ``dataset`` on embedded data (metrics.results_rows.dataset_field)
+
     def __init__(self, batch_size: int, val_batch_size: int, num_workers: int, seed: int,
                  predict_inputs: Optional[Sequence[str]], predict_sigma: Optional[float]) -> None:
         super().__init__()

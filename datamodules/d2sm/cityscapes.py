@@ -110,6 +110,8 @@ class CityscapesDenoisingDataModule(RestorationDataModule):
         batch_size (64 in the thesis), val_batch_size, num_workers, seed, predict_inputs, predict_sigma.
     """
 
+    STAND_IN = "embedded noisy photos with synthetic labels (stand-in for Cityscapes)"  # the results rows' ``dataset`` on embedded data (metrics.results_rows.dataset_field)
+
     def __init__(self, root: Optional[str] = None, crop: int = 512, sigma_max: float = 75.0,
                  val_sigmas: Sequence[float] = (25.0, 35.0, 50.0), val_crop: Optional[int] = None,
                  val_limit: Optional[int] = None, batch_size: int = 64, val_batch_size: int = 1,

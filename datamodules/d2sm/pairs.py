@@ -81,6 +81,8 @@ class DehazePairs(Dataset):
 class PairedRestorationDataModule(RestorationDataModule):
     """Face SR or dehazing pairs (module docstring)."""
 
+    STAND_IN = "embedded photos with synthetic degradations (stand-in for CelebA / I-HAZE pairs)"  # the results rows' ``dataset`` on embedded data (metrics.results_rows.dataset_field)
+
     def __init__(self, root: Optional[str] = None, task: str = "sr", hr_size: int = 128, scale: int = 8, crop: Optional[int] = 256,
                  input_subdir: str = "hazy", target_subdir: str = "GT", input_suffix: str = "_hazy",
                  target_suffix: str = "_GT", train_split: str = "train", val_split: str = "test",

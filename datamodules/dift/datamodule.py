@@ -87,6 +87,17 @@ class DiFTDataModule(EmbeddedDataModule):
         num_train, num_val: embedded fields per split.
     """
 
+    #: the results rows' ``dataset`` per modality on embedded data (metrics.results_rows.dataset_field)
+    STAND_INS = {"image": "embedded digits (stand-in for CIFAR-10)",
+                 "video": "embedded moving shapes (stand-in for CelebV-Text)",
+                 "views": "embedded sphere scenes (stand-in for ShapeNet cars)",
+                 "game": "embedded sprite game (stand-in for Super Mario Bros)"}
+
+    @property
+    def stand_in_name(self) -> str:
+        """The embedded stand-in of this modality, named in results rows instead of the paper's dataset."""
+        return self.STAND_INS[self.modality]
+
     def __init__(
         self,
         modality: str = "image",

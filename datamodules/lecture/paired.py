@@ -128,6 +128,8 @@ class PairedDataModule(EmbeddedDataModule):
         crops_per_image: photo crops per photo and split-share (embedded photos only).
     """
 
+    STAND_IN = "embedded edge/colour pairs of digits or photos (stand-in for pix2pix pairs)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(self, root: Optional[str] = None, task: str = "edges2image", base: str = "photos", size: int = 256,
                  direction: str = "AtoB", predict_root: Optional[Union[str, list[str]]] = None,
                  crops_per_image: int = 64, batch_size: int = 1, num_workers: int = 0, val_fraction: float = 0.1,

@@ -91,6 +91,8 @@ class UnpairedDataModule(EmbeddedDataModule):
         predict_root: folder or files of the user's images for ``predict``.
     """
 
+    STAND_IN = "embedded digit domains, plain and inverted (stand-in for unpaired sets)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(self, root: Optional[str] = None, size: int = 256, predict_root: Optional[Union[str, list[str]]] = None,
                  batch_size: int = 1, num_workers: int = 0, val_fraction: float = 0.1, seed: int = 0) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, False)

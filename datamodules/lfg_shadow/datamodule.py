@@ -126,6 +126,8 @@ class ShadowRemovalDataModule(EmbeddedDataModule):
         batch_size, num_workers, val_fraction, seed, pin_memory: as :class:`EmbeddedDataModule`.
     """
 
+    STAND_IN = "embedded synthetic shadows on photos (stand-in for ISTD / AISTD)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         source: str = "embedded",

@@ -115,6 +115,8 @@ class TurbulenceFaceDataModule(EmbeddedDataModule):
         batch_size, num_workers, val_fraction, seed: loaders (batch 12 in the paper, over 4 GPUs).
     """
 
+    STAND_IN = "embedded photos with ElasticAug turbulence (stand-in for FFHQ / CelebAHQ100)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(self, root: Optional[str] = None, size: int = 512, degradation: str = "full",
                  degradation_overrides: Optional[dict[str, Any]] = None, paired_root: Optional[str] = None,
                  identity_root: Optional[str] = None, identity_separator: str = "_",

@@ -143,6 +143,8 @@ class VIDMDataModule(EmbeddedDataModule):
         batch_size, num_workers, val_fraction, seed, pin_memory: as :class:`EmbeddedDataModule`.
     """
 
+    STAND_IN = "embedded procedural video clips (stand-in for UCF101 / SkyTimelapse / CLEVRER)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
+
     def __init__(
         self,
         task: str = "motion",

@@ -36,8 +36,8 @@ from lightning_modules.components.semantic_features import build_semantic_featur
 from lightning_modules.d2sm.restorers import FFDNet, run_restorer
 from lightning_modules.d2sm.segmenter import load_segmenter
 from metrics.image_quality import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
-from metrics.results_rows import (ResultRow, append_rows, describe_evaluator, git_commit, infer_data_flag,
-                                  run_config_path, utc_now)
+from metrics.results_rows import (ResultRow, append_rows, dataset_field, describe_evaluator, git_commit, infer_data_flag,
+                                  run_config_path, run_provenance, utc_now)
 from metrics.segmentation import MeanIoU
 from lightning_modules.components.predict_outputs import predictions_root
 
@@ -77,6 +77,7 @@ class D2SMRestorationModule(FrozenPartsModule):
             ``torchscript`` (alignment network from ``landmark_path``), see :mod:`metrics.landmarks`.
         num_classes, ignore_index: mIoU protocol (19, 255).
         paper, method, dataset_name, split_name, metric_suffix, results_file: results-row fields.
+        table: the ``benchmarks/paper_numbers.yaml`` table the rows belong to (Table 9.1 / 9.2 / 9.3).
         sigma_suffix: name denoising metrics per sigma (``PSNR-s25``, Table 9.1); False gives ``PSNR``
             (Table 9.4, evaluated at sigma 25 only).
         predict_dir: folder for predictions (``None``: ``<run folder>/predictions``).
@@ -118,6 +119,7 @@ class D2SMRestorationModule(FrozenPartsModule):
         metric_suffix: str = "",
         sigma_suffix: bool = True,
         results_file: Optional[str] = "results/d2sm.jsonl",
+        table: Optional[str] = None,
         predict_dir: Optional[str] = None,
     ) -> None:
         super().__init__()
@@ -155,6 +157,8 @@ class D2SMRestorationModule(FrozenPartsModule):
         self.predictions_dir: Optional[str] = None
         self.last_results: dict[str, float] = {}
         self._checkpoint_step: Optional[int] = None
+        self.results_file = results_file  # an attribute, so a caller (a test) can redirect the rows
+        self._seen_hw: Optional[tuple[int, int]] = None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._checkpoint_step = int(checkpoint.get("global_step", 0))
@@ -224,6 +228,8 @@ class D2SMRestorationModule(FrozenPartsModule):
     def _evaluate(self, batch: Mapping[str, Any], restored: Optional[Tensor] = None) -> None:
         restored = (self.restore(batch) if restored is None else restored).clamp(-1, 1)
         clean = batch["image"]
+        if self._seen_hw is None:
+            self._seen_hw = (int(clean.shape[-2]), int(clean.shape[-1]))  # the row's resolution
         labels = batch.get("label")
         groups = self._group_names(batch)
         for group in sorted(set(groups)):
@@ -276,10 +282,12 @@ class D2SMRestorationModule(FrozenPartsModule):
             self.log(f"test/{key}", value, sync_dist=True)
         self.last_results = results
         config = run_config_path(self.trainer)  # reads trainer.log_dir: on every rank, before the rank-0 write
-        if self.hparams.results_file and self.trainer.is_global_zero:
-            append_rows(self.hparams.results_file, self._rows(results, config))
+        provenance = run_provenance(self.trainer)  # on every rank (reads the run folder)
+        if self.results_file and self.trainer.is_global_zero:
+            append_rows(self.results_file, self._rows(results, config, provenance))
 
-    def _rows(self, results: dict[str, float], config: Optional[str]) -> list[ResultRow]:
+    def _rows(self, results: dict[str, float], config: Optional[str],
+              provenance: Optional[dict[str, Any]] = None) -> list[ResultRow]:
         reasons = []
         if self.phi_is_stand_in:
             reasons.append("Phi is the tiny random stand-in")
@@ -289,20 +297,26 @@ class D2SMRestorationModule(FrozenPartsModule):
             reasons.append("landmark network is the tiny random stand-in")
         method = self.hparams.method or ("D2SM (Ours) / w/. Internal" if self.d2sm is not None and self.hparams.internal
                                          else "D2SM (Ours) / w/o. Internal" if self.d2sm is not None else "FFDNet / L_1")
+        data = infer_data_flag(self.trainer)
+        dataset, dataset_extra = dataset_field(self.trainer, self.hparams.dataset_name, data)
+        provenance = dict(provenance or run_provenance(self.trainer))
+        if self._checkpoint_step is not None and not provenance.get("checkpoint"):
+            provenance["step"] = self._checkpoint_step
+        resolution = f"{self._seen_hw[0]}x{self._seen_hw[1]}" if self._seen_hw else None
         rows = []
         for key, value in results.items():
             group = next((g for g in self._metrics if key.endswith(g) and key[: len(key) - len(g)] in self._metrics[g]), "")
             name = key[: len(key) - len(group)] if group else key
             metric = self._metrics.get(group, {}).get(name)
             rows.append(ResultRow(
-                paper=self.hparams.paper, method=method, dataset=self.hparams.dataset_name,
-                split=self.hparams.split_name, resolution=None, num_samples=self._counts.get(group), nfe=1,
+                paper=self.hparams.paper, method=method, dataset=dataset,
+                split=self.hparams.split_name, resolution=resolution, num_samples=self._counts.get(group), nfe=1,
                 guidance=None, metric=key, value=value,
                 evaluator=describe_evaluator(metric) if metric is not None else name,
                 config=config, commit=git_commit(), date=utc_now(),
-                weights="random" if self.uses_random_weights else "pretrained", data=infer_data_flag(self.trainer),
-                extra={"step": self._checkpoint_step if self._checkpoint_step is not None else int(self.global_step),
-                       "checkpoint": getattr(self.trainer, "ckpt_path", None), "restorer": type(self.restorer).__name__,
+                weights="random" if self.uses_random_weights else "pretrained", data=data,
+                extra={**provenance, **dataset_extra, "table": self.hparams.table,
+                       "restorer": type(self.restorer).__name__,
                        "queue_size": self.hparams.queue_size if self.d2sm is not None else None,
                        "random_weights_reason": "; ".join(reasons) or None},
             ))

@@ -50,7 +50,8 @@ from lightning_modules.components.predict_outputs import PredictOutputsMixin, na
 from lightning_modules.ltt_gan.losses import IdentityEmbedder, VGGPerceptualStyle, identity_input, load_arcface
 from lightning_modules.ltt_gan.stylegan2 import load_stylegan2_discriminator, load_stylegan2_generator
 from metrics.identity_retrieval import top_k_accuracy
-from metrics.results_rows import ResultRow, append_rows, git_commit, infer_data_flag, run_config_path, utc_now
+from metrics.results_rows import (ResultRow, append_rows, dataset_field, git_commit, infer_data_flag, run_config_path,
+                                  run_provenance, utc_now)
 
 CX_MODES = ("spcx", "vgg", "none")
 
@@ -256,15 +257,19 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
             self.log(f"test/{name}", value, sync_dist=True)
         self.last_results = {k: v[1] for k, v in results.items()}
         config = run_config_path(self.trainer)  # every rank (it reads trainer.log_dir), before the rank-0 write
+        provenance = run_provenance(self.trainer)  # checkpoint, its step, config files (every rank)
         if results and self.hparams.results_file and self.trainer.is_global_zero:
             reasons = "; ".join(self.stand_in_reasons()) or None
-            rows = [ResultRow(paper=self.hparams.paper, method=self.hparams.method, dataset=dataset, split="test",
+            data = infer_data_flag(self.trainer)
+            named = {d: dataset_field(self.trainer, d, data) for d in {v[0] for v in results.values()}}
+            rows = [ResultRow(paper=self.hparams.paper, method=self.hparams.method, dataset=named[dataset][0], split="test",
                               resolution=None, num_samples=count, nfe=1, guidance=None, metric=name, value=value,
                               evaluator="timed generator forward" if name in ("images/s", "Time_s") else "ArcFace-ResNet18 cosine",
                               config=config, commit=git_commit(), date=utc_now(),
                               weights="random" if self.uses_random_weights else "pretrained",
-                              data=infer_data_flag(self.trainer),
-                              extra={"branches": int(getattr(self.generator, "num_branches", 1)),
+                              data=data,
+                              extra={**provenance, **named[dataset][1],
+                                     "branches": int(getattr(self.generator, "num_branches", 1)),
                                      "random_weights_reason": reasons, "device": str(self.device)})
                     for name, (dataset, value, count) in results.items()]
             append_rows(self.hparams.results_file, rows)
