@@ -43,7 +43,7 @@ def test_translation_predict_writes_every_user_image_at_its_size(name: str, extr
 
 
 def test_generators_predict_samples_and_figures(tmp_path: Path) -> None:
-    for name, figures in (("lecture_cgan", {"interpolation.png", "class_grid.png"}),
+    for name, figures in (("lecture_cgan", {"interpolation.png", "class_grid.png", "vector_arithmetic.png"}),
                           ("lecture_vae", {"latent_manifold.png", "reconstructions.png", "interpolation.png"}),
                           ("lecture_gan_toy", {"scatter_0000.png", "samples_0000.csv"})):
         base = _fit(name, tmp_path)

@@ -17,7 +17,14 @@ two test images are skipped; with ~18 held-out digits per class the values are n
 Predict writes one PNG per item of the predict batch (``sample_<n>.png``; the item's label when
 conditional) and, on the first batch, a latent interpolation strip (spherical interpolation between
 two noise vectors, the "latent-space walks" of Radford et al. Sec. 6.1) and for the conditional
-model a class grid (one row per class, shared noise per column).
+model a class grid (one row per class, shared noise per column). With ``arithmetic: [a, b, c]`` (class
+labels; ``null`` disables) it also writes ``vector_arithmetic.png`` (Radford et al. Sec. 6.3, Fig. 7;
+:mod:`latent_arithmetic`): one row per concept (its exemplars, then the decoded mean), and a last row
+decoding ``Y = mean(z_a) - mean(z_b) + mean(z_c)`` followed by its noisy neighbours. Exemplars are the
+generated candidates the ``label_classifier`` scores highest for each class, or come from
+``arithmetic_exemplars_file``. For the conditional model each exemplar is generated under its own class
+and ``Y`` is decoded under class ``c`` (our choice: c is the "base" the offset a - b is added to, like
+the paper's neutral man).
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
+from lightning_modules.baselines import latent_arithmetic as arith
 from lightning_modules.baselines.lecture_predict import WritesPredictions
 from lightning_modules.components.adversarial import AdversarialModule
 
@@ -47,13 +55,27 @@ class DCGAN(WritesPredictions, AdversarialModule):
         interpolation_steps: images in the interpolation strip.
         num_predict_samples: if set, ``predict`` writes exactly this many samples (labels cycling through the
             classes when conditional) instead of one per predict item (``--model.num_predict_samples 100``).
+        label_classifier: scores generated samples (``logits(images)``; the suite's
+            ``metrics.digits_classifier.DigitsClassifierFeatures`` for the embedded digits); picks the
+            arithmetic exemplars (and, for :class:`ConditionalGAN`, gives the test accuracy).
+        arithmetic: three class labels ``[a, b, c]`` for the vector-arithmetic figure; ``None`` disables it.
+        arithmetic_exemplars: exemplars averaged per concept (3, Radford et al. Sec. 6.3).
+        arithmetic_candidates: generated samples the classifier ranks to find the exemplars.
+        arithmetic_neighbours, arithmetic_noise: noisy copies of ``Y`` and their uniform noise scale
+            (8 and 0.25, the Fig. 7 caption).
+        arithmetic_exemplars_file: a ``.npz`` with ``z`` [N, latent_dim] and ``label`` [N]; when given, the
+            exemplars are its first rows per concept instead of classifier picks.
         **kwargs: :class:`AdversarialModule`.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, predict_seed: int = 0,
-                 interpolation_steps: int = 8, num_predict_samples: Optional[int] = None, **kwargs: Any) -> None:
+                 interpolation_steps: int = 8, num_predict_samples: Optional[int] = None,
+                 label_classifier: Optional[nn.Module] = None, arithmetic: Optional[list[int]] = None,
+                 arithmetic_exemplars: int = 3, arithmetic_candidates: int = 512, arithmetic_neighbours: int = 8,
+                 arithmetic_noise: float = 0.25, arithmetic_exemplars_file: Optional[str] = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.save_hyperparameters(ignore=["generator", "discriminator"])
+        self.save_hyperparameters(ignore=["generator", "discriminator", "label_classifier"])
         self.generator, self.discriminator = generator, discriminator
         self.num_classes: Optional[int] = getattr(generator, "num_classes", None) or None
         if self.num_classes != (getattr(discriminator, "num_classes", None) or None):
@@ -63,6 +85,22 @@ class DCGAN(WritesPredictions, AdversarialModule):
         if num_predict_samples is not None and num_predict_samples < 1:
             raise ValueError(f"model.num_predict_samples must be >= 1, got {num_predict_samples}")
         self.num_predict_samples = num_predict_samples
+        if label_classifier is not None:
+            self.register_frozen("label_classifier", label_classifier)
+        else:
+            self.label_classifier = None
+        if arithmetic is not None:
+            if len(arithmetic) != 3:
+                raise ValueError(f"model.arithmetic must be three class labels [a, b, c] or null, got {arithmetic}")
+            if arithmetic_exemplars < 1 or arithmetic_neighbours < 0:
+                raise ValueError("model.arithmetic_exemplars must be >= 1 and model.arithmetic_neighbours >= 0")
+            if label_classifier is None and arithmetic_exemplars_file is None:
+                raise ValueError("model.arithmetic needs model.label_classifier (to pick exemplars) "
+                                 "or model.arithmetic_exemplars_file")
+        self.arithmetic = None if arithmetic is None else [int(c) for c in arithmetic]
+        self.arithmetic_exemplars, self.arithmetic_candidates = arithmetic_exemplars, arithmetic_candidates
+        self.arithmetic_neighbours, self.arithmetic_noise = arithmetic_neighbours, arithmetic_noise
+        self.arithmetic_exemplars_file = arithmetic_exemplars_file
 
     def generator_parameters(self):
         return list(self.generator.parameters())
@@ -144,6 +182,51 @@ class DCGAN(WritesPredictions, AdversarialModule):
                 noise = torch.randn(columns, self.latent_dim, generator=generator, device=self.device).repeat(self.num_classes, 1)
                 grid_labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(columns)
                 writer.save_grid("class_grid", self.sample(len(noise), labels=grid_labels, noise=noise), nrow=columns)
+            if self.arithmetic is not None:
+                self.write_vector_arithmetic(writer, generator)
+
+    def _concept_labels(self, concept: int, count: int) -> Optional[Tensor]:
+        return None if self.num_classes is None else torch.full((count,), concept, dtype=torch.long, device=self.device)
+
+    @torch.no_grad()
+    def arithmetic_exemplars_z(self, generator: torch.Generator) -> tuple[list[Tensor], list[Optional[list[float]]]]:
+        """The exemplar ``z`` of each concept and their classifier probabilities (``None`` from a file)."""
+        if self.arithmetic_exemplars_file is not None:
+            groups = arith.load_exemplar_file(self.arithmetic_exemplars_file, self.arithmetic,
+                                              self.arithmetic_exemplars, self.latent_dim)
+            return [g.to(self.device) for g in groups], [None] * 3
+        groups, scores = [], []
+        candidates = torch.randn(self.arithmetic_candidates, self.latent_dim, generator=generator, device=self.device)
+        probabilities: Optional[Tensor] = None
+        for concept in self.arithmetic:
+            if probabilities is None or self.num_classes is not None:  # unconditional: one scoring serves all
+                probabilities = torch.cat([
+                    self.label_classifier.logits(self.sample(len(z), labels=self._concept_labels(concept, len(z)), noise=z))
+                    for z in candidates.split(128)]).softmax(1)
+            z, p = arith.select_exemplars(candidates, probabilities, concept, self.arithmetic_exemplars)
+            groups.append(z)
+            scores.append([round(float(v), 4) for v in p])
+        return groups, scores
+
+    @torch.no_grad()
+    def write_vector_arithmetic(self, writer, generator: torch.Generator) -> None:
+        """``vector_arithmetic.png`` (module docstring): three concept rows and the result row."""
+        groups, scores = self.arithmetic_exemplars_z(generator)
+        y = arith.arithmetic_vector(*groups)
+        result = arith.neighbours(y, self.arithmetic_neighbours, self.arithmetic_noise, generator)
+        width = max(max(len(g) for g in groups) + 1, len(result))
+        rows = []
+        for concept, z in zip(self.arithmetic, groups):
+            z = torch.cat([z, z.mean(0, keepdim=True)])
+            images = self.sample(len(z), labels=self._concept_labels(concept, len(z)), noise=z)
+            rows.append(torch.cat([images, torch.full((width - len(z), *images.shape[1:]), -1.0, device=self.device)]))
+        images = self.sample(len(result), labels=self._concept_labels(self.arithmetic[2], len(result)), noise=result)
+        rows.append(torch.cat([images, torch.full((width - len(result), *images.shape[1:]), -1.0, device=self.device)]))
+        source = "file" if self.arithmetic_exemplars_file is not None else "classifier"
+        weights = getattr(self.label_classifier, "weights_identity", None) if source == "classifier" else None
+        writer.save_grid("vector_arithmetic", torch.cat(rows), nrow=width, concepts=list(self.arithmetic),
+                         exemplar_source=source, exemplar_probabilities=scores, classifier_weights=weights,
+                         layout="rows a, b, c: exemplars then decoded mean; last row: a - b + c, then neighbours")
 
 
 class ConditionalGAN(DCGAN):
@@ -158,13 +241,9 @@ class ConditionalGAN(DCGAN):
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, label_classifier: Optional[nn.Module] = None,
                  accuracy_samples_per_class: int = 50, **kwargs: Any) -> None:
-        super().__init__(generator, discriminator, **kwargs)
+        super().__init__(generator, discriminator, label_classifier=label_classifier, **kwargs)
         if self.num_classes is None:
             raise ValueError("ConditionalGAN needs model.generator.num_classes and model.discriminator.num_classes")
-        if label_classifier is not None:
-            self.register_frozen("label_classifier", label_classifier)
-        else:
-            self.label_classifier = None
         self.accuracy_samples_per_class = accuracy_samples_per_class
         self._test_real: list[tuple[Tensor, Tensor]] = []
 
