@@ -56,7 +56,8 @@ def _images() -> dict[str, np.ndarray]:
 # bicubic; the AGGD shape is an argmin over a 0.001 grid, so float32 rounding can move single features
 # by one grid step. Measured on these five images: at most 0.14% relative (camera 9.0833 vs 9.0707).
 # 1% keeps a 7x margin, while a real change moves the score by far more (zero vs replicate padding
-# alone: camera 10.55 -> 11.51, +9%; beta_r vs skvideo's repeated beta_l: +16% on camera).
+# alone: camera 10.55 -> 11.51, +9%; the release's beta_r vs skvideo's repeated beta_l, both with zero
+# padding: camera 11.51 vs 9.08).
 REL_TOL = 0.01
 
 
