@@ -43,6 +43,7 @@ _EXPORTS = {
     "RegionSSIM": "metrics.shadow_regions",
     "CLIPScore": "metrics.clip_score",
     "IdentitySimilarity": "metrics.identity",
+    "NIQE": "metrics.niqe",
     "InceptionScore": "metrics.generation_quality",
     "PrecisionRecall": "metrics.generation_quality",
     "FIDInceptionLogits": "metrics.generation_quality",
