@@ -45,7 +45,7 @@ def test_tiny_pretraining_then_finetuning_lowers_the_loss_and_predict_writes_inp
     monkeypatch.chdir(tmp_path)  # results/ rows land here
     steps = ["--trainer.max_steps", "40", "--trainer.val_check_interval", "40"]
     pre = run_cli(["fit", *TINY["pretrain"], *steps], tmp_path)
-    export = tmp_path / "lfg_shadow_pretrain" / "version_0" / "lfg_pretrain_ema.safetensors"
+    export = tmp_path / "lfg_shadow_pretrain+tiny" / "version_0" / "lfg_pretrain_ema.safetensors"  # run name: stems joined by +
     assert export.is_file(), "stage 1 exports its EMA weights for stage 2"
     fresh = copy.deepcopy(pre.model)
     fresh.network = LFGNetwork(**_tiny_network_args("lfg_shadow_pretrain.yaml"))  # an untrained network, same config

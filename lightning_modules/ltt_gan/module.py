@@ -128,7 +128,13 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
     @property
     def uses_random_weights(self) -> bool:
         vgg = self._frozen.get("vgg")
-        return self.prior_is_stand_in or self.arcface_is_stand_in or bool(getattr(vgg, "random_weights", False))
+        return (self.prior_is_stand_in or self.arcface_is_stand_in or bool(getattr(vgg, "random_weights", False))
+                or bool(getattr(self, "_untrained_generator", False)))
+
+    @uses_random_weights.setter
+    def uses_random_weights(self, value: bool) -> None:
+        """``cli.py ... --allow_random_weights true`` (test/predict with no checkpoint) marks the network untrained."""
+        self._untrained_generator = bool(value)
 
     def stand_in_reasons(self) -> list[str]:
         reasons = []
@@ -138,6 +144,8 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
             reasons.append("ArcFace-ResNet18 is a random stand-in (no arcface_path)")
         if getattr(self._frozen.get("vgg"), "random_weights", False):
             reasons.append("VGG-19 is a random stand-in")
+        if getattr(self, "_untrained_generator", False):
+            reasons.append("generator is untrained (no checkpoint, --allow_random_weights true)")
         return reasons
 
     def restore(self, degraded: Tensor):
