@@ -97,7 +97,7 @@ def test_game_predict_rejects_an_action_file_shorter_than_the_rollout(tmp_path: 
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(inputs / "start.png")
     (tmp_path / "short.txt").write_text("0\n1\n")
     with pytest.raises(ValueError, match=r"short.txt has 2 actions; the rollout needs 4"):
-        run_cli(["predict", *_tiny("game"), "--data.init_args.predict_inputs", str(inputs),
+        run_cli(["predict", *_tiny("game"), "--allow_random_weights", "true", "--data.init_args.predict_inputs", str(inputs),
                  "--data.init_args.predict_actions", str(tmp_path / "short.txt")], tmp_path)
 
 
