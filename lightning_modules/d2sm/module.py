@@ -172,7 +172,8 @@ class D2SMRestorationModule(FrozenPartsModule):
     @property
     def uses_random_weights(self) -> bool:
         seg_random = bool(getattr(self.segmenter_module, "random_weights", False))
-        return self.phi_is_stand_in or seg_random or bool(getattr(self, "landmarks_are_stand_in", False))
+        return (self.phi_is_stand_in or seg_random or bool(getattr(self, "landmarks_are_stand_in", False))
+                or bool(getattr(self, "untrained_weights", False)))  # cli.py --allow_random_weights
 
     # ------------------------------------------------------------------ restore
     def restore(self, batch: Mapping[str, Any]) -> Tensor:

@@ -128,7 +128,8 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
     @property
     def uses_random_weights(self) -> bool:
         vgg = self._frozen.get("vgg")
-        return self.prior_is_stand_in or self.arcface_is_stand_in or bool(getattr(vgg, "random_weights", False))
+        return (self.prior_is_stand_in or self.arcface_is_stand_in or bool(getattr(vgg, "random_weights", False))
+                or bool(getattr(self, "untrained_weights", False)))  # cli.py --allow_random_weights
 
     def stand_in_reasons(self) -> list[str]:
         reasons = []
@@ -138,6 +139,8 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
             reasons.append("ArcFace-ResNet18 is a random stand-in (no arcface_path)")
         if getattr(self._frozen.get("vgg"), "random_weights", False):
             reasons.append("VGG-19 is a random stand-in")
+        if getattr(self, "untrained_weights", False):
+            reasons.append("the restorer is untrained (--allow_random_weights, no checkpoint)")
         return reasons
 
     def restore(self, degraded: Tensor):
