@@ -230,7 +230,7 @@ def test_segmenter_loads_torchscript_and_state_dict_files(tmp_path: Path) -> Non
 def test_divergence_overlays_write_rows_of_table_9_4(overlay: str, table: str, tmp_path: Path) -> None:
     base = ["--config", "d2sm_denoise.yaml", "--config", "tiny/d2sm_denoise.yaml", "--config", f"d2sm/{overlay}.yaml"]
     rows_file = tmp_path / "rows.jsonl"
-    cli = run_cli(["test", *base, "--model.results_file", str(rows_file)], tmp_path)
+    cli = run_cli(["test", *base, "--allow_random_weights", "true", "--model.results_file", str(rows_file)], tmp_path)
     assert cli.model.d2sm.divergence == overlay
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
     assert {r["metric"] for r in rows} == {"PSNR", "SSIM", "MIoU"} <= _paper_metrics(table)
@@ -253,7 +253,7 @@ def test_landmark_nrmse_by_hand_and_face_sr_rows_land_in_table_9_2(tmp_path: Pat
 
     base = ["--config", "d2sm_face_sr.yaml", "--config", "tiny/d2sm_face_sr.yaml"]
     rows_file = tmp_path / "rows.jsonl"
-    run_cli(["test", *base, "--model.results_file", str(rows_file)], tmp_path)
+    run_cli(["test", *base, "--allow_random_weights", "true", "--model.results_file", str(rows_file)], tmp_path)
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
     assert {r["metric"] for r in rows} == {"PSNR-CelebA", "SSIM-CelebA", "NRMSE-CelebA"} <= _paper_metrics("Table 9.2")
     assert all(r["weights"] == "random" and "landmark" in r["random_weights_reason"] for r in rows)
