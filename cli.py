@@ -285,7 +285,11 @@ class SuiteCLI(LightningCLI):
                     "--ckpt_path last (the newest checkpoint of this run) or a checkpoint file; or "
                     "--allow_random_weights true to run on random weights (outputs and results rows are stamped random)."
                 )
-            self.model.uses_random_weights = True
+            # a plain flag every module gets; modules that derive ``uses_random_weights`` (a read-only
+            # property: ltt_gan, d2sm) fold ``untrained_weights`` into it, the others take the flag itself
+            self.model.untrained_weights = True
+            if not isinstance(getattr(type(self.model), "uses_random_weights", None), property):
+                self.model.uses_random_weights = True
             self.random_weights = True
             print(f"WARNING: {self.subcommand} with RANDOM (untrained) weights (--allow_random_weights true); "
                   "results rows say weights: random.", flush=True)

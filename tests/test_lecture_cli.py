@@ -103,8 +103,11 @@ trainer:
         paper: lecture
         results_dir: {tmp_path / 'results'}
 """)
-    base = _fit("lecture_dcgan", tmp_path)
-    run_cli(["test", *base, "--config", str(overlay), "--ckpt_path", "last"], tmp_path)
+    base = ["--config", "lecture_dcgan.yaml", "--config", "tiny/lecture_dcgan.yaml"]
+    fitted = run_cli(["fit", *base], tmp_path)
+    # the eval overlay makes the run name lecture_dcgan+tiny+eval: pass the fitted checkpoint itself
+    checkpoint = fitted.trainer.checkpoint_callback.last_model_path
+    run_cli(["test", *base, "--config", str(overlay), "--ckpt_path", checkpoint], tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "results" / "lecture.jsonl").read_text().splitlines()]
     names = {r["metric"] for r in rows}
     assert names == {"fid", "kid", "kid_std", "inception_score", "inception_score_std", "precision_recall_precision",
@@ -159,11 +162,12 @@ def test_every_lecture_ablation_overlay_fits_two_steps(ablation: str, tmp_path: 
 
 def test_gan_resume_restores_both_optimisers_and_the_d_step_count(tmp_path: Path) -> None:
     base = ["--config", "lecture_dcgan", "--config", "tiny/lecture_dcgan"]
-    run_cli(["fit", *base], tmp_path)
+    first = run_cli(["fit", *base], tmp_path)
     resumed = run_cli(["fit", *base, "--trainer.max_steps", "6", "--ckpt_path", "last"], tmp_path)
+    assert resumed.run_dir == first.run_dir, "a resume continues in the run folder of its checkpoint"
     assert resumed.trainer.global_step == 6
     assert resumed.model.d_step_count == 3  # 1 batch before the resume + 2 after
-    ckpt = torch.load(tmp_path / "lecture_dcgan" / "version_0" / "checkpoints" / "last.ckpt", map_location="cpu",
+    ckpt = torch.load(resumed.run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
                       weights_only=True)
     assert len(ckpt["optimizer_states"]) == 2 and ckpt["adversarial_d_step_count"] == 3
     assert any(k.startswith("generator.") for k in ckpt["callbacks"][next(k for k in ckpt["callbacks"] if "EMA" in k)]["ema"])

@@ -323,7 +323,8 @@ def test_cli_test_identity_rows_and_predict_writes_image_and_uncertainty(tmp_pat
         _png(tmp_path / "ids" / "gallery" / f"{name.replace('_a', '_ref')}.png", (32, 32), seed=2)
     base = ["--config", str(CONFIGS / "ltt_gan.yaml"), "--config", str(CONFIGS / "tiny" / "ltt_gan.yaml")]
     results = tmp_path / "rows.jsonl"
-    cli = run_cli(["test", *base, "--allow_random_weights", "true", "--data.init_args.identity_root", str(tmp_path / "ids"),
+    random = ["--allow_random_weights", "true"]  # an untrained stand-in, on purpose
+    cli = run_cli(["test", *base, *random, "--data.init_args.identity_root", str(tmp_path / "ids"),
                    "--model.init_args.results_file", str(results), "--trainer.limit_test_batches", "2"], tmp_path)
     assert {"Top-1", "Deg", "images/s"} <= set(cli.model.last_results)
     rows = [json.loads(line) for line in results.read_text().splitlines()]
@@ -331,8 +332,7 @@ def test_cli_test_identity_rows_and_predict_writes_image_and_uncertainty(tmp_pat
     assert all(r["weights"] == "random" and "generator is untrained" in r["random_weights_reason"] for r in rows)
     _png(tmp_path / "in" / "wide.png", (20, 36), seed=3)
     _png(tmp_path / "in" / "tall.png", (50, 30), seed=4)
-    cli = run_cli(["predict", *base, "--allow_random_weights", "true", "--data.init_args.predict_root", str(tmp_path / "in")],
-                  tmp_path)
+    cli = run_cli(["predict", *base, *random, "--data.init_args.predict_root", str(tmp_path / "in")], tmp_path)
     folder = Path(cli.model.predictions_dir)
     manifest = json.loads((folder / "manifest.json").read_text())
     outputs = sorted(o for item in manifest["items"] for o in item["outputs"])

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+import cli as cli_module
 from cli_runner import run_cli
 from datamodules.predict_inputs import (
     expand_inputs,
@@ -29,8 +30,9 @@ from datamodules.predict_inputs import (
 from lightning_modules.components.predict_outputs import PredictionWriter, variant_tag
 
 SIZES = [(40, 24), (24, 40), (64, 64), (50, 30), (12, 8), (33, 47), (80, 20)]  # (width, height), PIL order
-# predict on the tiny configs' untrained stand-in networks: the contract is about files, not quality (cli.py asks for the flag)
-TINY = ["--trainer.enable_progress_bar", "false", "--allow_random_weights", "true"]
+TINY = ["--trainer.enable_progress_bar", "false"]
+#: these predicts deliberately run on untrained stand-in weights (cli.py requires saying so)
+RANDOM = ["--allow_random_weights", "true"]
 
 
 def _images(folder: Path, sizes: list[tuple[int, int]], prefix: str = "img") -> list[Path]:
@@ -143,7 +145,7 @@ def test_read_prompts_from_strings_and_files(tmp_path: Path) -> None:
 def test_tokenizer_reconstructs_every_image_of_a_folder_at_its_size(tmp_path: Path) -> None:
     """AlignTok: 7 differently sized images, tiny overlay with batch 4 and limit_predict_batches 1."""
     _images(tmp_path / "mine", SIZES)
-    cli = run_cli(["predict", "--config", "aligntok_stage1", "--config", "tiny/aligntok_stage1", *TINY,
+    cli = run_cli(["predict", *RANDOM, "--config", "aligntok_stage1", "--config", "tiny/aligntok_stage1", *TINY,
                    "--data.predict_inputs", str(tmp_path / "mine")], tmp_path / "runs")
     folder = Path(cli.model.predictions_dir)
     for i, (w, h) in enumerate(SIZES):
@@ -151,13 +153,14 @@ def test_tokenizer_reconstructs_every_image_of_a_folder_at_its_size(tmp_path: Pa
             assert out.size == (w, h), f"img{i}: the reconstruction keeps the input's size"
     items = _manifest(folder)["items"]
     assert [Path(item["input"]).name for item in items] == [f"img{i}.png" for i in range(7)], "none dropped"
+    assert (folder / cli_module.RANDOM_WEIGHTS_STAMP).is_file(), "outputs of untrained weights are stamped random"
     assert [item["outputs"] for item in items] == [[f"img{i}.png"] for i in range(7)]
 
 
 def test_codi_sr_outputs_are_exactly_scale_times_each_input(tmp_path: Path) -> None:
     sizes = [(12, 8), (8, 12), (4, 4), (10, 6), (7, 9), (16, 16)]
     _images(tmp_path / "lr", sizes, prefix="photo")
-    cli = run_cli(["predict", "--config", "codi_sr", "--config", "tiny/codi_sr", *TINY,
+    cli = run_cli(["predict", *RANDOM, "--config", "codi_sr", "--config", "tiny/codi_sr", *TINY,
                    "--data.predict_root", str(tmp_path / "lr"), "--model.num_sampling_steps", "1"], tmp_path / "runs")
     folder = Path(cli.model.predictions_dir)
     for i, (w, h) in enumerate(sizes):
@@ -171,7 +174,7 @@ def test_codi_inpainting_takes_an_image_mask_pair_of_another_size(tmp_path: Path
     mask = np.zeros((32, 32), np.uint8)
     mask[8:20, 10:24] = 255
     Image.fromarray(mask).save(tmp_path / "ip" / "room0_mask.png")
-    cli = run_cli(["predict", "--config", "codi_inpaint", "--config", "tiny/codi_inpaint", *TINY,
+    cli = run_cli(["predict", *RANDOM, "--config", "codi_inpaint", "--config", "tiny/codi_inpaint", *TINY,
                    "--data.predict_root", str(tmp_path / "ip"), "--model.num_sampling_steps", "1"], tmp_path / "runs")
     folder = Path(cli.model.predictions_dir)
     with Image.open(folder / "room0.png") as out:
@@ -180,7 +183,7 @@ def test_codi_inpainting_takes_an_image_mask_pair_of_another_size(tmp_path: Path
 
 
 def test_baseline_num_samples_gives_n_files_and_counts_sampler_steps(tmp_path: Path) -> None:
-    cli = run_cli(["predict", "--config", "ddpm_digits_cfg", "--config", "tiny/ddpm_digits_cfg", "--allow_random_weights", "true",
+    cli = run_cli(["predict", *RANDOM, "--config", "ddpm_digits_cfg", "--config", "tiny/ddpm_digits_cfg",
                    "--data.num_samples", "11", "--data.labels", "[3, 7]"], tmp_path / "runs")
     folder = Path(cli.model.predictions_dir)
     samples = sorted(folder.glob("sample*.png"))
@@ -191,14 +194,14 @@ def test_baseline_num_samples_gives_n_files_and_counts_sampler_steps(tmp_path: P
     assert samples[0].name == "sample00000__seed0_label3.png"
     progress = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "SamplerStepProgress")
     assert progress.steps_done == 2 * 4, "two batches of 4 sampler steps: the bar counts steps"
-    cycled = run_cli(["predict", "--config", "ddpm_digits_cfg", "--config", "tiny/ddpm_digits_cfg", *TINY,
+    cycled = run_cli(["predict", *RANDOM, "--config", "ddpm_digits_cfg", "--config", "tiny/ddpm_digits_cfg", *TINY,
                       "--data.num_samples", "3"], tmp_path / "runs")
     assert [item["label"] for item in _manifest(Path(cycled.model.predictions_dir))["items"]] == [0, 1, 2]
 
 
 def test_text_to_image_takes_prompts_from_the_command_line_and_a_file(tmp_path: Path) -> None:
     (tmp_path / "prompts.txt").write_text("a handwritten digit 3\na handwritten digit 7\n")
-    cli = run_cli(["predict", "--config", "ldm_scaling", "--config", "tiny/ldm_scaling", *TINY,
+    cli = run_cli(["predict", *RANDOM, "--config", "ldm_scaling", "--config", "tiny/ldm_scaling", *TINY,
                    "--data.prompts", json.dumps(["a red car", str(tmp_path / "prompts.txt")]),
                    "--model.num_sampling_steps", "1"], tmp_path / "runs")
     folder = Path(cli.model.predictions_dir)
@@ -210,7 +213,7 @@ def test_text_to_image_takes_prompts_from_the_command_line_and_a_file(tmp_path: 
 
 def test_inverse_painting_paints_every_target_at_its_aspect_ratio(tmp_path: Path) -> None:
     _images(tmp_path / "paintings", [(60, 30), (20, 40)], prefix="painting")
-    cli = run_cli(["predict", "--config", "inverse_painting", "--config", "tiny/inverse_painting", *TINY,
+    cli = run_cli(["predict", *RANDOM, "--config", "inverse_painting", "--config", "tiny/inverse_painting", *TINY,
                    "--data.predict_images", str(tmp_path / "paintings")], tmp_path / "runs")
     folder = Path(cli.model.predictions_dir)
     items = _manifest(folder)["items"]

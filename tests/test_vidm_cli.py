@@ -132,7 +132,10 @@ def test_cli_fit_predict_videos_and_test_rows(tmp_path: Path, monkeypatch: pytes
     Image.fromarray((np.random.rand(40, 24, 3) * 255).astype("uint8")).save(inputs / "tall_shot.jpg")
     cli = run_cli(["predict", *MOTION, "--ckpt_path", "last", "--data.init_args.predict_inputs", str(inputs)], tmp_path)
     folder = Path(cli.model.predictions_dir)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    # both predicts load the same run, so they share its predictions folder: the second keeps the
+    # first's manifest.json and writes manifest_1.json (components.predict_outputs)
+    assert (folder / "manifest.json").is_file()
+    manifest = json.loads((folder / "manifest_1.json").read_text())
     assert sorted(Path(i["input"]).name for i in manifest["items"]) == ["tall_shot.jpg", "wide_shot.png"]
     wide = Image.open(folder / "wide_shot.gif")
     assert wide.n_frames == 8 and wide.size == (16, 10), "named after the input, its aspect ratio at the model size"

@@ -173,12 +173,7 @@ class D2SMRestorationModule(FrozenPartsModule):
     def uses_random_weights(self) -> bool:
         seg_random = bool(getattr(self.segmenter_module, "random_weights", False))
         return (self.phi_is_stand_in or seg_random or bool(getattr(self, "landmarks_are_stand_in", False))
-                or bool(getattr(self, "_untrained_restorer", False)))
-
-    @uses_random_weights.setter
-    def uses_random_weights(self, value: bool) -> None:
-        """``cli.py ... --allow_random_weights true`` (test/predict with no checkpoint) marks the restorer untrained."""
-        self._untrained_restorer = bool(value)
+                or bool(getattr(self, "untrained_weights", False)))  # cli.py --allow_random_weights
 
     # ------------------------------------------------------------------ restore
     def restore(self, batch: Mapping[str, Any]) -> Tensor:
@@ -301,7 +296,7 @@ class D2SMRestorationModule(FrozenPartsModule):
             reasons.append("segmenter is the tiny random stand-in")
         if getattr(self, "landmarks_are_stand_in", False):
             reasons.append("landmark network is the tiny random stand-in")
-        if getattr(self, "_untrained_restorer", False):
+        if getattr(self, "untrained_weights", False):
             reasons.append("restorer is untrained (no checkpoint, --allow_random_weights true)")
         method = self.hparams.method or ("D2SM (Ours) / w/. Internal" if self.d2sm is not None and self.hparams.internal
                                          else "D2SM (Ours) / w/o. Internal" if self.d2sm is not None else "FFDNet / L_1")

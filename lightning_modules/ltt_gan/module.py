@@ -129,12 +129,7 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
     def uses_random_weights(self) -> bool:
         vgg = self._frozen.get("vgg")
         return (self.prior_is_stand_in or self.arcface_is_stand_in or bool(getattr(vgg, "random_weights", False))
-                or bool(getattr(self, "_untrained_generator", False)))
-
-    @uses_random_weights.setter
-    def uses_random_weights(self, value: bool) -> None:
-        """``cli.py ... --allow_random_weights true`` (test/predict with no checkpoint) marks the network untrained."""
-        self._untrained_generator = bool(value)
+                or bool(getattr(self, "untrained_weights", False)))  # cli.py --allow_random_weights
 
     def stand_in_reasons(self) -> list[str]:
         reasons = []
@@ -144,7 +139,7 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
             reasons.append("ArcFace-ResNet18 is a random stand-in (no arcface_path)")
         if getattr(self._frozen.get("vgg"), "random_weights", False):
             reasons.append("VGG-19 is a random stand-in")
-        if getattr(self, "_untrained_generator", False):
+        if getattr(self, "untrained_weights", False):
             reasons.append("generator is untrained (no checkpoint, --allow_random_weights true)")
         return reasons
 
