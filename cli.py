@@ -53,6 +53,7 @@ from launch.checkpoints import (  # noqa: E402
     run_version_of,
 )
 from launch.config_errors import short_message  # noqa: E402
+from launch.errors import find_missing_weights  # noqa: E402
 from launch.run_folders import (  # noqa: E402
     next_version,
     resolve_config_argv,
@@ -84,6 +85,10 @@ class SuiteParser(LightningArgumentParser):
     def error(self, message: str, ex: Optional[Exception] = None) -> "NoReturn":  # type: ignore[override]
         if not self.exit_on_error:
             return super().error(message, ex)
+        missing = find_missing_weights(ex) if ex is not None else None
+        if missing is not None:  # a missing pretrained model: its own line names the key and path
+            sys.stderr.write(f"error: {' '.join(str(missing).split())}\n")
+            raise SystemExit(2)
         prog = self.prog.replace(" [options]", "")
         sys.stderr.write(f"error: {short_message(message, self.config_files)}\n(options: {prog} --help)\n")
         raise SystemExit(2)
@@ -271,6 +276,10 @@ class SuiteCLI(LightningCLI):
         except ValueError as err:
             if os.environ.get("GENSUITE_TRACEBACK"):
                 raise
+            missing = find_missing_weights(err)  # jsonargparse wraps it in a Union report: show its own line
+            if missing is not None:
+                print(f"error: {' '.join(str(missing).split())}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
             raise SystemExit(f"error: {err}\n(set GENSUITE_TRACEBACK=1 for the traceback)") from None
 
     def after_instantiate_classes(self) -> None:

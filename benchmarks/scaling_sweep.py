@@ -41,6 +41,7 @@ import copy
 import csv
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -313,14 +314,14 @@ def train_with_cli(configs: Sequence[str], width: int, args: argparse.Namespace)
     """Train one member through ``cli.py fit`` (the config's module, datamodule and callbacks); its last.ckpt."""
     import cli
     from launch.from_config import config_args
-    from launch.run_folders import find_last_checkpoint
+    from launch.checkpoints import newest_complete_checkpoint
 
     name = f"scaling_c{width}"
     cli.main(["fit", *config_args(configs), "--model.init_args.width", str(width), "--trainer.max_steps",
               str(args.train_steps), "--runs_dir", args.runs_dir, "--run_name", name, *args.overrides])
-    found = find_last_checkpoint(Path(args.runs_dir) / name)
+    found = newest_complete_checkpoint(Path(os.path.realpath(args.runs_dir)) / name)
     if found is None:
-        raise SystemExit(f"error: training c={width} wrote no last.ckpt under {Path(args.runs_dir) / name}")
+        raise SystemExit(f"error: training c={width} wrote no checkpoint under {Path(args.runs_dir) / name}")
     return found
 
 

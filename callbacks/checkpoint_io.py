@@ -31,6 +31,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 
+# The suite's one allowlist (harmless hparam types such as jsonargparse's Namespace), installed
+# here too so that what loads never depends on which module happened to be imported first.
+import lightning_modules.components.safe_load  # noqa: E402,F401
+
 log = logging.getLogger(__name__)
 
 

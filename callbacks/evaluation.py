@@ -409,7 +409,17 @@ class EvaluationCallback(Callback):
         results: dict[str, float] = {}
         origin: dict[str, str] = {}
         for name, metric in self.metrics.items():
-            values = _flatten(name, metric.compute())
+            try:
+                values = _flatten(name, metric.compute())
+            except (RuntimeError, ValueError) as err:  # torch.linalg errors are RuntimeErrors
+                if stage == "test":  # the protocol evaluation reports its failure
+                    raise
+                # An in-training curve must never crash the run it monitors (a diverging model's
+                # samples may be NaN; the NaN guard decides whether training stops): skip it once.
+                log.warning("EvaluationCallback: %s skipped at this %s evaluation (%s)", name, stage,
+                            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+                metric.reset()
+                continue
             values = {self.metric_names.get(k, k): v for k, v in values.items()}
             results.update(values)
             origin.update({key: name for key in values})

@@ -65,14 +65,18 @@ def build_cli(configs: Sequence[str], overrides: Sequence[str] = (), logger: boo
 
 def resolve_ckpt_path(ckpt_path: str, configs: Sequence[str], runs_dir: str = "runs",
                       run_name: Optional[str] = None) -> Path:
-    """A checkpoint file: the path itself, or for ``last`` the newest ``last.ckpt`` of the run (as ``cli.py``)."""
-    from launch.run_folders import find_last_checkpoint, run_name_from_configs
+    """A checkpoint file: the path itself, or for ``last`` the newest complete checkpoint of the run (as ``cli.py``)."""
+    import os
+
+    from launch.checkpoints import newest_complete_checkpoint
+    from launch.run_folders import run_name_from_configs
 
     if ckpt_path == "last":
         name = run_name or run_name_from_configs(configs)
-        found = find_last_checkpoint(Path(runs_dir) / name)
+        run_root = Path(os.path.realpath(runs_dir)) / name
+        found = newest_complete_checkpoint(run_root)
         if found is None:
-            raise SystemExit(f"error: --ckpt_path last: no checkpoint under {Path(runs_dir) / name}/version_*/checkpoints/")
+            raise SystemExit(f"error: --ckpt_path last: no checkpoint of run {name!r} under {run_root}/version_*/")
         return found
     path = Path(ckpt_path).expanduser()
     if not path.is_file():

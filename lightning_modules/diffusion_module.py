@@ -42,6 +42,7 @@ from diffusion.time_samplers import UniformTimeSampler
 from launch.sharding import shard_for_strategy
 from lightning_modules.components.frozen_parts import FrozenPartsModule
 from lightning_modules.components.image_io import save_grid
+from lightning_modules.components.safe_load import plain_hyperparameters
 from lightning_modules.components.predict_outputs import PredictOutputsMixin, variant_tag
 from lightning_modules.components.network_info import (
     class_embedding_count,
@@ -113,6 +114,7 @@ class DiffusionModule(PredictOutputsMixin, FrozenPartsModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network", "path", "time_sampler", "loss_weighting"])
+        plain_hyperparameters(self.hparams)  # optimizer=torch.optim.AdamW -> its name: checkpoints load weights_only
         validate_prediction_type(prediction_type)
         _check_choice("grid", grid, GRID_NAMES)
         _check_choice("lr_scheduler_interval", lr_scheduler_interval, ("step", "epoch"))

@@ -4,8 +4,14 @@ These are the formulas behind FID, FD-DINOv2, rFID, FVD and frame FID. The
 streaming metrics keep ``sum(x)`` and ``sum(x x^T)`` and call
 :func:`gaussian_from_sums` at compute time, so memory does not depend on the
 number of samples.
+
+Non-finite statistics (a diverged model's NaN/inf samples or features) give a NaN distance with
+one warning instead of an eigen-solver error: an in-training FID must never crash the run it
+monitors (the NaN guard, not the metric, decides whether training stops).
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import Tensor
@@ -51,6 +57,10 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
             f"Fréchet distance needs statistics of equal size, received means {tuple(mu1.shape)} vs "
             f"{tuple(mu2.shape)} and covariances {tuple(sigma1.shape)} vs {tuple(sigma2.shape)}"
         )
+    if not all(bool(torch.isfinite(t).all()) for t in (mu1, sigma1, mu2, sigma2)):
+        warnings.warn("Fréchet distance: the feature statistics are not finite (NaN/inf samples or features); "
+                      "the distance is NaN for this evaluation", RuntimeWarning, stacklevel=2)
+        return torch.tensor(float("nan"), dtype=torch.float64, device=mu1.device)
     diff = mu1 - mu2
     return diff.dot(diff) + torch.trace(sigma1) + torch.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
 

@@ -22,7 +22,7 @@ CONFIGS = ["ddpm_digits.yaml", "tiny/ddpm_digits.yaml"]
 def trained(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     run_cli(["fit", *sum((["--config", c] for c in CONFIGS), [])], runs)
-    return next(runs.glob("ddpm_digits/version_*/checkpoints/last.ckpt"))
+    return next(runs.glob("ddpm_digits+tiny/version_*/checkpoints/last.ckpt"))
 
 
 def _suite_sample(ckpt: Path, overrides: list[str], seed: int) -> torch.Tensor:

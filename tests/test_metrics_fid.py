@@ -229,3 +229,20 @@ def test_states_reduce_like_two_ranks() -> None:
     ranks[0][1].merge_state(ranks[1][1])
     assert float(ranks[0][0].compute()) == pytest.approx(float(whole_fid.compute()), rel=1e-6)
     assert float(ranks[0][1].compute()["value"]) == pytest.approx(float(whole_kid.compute()["value"]), rel=1e-6)
+
+
+def test_non_finite_features_give_nan_with_a_warning_not_a_solver_error() -> None:
+    """A diverged model's NaN samples must not crash an in-training FID (the NaN guard stops runs, not metrics)."""
+    import math
+    import warnings
+
+    from metrics.frechet import frechet_distance
+
+    mu, cov = torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64)
+    bad = cov.clone()
+    bad[0, 0] = float("nan")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = frechet_distance(mu, cov, mu, bad)
+    assert math.isnan(float(value)) and any("not finite" in str(w.message) for w in caught)
+    assert float(frechet_distance(mu, cov, mu + 1.0, cov)) == pytest.approx(4.0)

@@ -40,6 +40,8 @@ def test_weights_flag_and_evaluator() -> None:
 
 
 def test_run_config_path(tmp_path: Path) -> None:
-    assert run_config_path(SimpleNamespace(log_dir=str(tmp_path))) is None
+    # run_dir() never reads trainer.log_dir (a collective): a logger-less trainer's folder is default_root_dir
+    trainer = SimpleNamespace(loggers=[], default_root_dir=str(tmp_path))
+    assert run_config_path(trainer) is None
     (tmp_path / "config.yaml").write_text("a: 1\n")
-    assert run_config_path(SimpleNamespace(log_dir=str(tmp_path))) == str(tmp_path / "config.yaml")
+    assert run_config_path(trainer) == str(tmp_path / "config.yaml")

@@ -24,7 +24,7 @@ CONFIGS = ["ddpm_digits_cfg.yaml", "tiny/ddpm_digits_cfg.yaml"]
 def checkpoint(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     run_cli(["fit", "--config", CONFIGS[0], "--config", CONFIGS[1]], runs)
-    return next(runs.glob("ddpm_digits_cfg/version_*/checkpoints/last.ckpt"))
+    return next(runs.glob("ddpm_digits_cfg+tiny/version_*/checkpoints/last.ckpt"))
 
 
 def test_frontier_helpers_pick_the_best_guidance_and_the_envelope() -> None:
@@ -48,12 +48,12 @@ def test_sweep_writes_rows_and_the_frontier_through_lightning(checkpoint: Path, 
                    "--num_samples", "12", "--batch_size", "12", "--features", "digits-random",
                    "--out", str(out), "--results_dir", str(results)])
     rows = read_rows([str(out / "rows.jsonl")])
-    assert len(rows) == 8 and read_rows([str(results / "sampling_budget" / "ddpm_digits_cfg.jsonl")]) == rows
+    assert len(rows) == 8 and read_rows([str(results / "sampling_budget" / "ddpm_digits_cfg+tiny.jsonl")]) == rows
     seen = {(r.extra["sampler"], r.extra["num_steps"], r.guidance) for r in rows}
     assert seen == {(s, n, g) for s in ("ddim", "ddpm") for n in (2, 3) for g in (1.0, 3.0)}
     for r in rows:  # guided steps evaluate the network twice (conditional + null class)
         assert r.nfe == r.extra["num_steps"] * (2 if r.guidance != 1.0 else 1)
-        assert r.metric == "fid" and r.weights == "random" and r.extra["sweep"] == "sampling_budget"
+        assert r.metric == "FID" and r.weights == "random" and r.extra["sweep"] == "sampling_budget"
         assert r.extra["step"] == 2 and r.extra["checkpoint"] == str(checkpoint)
     # the best guidance per (sampler, steps), recomputed from the rows themselves
     written = json.loads((out / "points.json").read_text())

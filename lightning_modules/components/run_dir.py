@@ -6,10 +6,13 @@ pairs with an unrelated collective of theirs ("collective mismatch"). Callbacks 
 :func:`remember_run_dir` from ``setup`` (a hook every rank runs at the same point, so the one
 broadcast is matched), and everything else reads :func:`run_dir`, which never communicates:
 the remembered value, or the logger's own folder computed locally (the same on every rank
-when the logger's version is fixed, as ``cli.py`` does).
+when the logger's version is fixed, as ``cli.py`` does). Objects that only look like a trainer
+(tests, tools) may lack ``loggers`` or ``default_root_dir``: the fallback is then the working
+directory, which is also Lightning's own default for ``default_root_dir``.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 _ATTR = "_gensuite_run_dir"
@@ -19,7 +22,7 @@ def remember_run_dir(trainer: Any) -> str:
     """Read ``trainer.log_dir`` (a broadcast) and keep it; call it on every rank, e.g. in ``setup``."""
     cached = getattr(trainer, _ATTR, None)
     if cached is None:
-        cached = str(trainer.log_dir or trainer.default_root_dir)
+        cached = str(getattr(trainer, "log_dir", None) or getattr(trainer, "default_root_dir", None) or os.getcwd())
         setattr(trainer, _ATTR, cached)
     return cached
 
@@ -37,7 +40,7 @@ def run_dir(trainer: Any) -> str:
         folder = first.log_dir if isinstance(first, (TensorBoardLogger, CSVLogger)) else first.save_dir
     else:
         folder = None
-    return str(folder or trainer.default_root_dir)
+    return str(folder or getattr(trainer, "default_root_dir", None) or os.getcwd())
 
 
 __all__ = ["remember_run_dir", "run_dir"]

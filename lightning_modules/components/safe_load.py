@@ -64,4 +64,25 @@ def safe_torch_load(path: Union[str, PathLike], map_location: Any = "cpu", key: 
         ) from None
 
 
-__all__ = ["UnsafeCheckpointError", "safe_torch_load"]
+def _callable_name(value: Any) -> str:
+    """``torch.optim.AdamW`` -> ``"torch.optim.adamw.AdamW"``; a ``functools.partial`` names its function."""
+    target = getattr(value, "func", value)
+    module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    return f"{module}.{name}" if module and name else type(value).__name__
+
+
+def plain_hyperparameters(hparams: Any) -> None:
+    """Replace classes and callables in ``hparams`` (in place) by their dotted names.
+
+    A module built directly (not through ``cli.py``, whose instantiator stores the config) keeps
+    its constructor arguments as given, e.g. ``optimizer=torch.optim.AdamW``. Pickled classes are
+    not plain data, so such a checkpoint would be refused by :func:`safe_torch_load`; a name
+    records the same information and keeps the suite's own checkpoints loadable.
+    """
+    for key in list(hparams.keys()):
+        value = hparams[key]
+        if isinstance(value, type) or (callable(value) and not isinstance(value, (torch.nn.Module, torch.Tensor))):
+            hparams[key] = _callable_name(value)
+
+
+__all__ = ["UnsafeCheckpointError", "plain_hyperparameters", "safe_torch_load"]
