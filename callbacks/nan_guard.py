@@ -122,7 +122,7 @@ class NaNGuard(Callback):
             return
 
         path = self._checkpoint_path(trainer, step)
-        trainer.save_checkpoint(path, weights_only=False)  # all ranks call it: strategies gather/barrier inside
+        trainer.save_checkpoint(path)  # all ranks call it: strategies gather/barrier inside
         self.saved_checkpoint = path
         self.stopped_at_step = step
         self.message = (
