@@ -43,6 +43,7 @@ from diffusion.paths import DiscreteDDPMPath
 from diffusion.time_samplers import DiscreteTimeSampler
 from lightning_modules.bi_noising.networks import ConditionalADMUNet, EpsilonOnly, load_prior_weights
 from lightning_modules.components.adm_unet import ADMUNet
+from lightning_modules.components.loss_term_steps import LossTermSteps
 from lightning_modules.diffusion_module import DiffusionModule
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ CORR_COEFFICIENTS = ("alpha", "alpha_bar", "one")
 STOP_GRADIENTS = ("none", "clean", "degraded")
 
 
-class BiNoisingRestoration(DiffusionModule):
+class BiNoisingRestoration(LossTermSteps, DiffusionModule):
     """Bi-Noising (module docstring).
 
     Args:
@@ -72,6 +73,8 @@ class BiNoisingRestoration(DiffusionModule):
             sampler options (:mod:`diffusion.bi_noising`).
         optimizer, lr_scheduler, val_seed, predict_seed: as :class:`DiffusionModule`.
     """
+
+    logged_loss_terms = ("simple", "corr")
 
     def __init__(
         self,
@@ -219,27 +222,6 @@ class BiNoisingRestoration(DiffusionModule):
             total = total + self.corr_weight * terms["corr"]
         terms["total"] = total
         return terms
-
-    def _log_terms(self, prefix: str, terms: Mapping[str, Tensor], n: int, **kw: Any) -> Tensor:
-        loss = terms["total"].mean()
-        self.log(f"{prefix}/loss", loss, batch_size=n, prog_bar=prefix == "train", **kw)
-        for key in ("simple", "corr"):
-            if key in terms:
-                self.log(f"{prefix}/{key}", terms[key].mean(), batch_size=n, **kw)
-        return loss
-
-    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        return self._log_terms("train", self.losses(batch), batch["image"].shape[0])
-
-    def _fixed_noise_loss(self, prefix: str, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        return self._log_terms(prefix, self.losses(batch, generator), batch["image"].shape[0], sync_dist=True)
-
-    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        return self._fixed_noise_loss("val", batch, batch_idx)
-
-    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        return self._fixed_noise_loss("test", batch, batch_idx)
 
     # ------------------------------------------------------------------ sampling
     def check_condition(self, condition: Tensor, batch: Optional[int] = None) -> Tensor:

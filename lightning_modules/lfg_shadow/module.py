@@ -42,6 +42,7 @@ from diffusion.paths import DiscreteDDPMPath
 from diffusion.samplers import build_sampler
 from diffusion.time_samplers import DiscreteTimeSampler
 from diffusion.weighting import P2Weighting
+from lightning_modules.components.loss_term_steps import LossTermSteps
 from lightning_modules.diffusion_module import DiffusionModule
 from lightning_modules.lfg_shadow.networks import LFGNetwork
 
@@ -57,7 +58,7 @@ def resolve_sampler(sampler: Any) -> Any:
     return sampler
 
 
-class LFGShadowRemoval(DiffusionModule):
+class LFGShadowRemoval(LossTermSteps, DiffusionModule):
     """LFG-Diffusion (module docstring).
 
     Args:
@@ -75,6 +76,8 @@ class LFGShadowRemoval(DiffusionModule):
         mask_dilation: ``k`` applied to user masks in ``predict`` (21).
         optimizer, lr_scheduler, val_seed, predict_seed: as :class:`DiffusionModule`.
     """
+
+    logged_loss_terms = ("eps", "vlb", "invariant")
 
     def __init__(
         self,
@@ -187,27 +190,6 @@ class LFGShadowRemoval(DiffusionModule):
             total = total + self.invariant_weight * terms["invariant"]
         terms["total"] = total
         return terms
-
-    def _log_terms(self, prefix: str, terms: Mapping[str, Tensor], batch_size: int, **kw: Any) -> Tensor:
-        loss = terms["total"].mean()
-        self.log(f"{prefix}/loss", loss, batch_size=batch_size, prog_bar=prefix == "train", **kw)
-        for key in ("eps", "vlb", "invariant"):
-            if key in terms:
-                self.log(f"{prefix}/{key}", terms[key].mean(), batch_size=batch_size, **kw)
-        return loss
-
-    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        return self._log_terms("train", self.losses(batch), batch["image"].shape[0])
-
-    def _fixed_noise_loss(self, prefix: str, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        return self._log_terms(prefix, self.losses(batch, generator), batch["image"].shape[0], sync_dist=True)
-
-    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        return self._fixed_noise_loss("val", batch, batch_idx)
-
-    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        return self._fixed_noise_loss("test", batch, batch_idx)
 
     # ------------------------------------------------------------------ sampling
     def nfe(self, num_steps: Optional[int] = None, sampler: Any = None, guidance_scale: Optional[float] = None) -> int:
