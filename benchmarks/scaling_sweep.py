@@ -50,6 +50,7 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 
 from lightning_modules.ldm_scaling.cost import CostModel, best_over, frontier
+from launch.argv import split_overrides
 
 log = logging.getLogger("scaling_sweep")
 
@@ -88,10 +89,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/scaling_sweep")
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1:]
+    argv, overrides = split_overrides(argv)
     args = p.parse_args(argv)
     args.overrides = overrides
     if args.checkpoints and not args.config:

@@ -40,6 +40,7 @@ import torch
 
 from launch.errors import one_line_errors
 from launch.from_config import build_cli, check_fits, ema_weights, load_checkpoint, resolve_ckpt_path
+from launch.argv import split_overrides
 
 log = logging.getLogger("export")
 
@@ -168,10 +169,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
     p.add_argument("--runs_dir", default="runs")
     p.add_argument("--run_name", default=None)
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1:]
+    argv, overrides = split_overrides(argv)
     return p.parse_args(argv), overrides
 
 

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from launch.argv import split_overrides
 
 DEFAULT_SIGNAL_SECONDS = 90
 
@@ -315,10 +316,7 @@ def submit(script: os.PathLike | str, *, sbatch: str = "sbatch", extra_args: Seq
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1:]
+    argv, overrides = split_overrides(argv)
     p = argparse.ArgumentParser(prog="python -m launch.slurm", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", action="append", default=[], help="config file; repeat to overlay (passed on in order)")
     p.add_argument("--nodes", type=int, default=1)
