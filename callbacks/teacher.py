@@ -109,7 +109,7 @@ def load_state_dict_file(path: str, prefix: str) -> dict[str, torch.Tensor]:
 
         raw = load_file(path)
     else:
-        raw = safe_torch_load(path, key="TeacherCallback: checkpoint_path")  # never weights_only=False
+        raw = safe_torch_load(path, key="TeacherCallback: checkpoint_path")  # weights_only=True, allowlisted types only
         if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
             raw = raw["state_dict"]
     if not isinstance(raw, dict):

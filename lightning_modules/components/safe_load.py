@@ -7,7 +7,7 @@ Every loader of the suite goes through :func:`safe_torch_load`, which always rea
 checkpoints carry in their hyper-parameters (jsonargparse's ``Namespace``, paths) are put on
 torch's allowlist (``torch.serialization.add_safe_globals``); anything else in the file is
 refused with one message naming the file and the type, instead of being executed.
-There is deliberately no ``weights_only=False`` switch: convert an old file once in a trusted
+There is deliberately no switch back to full unpickling: convert an old file once in a trusted
 session (load it with full unpickling and save its ``state_dict`` alone) if ever needed.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ copy (Ch. 5, Eq. 5.3: its ``conv_in`` reads the condition), Fit Check's 16-chann
 (thesis 000, Ch. 4) and Inverse Painting's renderer and mask generator (Ch. 6: ``in_channels = 9``,
 ``out_channels = 1``).
 
-Why not ``from_pretrained(..., in_channels=..., ignore_mismatched_sizes=True)``: under diffusers
+Why not ``from_pretrained(..., in_channels=...)`` with ``ignore_mismatched_sizes``: under diffusers
 0.42 the skipped layers are left as uninitialised memory (values ~1e34, NaN losses at step 0).
 Here the rule is explicit and deterministic in what it keeps:
 
