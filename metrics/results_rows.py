@@ -263,7 +263,9 @@ def run_provenance(trainer: Any) -> dict[str, Any]:
     with a checkpoint (``trainer.ckpt_path``) the step and epoch are those stored in that file
     (the trainer's are 0 there). ``config_files`` are the ``--config`` files the suite's CLI was
     given (``trainer.suite_config_files``, set by ``cli.py``); ``run_config`` the resolved
-    ``config.yaml`` of the run folder. Computed on every rank (``trainer.log_dir`` is a collective).
+    ``config.yaml`` of the run folder; ``released_checkpoint`` the authors' released weights the
+    module was built from (its ``released_checkpoint`` attribute), only when set. Computed on every
+    rank (``trainer.log_dir`` is a collective).
     """
     fn = getattr(getattr(getattr(trainer, "state", None), "fn", None), "value", None)
     ckpt = getattr(trainer, "ckpt_path", None)
@@ -273,13 +275,17 @@ def run_provenance(trainer: Any) -> dict[str, Any]:
         step = stored_step if stored_step is not None else step
         epoch = stored_epoch if stored_epoch is not None else epoch
     files = getattr(trainer, "suite_config_files", None)
-    return {
+    released = getattr(getattr(trainer, "lightning_module", None), "released_checkpoint", None)
+    provenance = {
         "checkpoint": str(ckpt) if ckpt else None,
         "step": step,
         "epoch": epoch,
         "config_files": [str(f) for f in files] if files else None,
         "run_config": run_config_path(trainer),
     }
+    if released:
+        provenance["released_checkpoint"] = str(released)
+    return provenance
 
 
 def dataset_field(trainer: Any, paper_dataset: Optional[str], data_flag: str) -> tuple[str, dict[str, Any]]:
