@@ -20,3 +20,11 @@ torch.set_num_threads(int(os.environ.get("GENSUITE_TEST_THREADS", "1")))
 def _seed_everything() -> None:
     """Every test starts from the same RNG state so failures reproduce."""
     torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` (xdist, ``--dist loadgroup``) every SLURM test runs on one worker, so the
+    one-node cluster (a session fixture) is installed and started once, not once per worker."""
+    for item in items:
+        if item.get_closest_marker("slurm") is not None:
+            item.add_marker(pytest.mark.xdist_group(name="slurm"))
