@@ -346,33 +346,20 @@ def rosinality_to_basicsr(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def read_checkpoint(path: str, key: str, prefer: Sequence[str] = ("params_ema", "params", "state_dict")) -> dict[str, Tensor]:
-    """A state dict from ``path`` (weights_only), unwrapping BasicSR's ``params_ema`` / ``params``."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{key}: checkpoint file {path!r} does not exist")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping):
-        for name in prefer:
-            if name in state and isinstance(state[name], Mapping):
-                state = state[name]
-                break
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{key}: {path!r} does not hold a state dict")
-    return {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    """A state dict from ``path`` (safe load), unwrapping BasicSR's ``params_ema`` / ``params`` (first of ``prefer``)."""
+    from lightning_modules.components.released_weights import read_released_state
+
+    return read_released_state(path, key=key, containers=tuple(prefer))
 
 
 def _check_shapes(module: nn.Module, state: Mapping[str, Tensor], path: str, what: str) -> None:
+    """One :class:`ReleasedWeightsError` for missing / unexpected / other-shape keys, with the setting that usually explains it."""
+    from lightning_modules.components.released_weights import check_released_state
+
     own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{what} checkpoint {path!r} does not match the configured network "
-                         f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, unexpected "
-                         f"{unexpected[:4]}{'...' if len(unexpected) > 4 else ''}): another out_size or layout?")
-    for name, tensor in own.items():
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise ValueError(f"{what} checkpoint {path!r}: {name} has shape {tuple(state[name].shape)}, the configured "
-                             f"network expects {tuple(tensor.shape)}: another channel_multiplier / num_style_feat?")
+    names_differ = set(own) != set(state)
+    hint = "Another out_size or layout?" if names_differ else "Another channel_multiplier / num_style_feat?"
+    check_released_state(own, state, f"{what} checkpoint {path!r}", what, hint)
 
 
 def load_stylegan2_generator(generator: StyleGAN2Generator, path: str, key: str = "model.stylegan_path") -> None:
