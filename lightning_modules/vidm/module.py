@@ -179,6 +179,7 @@ class VIDMMotion(_VIDMBase):
         self.save_hyperparameters(ignore=["network", "content_network"])
         self.num_frames, self.fps = int(num_frames), int(fps)
         self.released_checkpoint = released_checkpoint
+        self.loads_own_weights = bool(released_checkpoint)  # cli.py: test / predict need no --ckpt_path then
         if released_checkpoint:
             from lightning_modules.vidm.released import import_vidm_motion
 
