@@ -103,3 +103,65 @@ def vidm_released_file(ema: dict[str, Tensor]) -> dict:
     """The container ``diffusion_ddp_accum_constant_cu_frame_CLEVRER_robust.py`` saves (training weights zeroed here)."""
     return {"iters": 400000, "state_dict": {k: torch.zeros_like(v) for k, v in ema.items()}, "ema_state_dict": ema,
             "optimizer": {"state": {}, "param_groups": [{"lr": 2e-5, "params": [0, 1]}]}}
+
+
+def guided_diffusion_unet_state(model_channels: int = 16, channel_mult: Sequence[int] = (1, 2), num_res_blocks: int = 1,
+                                attention_ds: Iterable[int] = (2,), in_channels: int = 3, out_channels: int = 6,
+                                seed: int = 0) -> dict[str, Tensor]:
+    """openai/guided-diffusion ``UNetModel`` (``unet.py``) with ``use_scale_shift_norm`` and ``resblock_updown``, no
+    classes: ``time_embed.{0,2}``, ResBlock ``in_layers.{0,2}`` / ``emb_layers.1`` / ``out_layers.{0,3}`` /
+    ``skip_connection``, AttentionBlock ``norm`` / ``qkv`` / ``proj_out``, ``out.{0,2}`` (as 256x256_diffusion_uncond.pt)."""
+    g = torch.Generator().manual_seed(seed)
+    attention_ds = set(int(d) for d in attention_ds)
+    emb = 4 * model_channels
+    state: dict[str, Tensor] = {"time_embed.0.weight": _rand(emb, model_channels, generator=g), "time_embed.0.bias": _rand(emb, generator=g),
+                                "time_embed.2.weight": _rand(emb, emb, generator=g), "time_embed.2.bias": _rand(emb, generator=g)}
+
+    def res(p: str, cin: int, cout: int) -> None:
+        state[p + "in_layers.0.weight"], state[p + "in_layers.0.bias"] = 1 + _rand(cin, generator=g), _rand(cin, generator=g)
+        state[p + "in_layers.2.weight"], state[p + "in_layers.2.bias"] = _rand(cout, cin, 3, 3, generator=g), _rand(cout, generator=g)
+        state[p + "emb_layers.1.weight"], state[p + "emb_layers.1.bias"] = _rand(2 * cout, emb, generator=g), _rand(2 * cout, generator=g)
+        state[p + "out_layers.0.weight"], state[p + "out_layers.0.bias"] = 1 + _rand(cout, generator=g), _rand(cout, generator=g)
+        state[p + "out_layers.3.weight"], state[p + "out_layers.3.bias"] = _rand(cout, cout, 3, 3, generator=g), _rand(cout, generator=g)
+        if cin != cout:
+            state[p + "skip_connection.weight"] = _rand(cout, cin, 1, 1, generator=g)
+            state[p + "skip_connection.bias"] = _rand(cout, generator=g)
+
+    def attn(p: str, ch: int) -> None:
+        state[p + "norm.weight"], state[p + "norm.bias"] = 1 + _rand(ch, generator=g), _rand(ch, generator=g)
+        state[p + "qkv.weight"], state[p + "qkv.bias"] = _rand(3 * ch, ch, 1, generator=g), _rand(3 * ch, generator=g)
+        state[p + "proj_out.weight"], state[p + "proj_out.bias"] = _rand(ch, ch, 1, generator=g), _rand(ch, generator=g)
+
+    ch = int(channel_mult[0] * model_channels)
+    state["input_blocks.0.0.weight"], state["input_blocks.0.0.bias"] = _rand(ch, in_channels, 3, 3, generator=g), _rand(ch, generator=g)
+    chans, ds, index = [ch], 1, 1
+    for level, mult in enumerate(channel_mult):
+        for _ in range(num_res_blocks):
+            res(f"input_blocks.{index}.0.", ch, int(mult * model_channels))
+            ch = int(mult * model_channels)
+            if ds in attention_ds:
+                attn(f"input_blocks.{index}.1.", ch)
+            chans.append(ch)
+            index += 1
+        if level != len(channel_mult) - 1:
+            res(f"input_blocks.{index}.0.", ch, ch)
+            chans.append(ch)
+            index, ds = index + 1, ds * 2
+    res("middle_block.0.", ch, ch)
+    attn("middle_block.1.", ch)
+    res("middle_block.2.", ch, ch)
+    index = 0
+    for level, mult in list(enumerate(channel_mult))[::-1]:
+        for i in range(num_res_blocks + 1):
+            res(f"output_blocks.{index}.0.", ch + chans.pop(), int(model_channels * mult))
+            ch, j = int(model_channels * mult), 1
+            if ds in attention_ds:
+                attn(f"output_blocks.{index}.1.", ch)
+                j = 2
+            if level and i == num_res_blocks:
+                res(f"output_blocks.{index}.{j}.", ch, ch)
+                ds //= 2
+            index += 1
+    state["out.0.weight"], state["out.0.bias"] = 1 + _rand(ch, generator=g), _rand(ch, generator=g)
+    state["out.2.weight"], state["out.2.bias"] = _rand(out_channels, ch, 3, 3, generator=g), _rand(out_channels, generator=g)
+    return state

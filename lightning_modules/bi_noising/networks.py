@@ -28,8 +28,8 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from lightning_modules.components.adm_unet import ADM_KEY_MAP_PREFIXES, ADMUNet
-from lightning_modules.components.released_weights import (KeyMap, ReleasedWeightsError, check_released_state,
+from lightning_modules.components.adm_unet import ADMUNet
+from lightning_modules.components.released_weights import (ReleasedWeightsError, check_released_state,
                                                             read_released_state)
 
 
@@ -77,7 +77,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
                                 f"ffhq_10m.pt / 256x256_diffusion_uncond.pt, or the bi_noising_prior EMA export)")
     # e.g. the in-suite export's ``network.network.`` (DDPM module -> EpsilonOnly -> ADMUNet) strips twice
     state = read_released_state(file, key="model.prior_checkpoint", containers=("state_dict",))
-    return KeyMap(strip_prefixes=ADM_KEY_MAP_PREFIXES).apply(state, source=f"model.prior_checkpoint={str(path)!r}")
+    from lightning_modules.bi_noising.released import PRIOR_KEY_MAP
+
+    return PRIOR_KEY_MAP.apply(state, source=f"model.prior_checkpoint={str(path)!r}")
 
 
 def _layout(state: Mapping[str, Tensor]) -> dict[str, Any]:
