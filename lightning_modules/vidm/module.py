@@ -229,20 +229,12 @@ class VIDMMotion(_VIDMBase):
         if not file.is_file():
             raise FileNotFoundError(f"model.content_checkpoint={self.content_checkpoint!r} does not exist; train "
                                     f"configs/vidm_content.yaml first (its checkpoints/last.ckpt)")
-        if file.suffix == ".safetensors":  # the content run's EMA export (names of VIDMContent's parameters)
-            from safetensors.torch import load_file
+        # the content run's EMA export (.safetensors, names of VIDMContent's parameters) or its Lightning checkpoint
+        from lightning_modules.components.released_weights import KeyMap, import_released
 
-            state = load_file(str(file))
-        else:  # a VIDMContent Lightning checkpoint (its training weights)
-            raw = torch.load(file, map_location="cpu", weights_only=True)
-            state = raw.get("state_dict", raw) if isinstance(raw, dict) else {}
-        if state and all(k.startswith("network.") for k in state):
-            state = {k[len("network."):]: v for k, v in state.items()}
-        own = self.content.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise ValueError(f"{file}: not a checkpoint of model.content_network: missing {missing[:4]}, unexpected {unexpected[:4]}")
-        self.content.load_state_dict(state, strict=True)
+        import_released(self.content, file, KeyMap(strip_prefixes=("network.",)), what="model.content_network",
+                        key="model.init_args.content_checkpoint", containers=("state_dict",),
+                        hint="A VIDMContent run of the same content_network config (its EMA export or last.ckpt).")
         self._content_loaded = True
 
     @torch.no_grad()
