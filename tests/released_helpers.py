@@ -13,8 +13,23 @@ import torch
 from torch import Tensor
 
 
+_META = {"on": False}
+
+
 def _rand(*shape: int, generator: torch.Generator) -> Tensor:
+    if _META["on"]:  # full-size layouts: shapes only
+        return torch.empty(*shape, device="meta")
     return torch.randn(*shape, generator=generator) * 0.1
+
+
+class meta_tensors:
+    """``with meta_tensors(): state = vidm_complex_umodel_state(<full size>)``: names and shapes, no memory."""
+
+    def __enter__(self) -> None:
+        _META["on"] = True
+
+    def __exit__(self, *exc: object) -> None:
+        _META["on"] = False
 
 
 def vidm_complex_umodel_state(model_channels: int = 16, channel_mult: Sequence[int] = (1, 2), num_res_blocks: int = 1,
@@ -33,13 +48,14 @@ def vidm_complex_umodel_state(model_channels: int = 16, channel_mult: Sequence[i
         state[p + "in_layers.0.weight"], state[p + "in_layers.0.bias"] = 1 + _rand(cin, generator=g), _rand(cin, generator=g)
         state[p + "in_layers.2.weight"], state[p + "in_layers.2.bias"] = _rand(cout, cin, 3, 3, generator=g), _rand(cout, generator=g)
         e = p + "emb_layers."
-        state[e + "linear_0.weight"], state[e + "linear_0.bias"] = torch.randn(cout, 4, generator=g), _rand(cout, generator=g)
+        state[e + "linear_0.weight"], state[e + "linear_0.bias"] = 10 * _rand(cout, 4, generator=g), _rand(cout, generator=g)
         state[e + "linear_1.0.weight"], state[e + "linear_1.0.bias"] = _rand(2 * cout, cout, generator=g), _rand(2 * cout, generator=g)
         state[e + "linear_1.2.weight"], state[e + "linear_1.2.bias"] = _rand(2 * cout, 2 * cout, generator=g), _rand(2 * cout, generator=g)
         state[e + "out_norm.weight"], state[e + "out_norm.bias"] = 1 + _rand(cout, generator=g), _rand(cout, generator=g)
         state[e + "out_rest.1.weight"], state[e + "out_rest.1.bias"] = _rand(cout, cout, 3, 3, generator=g), _rand(cout, generator=g)
-        state[e + "coords"] = torch.zeros(cached_batch, size, size, 2)
-        state[e + "new_coords"] = torch.zeros(1000, 128, 1, 1, 2)
+        device = "meta" if _META["on"] else "cpu"
+        state[e + "coords"] = torch.zeros(cached_batch, size, size, 2, device=device)
+        state[e + "new_coords"] = torch.zeros(1000, 128, 1, 1, 2, device=device)
         if cin != cout:
             state[p + "skip_connection.weight"] = _rand(cout, cin, 1, 1, generator=g)
             state[p + "skip_connection.bias"] = _rand(cout, generator=g)

@@ -50,3 +50,17 @@ def test_published_prior_flags_build_the_published_sizes() -> None:
     assert 93.0e6 < sum(p.numel() for p in faces.parameters()) < 94.0e6, "Table 8.4's 93.6M (P2 / ILVR FFHQ-256)"
     with pytest.raises(KeyError, match="known"):
         prior_kwargs("mystery.pt")
+
+
+def test_the_published_p2_and_imagenet_layouts_match_their_flags_at_full_size() -> None:
+    """guided-diffusion's UNetModel names at 256 px (meta tensors) against ADMUNet(**prior_kwargs(file))."""
+    from lightning_modules.components.released_weights import mismatch_report
+    from released_helpers import meta_tensors
+
+    for name, mc, blocks, attention in (("ffhq_p2.pt", 128, 1, (16,)), ("256x256_diffusion_uncond.pt", 256, 2, (8, 16, 32))):
+        with meta_tensors():
+            theirs = guided_diffusion_unet_state(model_channels=mc, channel_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=blocks,
+                                                 attention_ds=attention)
+        with torch.device("meta"):
+            ours = ADMUNet(3, 3, **prior_kwargs(name))
+        assert mismatch_report(ours.state_dict(), theirs) == [], name

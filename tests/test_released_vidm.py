@@ -114,3 +114,23 @@ def test_cli_test_with_the_released_flag_writes_labelled_rows(tmp_path: Path, mo
     assert rows and all(r["released_checkpoint"] == str(file) for r in rows)
     text = render_leaderboard(read_rows([str(results)]), load_paper_numbers(str(REPO / "benchmarks" / "paper_numbers.yaml")))
     assert "authors' released weights checkpoint_accum_clevrer_robust_400000.pth.tar" in text
+
+
+def test_the_shipped_overlay_is_the_released_layout_at_full_size() -> None:
+    """configs/vidm_eval/released_clevrer.yaml builds exactly their 128 px ComplexUModel (names and shapes, on meta)."""
+    import yaml
+
+    from cli_runner import CONFIGS
+    from lightning_modules.components.released_weights import mismatch_report
+    from lightning_modules.vidm.released import MOTION_KEY_MAP, _reshape_modulation
+    from released_helpers import meta_tensors
+
+    network = yaml.safe_load((CONFIGS / "vidm_eval" / "released_clevrer.yaml").read_text())["model"]["init_args"]["network"]
+    with torch.device("meta"):
+        net = MotionNetwork(**network["init_args"])
+    with meta_tensors():  # their training script: model_channels 128, (1,1,2,2,4,4), 2 blocks, attention rate 16
+        theirs = vidm_complex_umodel_state(model_channels=128, channel_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2,
+                                           attention_ds=(16,), image_size=128, spynet_levels=6,
+                                           spynet_widths=(32, 64, 32, 16), spynet_kernel=7)
+    assert mismatch_report(net.state_dict(), _reshape_modulation(MOTION_KEY_MAP.apply(theirs))) == []
+    assert net.residual_form == "repo" and net.flow_net.input_range == "raw"
