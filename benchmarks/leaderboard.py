@@ -259,6 +259,7 @@ def _plot_specs(rows: list[ResultRow]) -> list[tuple[str, str, dict[str, list[tu
                 if x is None:
                     continue
                 label = r.method + (f" (guidance {r.guidance:g})" if r.guidance is not None else "")
+                label += f" ({released_label(_released(r))})" if _released(r) else ""
                 flags = _flags(_group_key(r))
                 label += f" [{flags}]" if flags else ""
                 if budget == "step":
