@@ -54,3 +54,27 @@ def test_other_ffdnet_sizes_are_refused_with_one_message(tmp_path: Path) -> None
         import_d2sm_ffdnet(FFDNet(features=8, num_layers=4), tmp_path / "checkpoint_0400.pth.tar")  # 3-channel sigma map
     with pytest.raises(ReleasedWeightsError, match="missing"):
         import_d2sm_ffdnet(FFDNet(features=8, num_layers=5, noise_map_channels=1), tmp_path / "checkpoint_0400.pth.tar")
+
+
+def test_cli_test_with_the_released_flag_writes_labelled_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cli.py test --config d2sm_denoise.yaml --config tiny/d2sm_denoise.yaml --model.init_args.released_checkpoint F`
+    (the cheapest paper's test stage): no --ckpt_path needed, rows carry the file, the leaderboard labels them."""
+    import json
+
+    from benchmarks.leaderboard import load_paper_numbers, render_leaderboard
+    from benchmarks.results_rows import read_rows
+    from cli_runner import REPO, run_cli
+
+    monkeypatch.chdir(tmp_path)  # results/ is relative to the working directory
+    file = tmp_path / "checkpoint_0400.pth.tar"
+    torch.save(_their_file(feats=8, blocks=3), file)  # the tiny overlay's FFDNet: 8 features, 3 convs
+    cli = run_cli(["test", "--config", "d2sm_denoise.yaml", "--config", "tiny/d2sm_denoise.yaml",
+                   "--model.init_args.released_checkpoint", str(file),
+                   "--model.init_args.restorer.init_args.noise_map_channels", "1"], tmp_path)
+    loaded = _their_file(feats=8, blocks=3)["state_dict"]["module.m_tail.weight"]
+    assert torch.equal(cli.model.restorer.body[4].weight, loaded), "the test ran the imported weights"
+    results = tmp_path / "results" / "d2sm.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert rows and all(r["released_checkpoint"] == str(file) for r in rows)
+    text = render_leaderboard(read_rows([str(results)]), load_paper_numbers(str(REPO / "benchmarks" / "paper_numbers.yaml")))
+    assert "authors' released weights checkpoint_0400.pth.tar" in text

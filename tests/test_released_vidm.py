@@ -96,26 +96,6 @@ def test_module_flag_imports_and_is_recorded(tmp_path: Path) -> None:
     assert out.shape == video.shape and torch.equal(out[:, 0], video[:, 0]), "image-to-video from each clip's first frame"
 
 
-def test_cli_test_with_the_released_flag_writes_labelled_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`cli.py test --config vidm_motion.yaml --config tiny/vidm_motion.yaml --model.init_args.released_checkpoint F`."""
-    import json
-
-    from benchmarks.leaderboard import load_paper_numbers, render_leaderboard
-    from benchmarks.results_rows import read_rows
-    from cli_runner import REPO, run_cli
-
-    monkeypatch.chdir(tmp_path)  # results/ is relative to the working directory
-    file = tmp_path / "checkpoint_accum_clevrer_robust_400000.pth.tar"
-    torch.save(vidm_released_file(vidm_complex_umodel_state()), file)
-    run_cli(["test", "--config", "vidm_motion.yaml", "--config", "tiny/vidm_motion.yaml",
-             "--model.init_args.released_checkpoint", str(file)], tmp_path)
-    results = tmp_path / "results" / "vidm.jsonl"
-    rows = [json.loads(line) for line in results.read_text().splitlines()]
-    assert rows and all(r["released_checkpoint"] == str(file) for r in rows)
-    text = render_leaderboard(read_rows([str(results)]), load_paper_numbers(str(REPO / "benchmarks" / "paper_numbers.yaml")))
-    assert "authors' released weights checkpoint_accum_clevrer_robust_400000.pth.tar" in text
-
-
 def test_the_shipped_overlay_is_the_released_layout_at_full_size() -> None:
     """configs/vidm_eval/released_clevrer.yaml builds exactly their 128 px ComplexUModel (names and shapes, on meta)."""
     import yaml
