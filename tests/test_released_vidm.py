@@ -86,7 +86,8 @@ def test_mismatching_files_are_refused_with_one_message(tmp_path: Path) -> None:
     assert str(info.value).count("\n") == 0
 
 
-def test_module_flag_imports_and_is_recorded(tmp_path: Path) -> None:
+def test_module_flag_imports_and_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a trainer-less prediction writer points at ./predictions
     torch.save(vidm_released_file(vidm_complex_umodel_state()), tmp_path / "released.pth.tar")
     module = VIDMMotion(_net(), image_size=16, num_frames=3, num_sampling_steps=2,
                         released_checkpoint=str(tmp_path / "released.pth.tar"))
@@ -94,6 +95,8 @@ def test_module_flag_imports_and_is_recorded(tmp_path: Path) -> None:
     video = torch.rand(2, 3, 3, 16, 16) * 2 - 1
     out = module.sample_for_batch({"video": video}, generator=torch.Generator().manual_seed(0))
     assert out.shape == video.shape and torch.equal(out[:, 0], video[:, 0]), "image-to-video from each clip's first frame"
+    writer = module.prediction_writer("released")
+    assert writer.settings["released_checkpoint"] == str(tmp_path / "released.pth.tar"), "predict manifests name the file"
 
 
 def test_the_shipped_overlay_is_the_released_layout_at_full_size() -> None:
