@@ -35,7 +35,9 @@ HEADER = (
     "`benchmarks/paper_numbers.yaml`; do not edit by hand._\n\n"
     "Flags on our rows: **random weights** (a network of the run or of the evaluator had random weights) and "
     "**embedded data** (the suite's no-download stand-in data, not the paper's dataset). Flagged values are not "
-    "comparable with the paper's numbers.\n"
+    "comparable with the paper's numbers. A row labelled **authors' released weights FILE** was computed with the "
+    "checkpoint the paper's authors published, imported into the suite's module (`docs/released_weights.md`): the "
+    "authors' model reproduced beside the paper's number.\n"
 )
 
 
@@ -138,10 +140,16 @@ class _GroupKey:
     guidance: Optional[float]
     weights: str
     data: str
+    released: Optional[str] = None  # the authors' released checkpoint the row's model was imported from
+
+
+def _released(row: ResultRow) -> Optional[str]:
+    value = row.extra.get("released_checkpoint")
+    return str(value) if value else None
 
 
 def _group_key(row: ResultRow) -> _GroupKey:
-    return _GroupKey(row.method, row.split, row.resolution, row.nfe, row.guidance, row.weights, row.data)
+    return _GroupKey(row.method, row.split, row.resolution, row.nfe, row.guidance, row.weights, row.data, _released(row))
 
 
 def _latest(rows: Iterable[ResultRow]) -> "OrderedDict[_GroupKey, dict[str, ResultRow]]":
@@ -149,7 +157,7 @@ def _latest(rows: Iterable[ResultRow]) -> "OrderedDict[_GroupKey, dict[str, Resu
     groups: "OrderedDict[_GroupKey, dict[str, ResultRow]]" = OrderedDict()
     def order(r: ResultRow) -> tuple:
         return (r.method, r.split, r.resolution or "", r.nfe is not None, r.nfe or 0,
-                r.guidance is not None, r.guidance or 0.0, r.weights, r.data, r.date)
+                r.guidance is not None, r.guidance or 0.0, r.weights, r.data, _released(r) or "", r.date)
 
     for row in sorted(rows, key=order):
         metrics = groups.setdefault(_group_key(row), {})
@@ -179,8 +187,14 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def released_label(path: str) -> str:
+    """How a row computed with the authors' released weights is labelled: the file's name, not its local folder."""
+    return f"authors' released weights {os.path.basename(str(path).rstrip('/')) or path}"
+
+
 def _our_label(key: _GroupKey) -> str:
-    parts = [f"split {key.split}"]
+    parts = [released_label(key.released)] if key.released else []
+    parts.append(f"split {key.split}")
     if key.resolution:
         parts.append(key.resolution)
     if key.nfe is not None:
@@ -245,6 +259,7 @@ def _plot_specs(rows: list[ResultRow]) -> list[tuple[str, str, dict[str, list[tu
                 if x is None:
                     continue
                 label = r.method + (f" (guidance {r.guidance:g})" if r.guidance is not None else "")
+                label += f" ({released_label(_released(r))})" if _released(r) else ""
                 flags = _flags(_group_key(r))
                 label += f" [{flags}]" if flags else ""
                 if budget == "step":

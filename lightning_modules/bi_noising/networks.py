@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.adm_unet import ADMUNet
+from lightning_modules.components.released_weights import (ReleasedWeightsError, check_released_state,
+                                                            read_released_state)
 
 
 class ConditionalADMUNet(nn.Module):
@@ -67,33 +69,17 @@ class EpsilonOnly(nn.Module):
         return self.network(x_t, timesteps)[:, : self.image_channels]
 
 
-_PREFIXES = ("network.", "module.", "model.", "ema_model.")
-
-
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """A ``.pt`` / ``.pth`` / ``.safetensors`` state dict (``weights_only``), common wrapper prefixes stripped."""
+    """A ``.pt`` / ``.pth`` / ``.safetensors`` state dict (safe load), common wrapper prefixes stripped."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"model.prior_checkpoint={str(path)!r} does not exist (a guided-diffusion .pt, e.g. "
                                 f"ffhq_10m.pt / 256x256_diffusion_uncond.pt, or the bi_noising_prior EMA export)")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    # e.g. the in-suite export's ``network.network.`` (DDPM module -> EpsilonOnly -> ADMUNet) strips twice
+    state = read_released_state(file, key="model.prior_checkpoint", containers=("state_dict",))
+    from lightning_modules.bi_noising.released import PRIOR_KEY_MAP
 
-        state = load_file(str(file))
-    else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not state:
-        raise ValueError(f"{file}: not a state dict")
-    stripped = True
-    while stripped:  # e.g. the in-suite export's ``network.network.`` (DDPM module -> EpsilonOnly -> ADMUNet)
-        stripped = False
-        for prefix in _PREFIXES:
-            if all(k.startswith(prefix) for k in state):
-                state, stripped = {k[len(prefix):]: v for k, v in state.items()}, True
-                break
-    return dict(state)
+    return PRIOR_KEY_MAP.apply(state, source=f"model.prior_checkpoint={str(path)!r}")
 
 
 def _layout(state: Mapping[str, Tensor]) -> dict[str, Any]:
@@ -111,7 +97,7 @@ def load_prior_weights(network: ADMUNet, path: str | Path) -> ADMUNet:
     state = read_state_dict(path)
     want, have = _layout(network.state_dict()), _layout(state)
     if have["in_channels"] is None:
-        raise ValueError(f"{path}: no 'input_blocks.0.0.weight'; not a guided-diffusion UNet state dict")
+        raise ReleasedWeightsError(f"{path}: no 'input_blocks.0.0.weight'; not a guided-diffusion UNet state dict")
     problems = []
     if have["in_channels"] != want["in_channels"] or have["out_channels"] != want["out_channels"]:
         problems.append(f"channel layout {have['in_channels']} in / {have['out_channels']} out (learn_sigma doubles out) "
@@ -123,13 +109,9 @@ def load_prior_weights(network: ADMUNet, path: str | Path) -> ADMUNet:
     if have["model_channels"] != want["model_channels"]:
         problems.append(f"num_channels {have['model_channels']} but the prior config has {want['model_channels']}")
     if problems:
-        raise ValueError(f"prior checkpoint {path} does not fit model.prior: " + "; ".join(problems))
-    own = network.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        raise ValueError(f"prior checkpoint {path} does not match model.prior: missing {missing[:6]}, unexpected "
-                         f"{unexpected[:6]}, other shapes {shapes[:6]}")
+        raise ReleasedWeightsError(f"prior checkpoint {path} does not fit model.prior: " + "; ".join(problems))
+    check_released_state(network, state, f"model.prior_checkpoint={str(path)!r}", "guided-diffusion prior",
+                         "Check model.prior against the checkpoint's guided-diffusion flags.")
     network.load_state_dict(state, strict=True)
     return network
 

@@ -380,31 +380,29 @@ def attention_ds_from_resolutions(image_size: int, resolutions: Sequence[int]) -
     return tuple(image_size // int(r) for r in resolutions)
 
 
-def load_adm_weights(network: ADMUNet, path: str | Path) -> ADMUNet:
+#: guided-diffusion checkpoints are bare ``UNetModel`` state dicts; the suite's own exports and
+#: DataParallel / Lightning wrappers add these prefixes, which are stripped.
+ADM_KEY_MAP_PREFIXES = ("module.", "network.", "model.", "ema_model.")
+
+
+def load_adm_weights(network: ADMUNet, path: str | Path, key: str = "model.init_args.released_checkpoint",
+                     hint: str = "") -> ADMUNet:
     """Load a guided-diffusion checkpoint (``.pt`` state dict or ``.safetensors``) into ``network``, strictly.
 
     ADM checkpoints come from github.com/openai/guided-diffusion (e.g. ``256x256_diffusion_uncond.pt``);
-    a mismatch names the missing / unexpected keys instead of leaving layers uninitialised.
+    the key names are this module's own, so the map only strips wrapper prefixes. Reading,
+    checking and loading go through :mod:`lightning_modules.components.released_weights`: a
+    mismatch is one :class:`~lightning_modules.components.released_weights.ReleasedWeightsError`
+    naming the missing / unexpected / other-shape keys instead of leaving layers uninitialised.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"ADM checkpoint {path} does not exist (an openai/guided-diffusion state dict)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from lightning_modules.components.released_weights import KeyMap, import_released
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    own = network.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        raise ValueError(f"{path}: checkpoint does not match the ADMUNet config: missing {missing[:8]}, "
-                         f"unexpected {unexpected[:8]}, other shapes {shapes[:8]}")
-    network.load_state_dict(state, strict=True)
+    if not Path(path).expanduser().is_file():
+        raise FileNotFoundError(f"{key}={str(path)!r} does not exist (an openai/guided-diffusion state dict)")
+    import_released(network, path, KeyMap(strip_prefixes=ADM_KEY_MAP_PREFIXES), what="guided-diffusion ADM UNet",
+                    key=key, hint=hint or "Check image_size / channel_mult / attention_resolutions / num_res_blocks / "
+                    "num_channels / learn_sigma / class_cond against the checkpoint's flags.")
     return network
 
 
-__all__ = ["ADMUNet", "AttentionBlock", "ResBlock", "attention_ds_from_resolutions", "load_adm_weights", "timestep_embedding"]
+__all__ = ["ADM_KEY_MAP_PREFIXES", "ADMUNet", "AttentionBlock", "ResBlock", "attention_ds_from_resolutions", "load_adm_weights", "timestep_embedding"]

@@ -148,6 +148,9 @@ class PredictOutputsMixin:
             full = dict(settings or {})
             ckpt = getattr(trainer, "ckpt_path", None) if trainer is not None else None
             full.setdefault("checkpoint", str(ckpt) if ckpt else None)
+            released = getattr(self, "released_checkpoint", None)  # the authors' weights the module was built from
+            if released:
+                full.setdefault("released_checkpoint", str(released))
             writers.clear()
             writers[key] = PredictionWriter(folder, full, rank=rank)
         self.predictions_dir = str(folder)

@@ -81,6 +81,9 @@ class D2SMRestorationModule(FrozenPartsModule):
         sigma_suffix: name denoising metrics per sigma (``PSNR-s25``, Table 9.1); False gives ``PSNR``
             (Table 9.4, evaluated at sigma 25 only).
         predict_dir: folder for predictions (``None``: ``<run folder>/predictions``).
+        released_checkpoint: an FFDNet ``checkpoint_XXXX.pth.tar`` of the authors' code (github.com/MKFMIKU/d2sm;
+            they published none) imported into ``restorer`` by :mod:`lightning_modules.d2sm.released`;
+            rows record it (``released_checkpoint``).
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class D2SMRestorationModule(FrozenPartsModule):
         results_file: Optional[str] = "results/d2sm.jsonl",
         table: Optional[str] = None,
         predict_dir: Optional[str] = None,
+        released_checkpoint: Optional[str] = None,
     ) -> None:
         super().__init__()
         if task not in _TASKS:
@@ -131,6 +135,13 @@ class D2SMRestorationModule(FrozenPartsModule):
             raise ValueError(f"l1_weight ({l1_weight}) and d2sm_weight ({d2sm_weight}) must be >= 0, not both 0")
         self.save_hyperparameters(ignore=["restorer"])
         self.restorer = restorer if restorer is not None else FFDNet()
+        #: an FFDNet checkpoint of the authors' code (none was published; lightning_modules/d2sm/released.py)
+        self.released_checkpoint = released_checkpoint
+        self.loads_own_weights = bool(released_checkpoint)  # cli.py: test / predict need no --ckpt_path then
+        if released_checkpoint:
+            from lightning_modules.d2sm.released import import_d2sm_ffdnet
+
+            import_d2sm_ffdnet(self.restorer, released_checkpoint)
         self.task = task
         self.d2sm: Optional[D2SMLoss] = None
         self.phi_is_stand_in = False

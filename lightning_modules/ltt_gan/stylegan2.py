@@ -324,61 +324,35 @@ class StyleGAN2Discriminator(nn.Module):
 
 
 def rosinality_to_basicsr(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Rename rosinality/stylegan2-pytorch keys to BasicSR's (identity for BasicSR files)."""
-    import re
+    """Rename rosinality/stylegan2-pytorch (or GFPGANv1 ``stylegan_decoder.``) keys to BasicSR's (identity for
+    BasicSR files); the key maps live in :mod:`lightning_modules.ltt_gan.released`. Blur kernels are dropped."""
+    from lightning_modules.ltt_gan.released import stylegan2_key_map
 
-    if "input.input" not in state and not any(k.startswith("convs.0.0.") for k in state):
-        return dict(state)
-    out: dict[str, Tensor] = {}
-    for key, value in state.items():
-        new = re.sub(r"^style\.", "style_mlp.", key)
-        new = new.replace("input.input", "constant_input.weight")
-        new = re.sub(r"^noises\.noise_(\d+)$", r"noises.noise\1", new)
-        if "input.input" in state:  # generator
-            new = re.sub(r"^conv1\.", "style_conv1.", new)
-            new = re.sub(r"^convs\.", "style_convs.", new)
-            new = re.sub(r"\.conv\.(weight|modulation|blur)", r".modulated_conv.\1", new)
-            new = re.sub(r"\.noise\.weight$", ".weight", new)
-        else:  # discriminator
-            new = re.sub(r"^convs\.", "conv_body.", new)
-        out[new] = value
-    return out
+    part = "generator" if "input.input" in state or not any(k.startswith("convs.0.0.") for k in state) else "discriminator"
+    return stylegan2_key_map(state, part).apply(state)
 
 
 def read_checkpoint(path: str, key: str, prefer: Sequence[str] = ("params_ema", "params", "state_dict")) -> dict[str, Tensor]:
-    """A state dict from ``path`` (weights_only), unwrapping BasicSR's ``params_ema`` / ``params``."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{key}: checkpoint file {path!r} does not exist")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping):
-        for name in prefer:
-            if name in state and isinstance(state[name], Mapping):
-                state = state[name]
-                break
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{key}: {path!r} does not hold a state dict")
-    return {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    """A state dict from ``path`` (safe load), unwrapping BasicSR's ``params_ema`` / ``params`` (first of ``prefer``)."""
+    from lightning_modules.components.released_weights import read_released_state
+
+    return read_released_state(path, key=key, containers=tuple(prefer))
 
 
 def _check_shapes(module: nn.Module, state: Mapping[str, Tensor], path: str, what: str) -> None:
+    """One :class:`ReleasedWeightsError` for missing / unexpected / other-shape keys, with the setting that usually explains it."""
+    from lightning_modules.components.released_weights import check_released_state
+    from lightning_modules.ltt_gan.released import CLEAN_HINT
+
     own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{what} checkpoint {path!r} does not match the configured network "
-                         f"(missing {missing[:4]}{'...' if len(missing) > 4 else ''}, unexpected "
-                         f"{unexpected[:4]}{'...' if len(unexpected) > 4 else ''}): another out_size or layout?")
-    for name, tensor in own.items():
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise ValueError(f"{what} checkpoint {path!r}: {name} has shape {tuple(state[name].shape)}, the configured "
-                             f"network expects {tuple(tensor.shape)}: another channel_multiplier / num_style_feat?")
+    names_differ = set(own) != set(state)
+    hint = CLEAN_HINT if names_differ else "Another channel_multiplier / num_style_feat?"
+    check_released_state(own, state, f"{what} checkpoint {path!r}", what, hint)
 
 
 def load_stylegan2_generator(generator: StyleGAN2Generator, path: str, key: str = "model.stylegan_path") -> None:
     """Strictly load a GFPGAN/BasicSR StyleGAN2 generator checkpoint; a clear error for another size/width."""
     state = rosinality_to_basicsr(read_checkpoint(path, key, prefer=("params_ema", "g_ema", "params", "state_dict")))
-    state = {k: v for k, v in state.items() if not k.endswith(".kernel")}  # blur FIR buffers, rebuilt here
     rgb_layers = {k.split(".")[1] for k in state if k.startswith("to_rgbs.")}
     if rgb_layers and len(rgb_layers) != len(generator.to_rgbs):
         size = 2 ** (len(rgb_layers) + 2)
@@ -392,7 +366,6 @@ def load_stylegan2_discriminator(discriminator: StyleGAN2Discriminator, path: st
                                  key: str = "model.discriminator_path") -> None:
     """Strictly load a BasicSR StyleGAN2 discriminator checkpoint (``params``)."""
     state = rosinality_to_basicsr(read_checkpoint(path, key, prefer=("params", "d", "params_ema", "state_dict")))
-    state = {k: v for k, v in state.items() if not k.endswith(".kernel")}
     _check_shapes(discriminator, state, path, "StyleGAN2 discriminator")
     discriminator.load_state_dict(state, strict=True)
 

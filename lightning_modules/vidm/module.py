@@ -156,6 +156,11 @@ class VIDMMotion(_VIDMBase):
         content_network: the :class:`ContentNetwork` of that checkpoint (its architecture); ``None``:
             unconditional generation is refused and only image-to-video works.
         fps: frame rate written into predicted MP4/GIF files.
+        released_checkpoint: the authors' released motion generator
+            (``checkpoint_accum_clevrer_robust_400000.pth.tar``, [repo] README) imported into ``network``
+            by :func:`lightning_modules.vidm.released.import_vidm_motion` (their names and shapes mapped to
+            ours, strictly; ``configs/vidm_eval/released_clevrer.yaml`` is their layout and protocol).
+            Results rows then record it (``released_checkpoint``).
         image_size, loss_type, eta, hybrid_loss, p2_gamma, p2_k, schedule, sampler: as :class:`VIDMContent`.
     """
 
@@ -165,13 +170,20 @@ class VIDMMotion(_VIDMBase):
                  p2_k: float = 1.0, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
                  sampler: str = "ddpm", num_sampling_steps: int = 100, grid: str = "linspace",
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_scheduler: Optional[LRSchedulerCallable] = None,
-                 val_seed: int = 1234, predict_seed: int = 0, fps: int = 8) -> None:
+                 val_seed: int = 1234, predict_seed: int = 0, fps: int = 8,
+                 released_checkpoint: Optional[str] = None) -> None:
         if num_frames < 2:
             raise ValueError(f"model.num_frames={num_frames} must be >= 2 (a first frame and at least one motion frame)")
         super().__init__(network, image_size, loss_type, eta, hybrid_loss, p2_gamma, p2_k, num_train_timesteps,
                          beta_start, beta_end, sampler, num_sampling_steps, grid, optimizer, lr_scheduler, val_seed, predict_seed)
         self.save_hyperparameters(ignore=["network", "content_network"])
         self.num_frames, self.fps = int(num_frames), int(fps)
+        self.released_checkpoint = released_checkpoint
+        self.loads_own_weights = bool(released_checkpoint)  # cli.py: test / predict need no --ckpt_path then
+        if released_checkpoint:
+            from lightning_modules.vidm.released import import_vidm_motion
+
+            import_vidm_motion(self.network, released_checkpoint)
         self.content_checkpoint = content_checkpoint
         self.content: Optional[ContentNetwork] = None
         if content_network is not None:  # frozen: outside the optimizer, EMA and this module's checkpoint
@@ -217,20 +229,12 @@ class VIDMMotion(_VIDMBase):
         if not file.is_file():
             raise FileNotFoundError(f"model.content_checkpoint={self.content_checkpoint!r} does not exist; train "
                                     f"configs/vidm_content.yaml first (its checkpoints/last.ckpt)")
-        if file.suffix == ".safetensors":  # the content run's EMA export (names of VIDMContent's parameters)
-            from safetensors.torch import load_file
+        # the content run's EMA export (.safetensors, names of VIDMContent's parameters) or its Lightning checkpoint
+        from lightning_modules.components.released_weights import KeyMap, import_released
 
-            state = load_file(str(file))
-        else:  # a VIDMContent Lightning checkpoint (its training weights)
-            raw = torch.load(file, map_location="cpu", weights_only=True)
-            state = raw.get("state_dict", raw) if isinstance(raw, dict) else {}
-        if state and all(k.startswith("network.") for k in state):
-            state = {k[len("network."):]: v for k, v in state.items()}
-        own = self.content.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise ValueError(f"{file}: not a checkpoint of model.content_network: missing {missing[:4]}, unexpected {unexpected[:4]}")
-        self.content.load_state_dict(state, strict=True)
+        import_released(self.content, file, KeyMap(strip_prefixes=("network.",)), what="model.content_network",
+                        key="model.init_args.content_checkpoint", containers=("state_dict",),
+                        hint="A VIDMContent run of the same content_network config (its EMA export or last.ckpt).")
         self._content_loaded = True
 
     @torch.no_grad()
@@ -305,6 +309,15 @@ class VIDMMotion(_VIDMBase):
             video.append(chosen.sample(denoiser, self.path, noise, grid, generator=generator, progress=progress).clamp(-1, 1))
             self.motion_samples += b
         return torch.stack(video, dim=1)
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Tensor], *, num_steps: Optional[int] = None, sampler: Any = None,
+                         guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Image-to-video from each real clip's first frame, as long as the clip (the released model's protocol:
+        no content generator was published; ``per_batch_generation: true`` in the evaluation callback)."""
+        video = batch["video"]
+        return self.generate(video.shape[0], num_frames=video.shape[1], first_frames=video[:, 0], num_steps=num_steps,
+                             sampler=sampler, generator=generator)
 
     @torch.no_grad()
     def sample(self, num_samples: int, *, labels: Optional[Tensor] = None, num_steps: Optional[int] = None,  # type: ignore[override]

@@ -93,11 +93,12 @@ class ContentNetwork(nn.Module):
 
 
 def build_spynet(flow: Optional[Mapping[str, Any]]) -> SpyNet:
-    """``{"variant": "mmediting", "weights_path": ...}`` (6 levels, published widths) or ``{"variant": "tiny"}``."""
+    """``{"variant": "mmediting", "weights_path": ...}`` (6 levels, published widths) or ``{"variant": "tiny"}``;
+    ``input_range`` (``unit`` / ``raw``) is passed to :class:`SpyNet` for both."""
     spec = dict(flow or {})
     variant = spec.pop("variant", "mmediting")
     if variant == "tiny":
-        net = SpyNet.tiny(**{k: v for k, v in spec.items() if k == "num_levels"})
+        net = SpyNet.tiny(**{k: v for k, v in spec.items() if k in ("num_levels", "input_range")})
         return net
     if variant != "mmediting":
         raise ValueError(f"model.network.flow.variant={variant!r} is not one of ['mmediting', 'tiny']")

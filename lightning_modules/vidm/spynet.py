@@ -34,6 +34,7 @@ MMEDITING_SPYNET_URL = (
     "https://download.openmmlab.com/mmediting/restorers/basicvsr/spynet_20210409-c6c1bd09.pth"
 )
 MMEDITING_WIDTHS: tuple[int, ...] = (32, 64, 32, 16)
+INPUT_RANGES = ("unit", "raw")
 
 
 def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
@@ -100,13 +101,19 @@ class SpyNet(nn.Module):
         widths: hidden widths of each level's conv stack ((32, 64, 32, 16) published).
         kernel: conv kernel size (7 published).
         weights_path: an mmediting SpyNet checkpoint loaded strictly (``None``: random weights).
+        input_range: ``unit`` (default): frames in [-1, 1] are mapped to [0, 1], the range mmediting's
+            ImageNet normalisation expects; ``raw``: frames go in as given, as the VIDM authors'
+            ``ComplexUModel`` does (their released weights were trained that way, :mod:`.released`).
     """
 
     def __init__(self, num_levels: int = 6, widths: Sequence[int] = MMEDITING_WIDTHS, kernel: int = 7,
-                 weights_path: str | None = None) -> None:
+                 weights_path: str | None = None, input_range: str = "unit") -> None:
         super().__init__()
         if num_levels < 1:
             raise ValueError(f"SpyNet num_levels must be >= 1, got {num_levels}")
+        if input_range not in INPUT_RANGES:
+            raise ValueError(f"model.network.flow.input_range={input_range!r} is not one of {list(INPUT_RANGES)}")
+        self.input_range = input_range
         self.num_levels = int(num_levels)
         self.basic_module = nn.ModuleList([SpyNetLevel(widths, kernel) for _ in range(num_levels)])
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
@@ -117,9 +124,9 @@ class SpyNet(nn.Module):
             load_spynet_weights(self, weights_path)
 
     @classmethod
-    def tiny(cls, num_levels: int = 2) -> "SpyNet":
+    def tiny(cls, num_levels: int = 2, input_range: str = "unit") -> "SpyNet":
         """A CPU-sized random stand-in: two levels, widths (8, 8, 8, 8), 3x3 kernels."""
-        return cls(num_levels=num_levels, widths=(8, 8, 8, 8), kernel=3)
+        return cls(num_levels=num_levels, widths=(8, 8, 8, 8), kernel=3, input_range=input_range)
 
     @property
     def size_multiple(self) -> int:
@@ -144,7 +151,8 @@ class SpyNet(nn.Module):
         if ref.shape != supp.shape or ref.ndim != 4 or ref.shape[1] != 3:
             raise ValueError(f"SpyNet takes two [B, 3, H, W] frames of one shape, got {tuple(ref.shape)} and {tuple(supp.shape)}")
         self.calls += 1
-        ref, supp = (ref + 1) / 2, (supp + 1) / 2
+        if self.input_range == "unit":
+            ref, supp = (ref + 1) / 2, (supp + 1) / 2
         h, w = ref.shape[-2:]
         m = self.size_multiple
         hu, wu = max(m, -(-h // m) * m), max(m, -(-w // m) * m)
@@ -161,32 +169,15 @@ class SpyNet(nn.Module):
 def load_spynet_weights(network: SpyNet, path: str | Path) -> SpyNet:
     """Load mmediting's SpyNet checkpoint (``{"state_dict": ...}`` or a bare state dict; an optional
     ``spynet.`` / ``generator.spynet.`` prefix is stripped) strictly; other keys are an error naming the file."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"SpyNet weights {file} do not exist (mmediting's {MMEDITING_SPYNET_FILE}, "
-                                f"{MMEDITING_SPYNET_URL})")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from lightning_modules.components.released_weights import KeyMap, import_released
 
-        state = load_file(str(file))
-    else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{file}: not a SpyNet state dict")
-    for prefix in ("generator.spynet.", "spynet."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    own = network.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        raise ValueError(f"{file}: not an mmediting SpyNet checkpoint for this config "
-                         f"(num_levels={network.num_levels}): missing {missing[:4]}, unexpected {unexpected[:4]}, "
-                         f"other shapes {shapes[:4]}")
-    network.load_state_dict(state, strict=True)
+    if not Path(path).expanduser().is_file():
+        raise FileNotFoundError(f"SpyNet weights {Path(path).expanduser()} do not exist (mmediting's "
+                                f"{MMEDITING_SPYNET_FILE}, {MMEDITING_SPYNET_URL})")
+    import_released(network, path, KeyMap(strip_prefixes=("generator.", "spynet.")), what="mmediting SpyNet",
+                    key="model.network.flow.weights_path", containers=("state_dict",),
+                    hint=f"mmediting's {MMEDITING_SPYNET_FILE} has 6 levels of 7x7 convs (num_levels={network.num_levels} here).")
     return network
 
 
-__all__ = ["MMEDITING_SPYNET_FILE", "SpyNet", "flow_warp", "load_spynet_weights"]
+__all__ = ["INPUT_RANGES", "MMEDITING_SPYNET_FILE", "SpyNet", "flow_warp", "load_spynet_weights"]
