@@ -337,7 +337,8 @@ def test_cli_test_identity_rows_and_predict_writes_image_and_uncertainty(tmp_pat
     manifest = json.loads((folder / "manifest.json").read_text())
     outputs = sorted(o for item in manifest["items"] for o in item["outputs"])
     assert outputs == ["tall.png", "tall__uncertainty.png", "wide.png", "wide__uncertainty.png"]
-    assert Image.open(folder / "wide.png").size == (32, 32)
+    assert Image.open(folder / "wide.png").size == (36, 20), "mapped back to the input's own size"
+    assert Image.open(folder / "tall__uncertainty.png").size == (30, 50)
     assert all(item["max_variance"] >= 0 for item in manifest["items"])
 
 
