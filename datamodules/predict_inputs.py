@@ -17,7 +17,10 @@ Every paper's ``predict`` reads the user's inputs through these helpers (``docs/
 * :func:`size_grouped_batches` batches only same-size items, so variable sizes never reach
   ``torch.stack`` together;
 * :func:`release_predict_limit` lifts a ``trainer.limit_predict_batches`` inherited from an
-  overlay (the tiny ones set 1) with a warning, so a batch limit never truncates user inputs.
+  overlay (the tiny ones set 1) with a warning, so a batch limit never truncates user inputs;
+* :class:`UserInputsPredictMixin` / :func:`native_size_loader`: the one ``predict_dataloader``
+  body of the datamodules whose models read the user's images at their own size (LFG-Diffusion,
+  Bi-Noising, D2SM, the lecture's translation models).
 """
 from __future__ import annotations
 
