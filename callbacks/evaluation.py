@@ -19,6 +19,12 @@ Two kinds of metric are understood:
   transfer, restoration). Configuring a paired metric for a module without
   that method is an error at setup.
 
+* **conditioned metrics** (CLIP score, CLIPSIM: anything that scores a sample against its
+  condition), which declare ``batch_conditions = {update argument: batch key}``: the callback
+  generates one output per real item with ``sample_for_batch`` and calls
+  ``update(outputs, **{arg: batch[key]})``, e.g. ``update(videos, text=batch["caption"])``.
+  Like paired metrics they need ``sample_for_batch``.
+
 Conditional papers (pose transfer, video from references) generate one output per real
 item for distribution metrics too: with ``per_batch_generation`` the callback feeds the
 outputs of ``sample_for_batch`` to every metric instead of calling ``sample(n)``; with
@@ -62,6 +68,11 @@ _STAGES = ("validation", "test")
 
 def _is_distribution_metric(metric: Metric) -> bool:
     return "real" in inspect.signature(metric.update).parameters
+
+
+def _batch_conditions(metric: Metric) -> dict[str, str]:
+    """A conditioned metric's ``{update argument: batch key}`` (empty for the other kinds)."""
+    return dict(getattr(metric, "batch_conditions", None) or {})
 
 
 def _flatten(name: str, value: Any) -> dict[str, float]:
@@ -203,8 +214,10 @@ class EvaluationCallback(Callback):
         self.log_prefix, self.progress_bar, self.write_results = log_prefix, progress_bar, write_results
         self.per_batch_generation, self.flatten_frames = bool(per_batch_generation), bool(flatten_frames)
         self.mask_key = mask_key
-        self._distribution = {n: m for n, m in self.metrics.items() if _is_distribution_metric(m)}
-        self._paired = {n: m for n, m in self.metrics.items() if n not in self._distribution}
+        self._conditioned = {n: m for n, m in self.metrics.items() if _batch_conditions(m)}
+        self._distribution = {n: m for n, m in self.metrics.items()
+                              if n not in self._conditioned and _is_distribution_metric(m)}
+        self._paired = {n: m for n, m in self.metrics.items() if n not in self._distribution and n not in self._conditioned}
         self._real_seen = 0
         self._labels: list[Tensor] = []
         self._paired_count = 0
@@ -220,9 +233,9 @@ class EvaluationCallback(Callback):
                 f"EvaluationCallback: per_batch_generation needs `{type(pl_module).__name__}.sample_for_batch"
                 f"(batch, ...)`; the module only offers `sample`."
             )
-        if self._paired and not hasattr(pl_module, "sample_for_batch"):
+        if (self._paired or self._conditioned) and not hasattr(pl_module, "sample_for_batch"):
             raise TypeError(
-                f"EvaluationCallback: paired metrics {sorted(self._paired)} need `{type(pl_module).__name__}."
+                f"EvaluationCallback: paired / conditioned metrics {sorted({**self._paired, **self._conditioned})} need `{type(pl_module).__name__}."
                 f"sample_for_batch(batch, ...)` (one output per real item); the module only offers `sample`. "
                 f"Use distribution metrics (FID/KID/FVD) or add sample_for_batch."
             )
@@ -272,7 +285,7 @@ class EvaluationCallback(Callback):
             self._real_seen += real.shape[0]
         if self.use_labels and self.label_key in batch and isinstance(batch[self.label_key], Tensor):
             self._labels.append(batch[self.label_key].detach().to(pl_module.device))
-        if self._paired or self.per_batch_generation:
+        if self._paired or self._conditioned or self.per_batch_generation:
             self._update_from_batch(trainer, pl_module, batch)
 
     def _update_from_batch(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Mapping[str, Any]) -> None:
@@ -281,7 +294,7 @@ class EvaluationCallback(Callback):
         room = share - self._paired_count
         if room <= 0:
             return
-        subset = {k: (v[:room] if isinstance(v, Tensor) else v) for k, v in batch.items()}
+        subset = {k: (v[:room] if isinstance(v, (Tensor, list, tuple)) else v) for k, v in batch.items()}  # per-item lists too (captions)
         generator = self._generator(pl_module, trainer.global_rank * 7919 + self._paired_count)
         # Only the settings that were given: a module whose sampling has no guidance knob need not accept one.
         options = {k: v for k, v in (("num_steps", self.num_steps), ("sampler", self.sampler),
@@ -292,6 +305,12 @@ class EvaluationCallback(Callback):
             for metric in self._distribution.values():
                 metric.update(preds, real=False)
         count = preds.shape[0]
+        for name, metric in self._conditioned.items():  # before flatten_frames: a video metric sees videos
+            conditions = _batch_conditions(metric)
+            missing = [key for key in conditions.values() if key not in subset]
+            if missing:
+                raise KeyError(f"EvaluationCallback: metric {name!r} needs batch key(s) {missing} (batch keys: {sorted(subset)})")
+            metric.update(preds, **{arg: subset[key] for arg, key in conditions.items()})
         if self.flatten_frames and preds.dim() == 5:
             preds, target = preds.flatten(0, 1), target.flatten(0, 1)
         mask = None
@@ -493,12 +512,12 @@ class EvaluationCallback(Callback):
             weights=self._infer_weights(pl_module),
             data=data,
         )
-        paired_total = self._count(trainer, self._paired_count) if self._paired else 0
+        paired_total = self._count(trainer, self._paired_count) if (self._paired or self._conditioned) else 0
         real_total = self._count(trainer, self._real_seen)
         rows = []
         for key, value in results.items():
             proto = getattr(self.metrics[origin[key]], "protocol", None)
-            paired = origin[key] in self._paired
+            paired = origin[key] in self._paired or origin[key] in self._conditioned
             rows.append(ResultRow(
                 metric=key,
                 value=float(value),

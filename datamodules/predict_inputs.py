@@ -17,7 +17,10 @@ Every paper's ``predict`` reads the user's inputs through these helpers (``docs/
 * :func:`size_grouped_batches` batches only same-size items, so variable sizes never reach
   ``torch.stack`` together;
 * :func:`release_predict_limit` lifts a ``trainer.limit_predict_batches`` inherited from an
-  overlay (the tiny ones set 1) with a warning, so a batch limit never truncates user inputs.
+  overlay (the tiny ones set 1) with a warning, so a batch limit never truncates user inputs;
+* :class:`UserInputsPredictMixin` / :func:`native_size_loader`: the one ``predict_dataloader``
+  body of the datamodules whose models read the user's images at their own size (LFG-Diffusion,
+  Bi-Noising, D2SM, the lecture's translation models).
 """
 from __future__ import annotations
 
@@ -291,6 +294,50 @@ def predict_loader(
     )
 
 
+
+def native_size_loader(
+    dataset: Dataset, files: Sequence[Path], batch_size: int, collate_fn: Callable, num_workers: int = 0,
+    trainer: Any = None, key: str = "predict inputs",
+) -> DataLoader:
+    """The loader of user images read at their own size (restoration, translation): every file
+    once, batches of same-size images only (sizes from the file headers), no batch limit."""
+    sizes = [image_size_of(Path(path)) for path in files]
+    return predict_loader(dataset, sizes, batch_size, collate_fn, num_workers, trainer, key)
+
+
+class UserInputsPredictMixin:
+    """The one ``predict_dataloader`` body of the datamodules whose models take the user's images
+    at their own size (the restoration papers LFG-Diffusion, Bi-Noising and D2SM; the lecture's
+    translation models).
+
+    A subclass returns its dataset of the user's inputs from :meth:`user_predict_dataset` (an
+    object with ``files``, one per item), or ``None`` when the user named none; then
+    :meth:`split_predict_dataloader` serves the configured split. User inputs go through
+    :func:`native_size_loader` (same-size batches of ``predict_batch_size``, default the
+    datamodule's ``batch_size``; an overlay's ``limit_predict_batches`` lifted with a warning).
+    """
+
+    #: the config key named in warnings and errors
+    predict_inputs_key: str = "data.predict_root"
+
+    def user_predict_dataset(self) -> Optional[Dataset]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def split_predict_dataloader(self) -> DataLoader:
+        return super().predict_dataloader()  # type: ignore[misc]
+
+    def predict_dataloader(self) -> DataLoader:
+        dataset = self.user_predict_dataset()
+        if dataset is None:
+            return self.split_predict_dataloader()
+        from datamodules._common import collate_dicts
+
+        batch_size = getattr(self, "predict_batch_size", None) or getattr(self, "batch_size", 1)
+        return native_size_loader(dataset, list(dataset.files), batch_size, collate_dicts,  # type: ignore[attr-defined]
+                                  int(getattr(self, "num_workers", 0)), getattr(self, "trainer", None),
+                                  self.predict_inputs_key)
+
+
 # ---------------------------------------------------------------------------------------- image inputs
 def pil_to_tensor(image: Any) -> Tensor:
     """A PIL image -> float32 ``[C, H, W]`` in [-1, 1]."""
@@ -393,7 +440,7 @@ def read_prompts(spec: InputSpec, key: str = "prompts") -> list[str]:
 
 __all__ = [
     "FIT_MODES", "IMAGE_EXTENSIONS", "Placement", "PredictImages", "PromptRequests", "SampleRequests",
-    "SizeGroupedBatchSampler", "expand_inputs", "fit_to_canvas", "image_size_of", "load_image_tensor",
-    "placement_for", "predict_loader", "read_prompts", "release_predict_limit", "restore_from_canvas",
+    "SizeGroupedBatchSampler", "UserInputsPredictMixin", "expand_inputs", "fit_to_canvas", "image_size_of", "load_image_tensor",
+    "native_size_loader", "placement_for", "predict_loader", "read_prompts", "release_predict_limit", "restore_from_canvas",
     "size_grouped_batches", "unique_names",
 ]

@@ -53,7 +53,7 @@ from torch import Tensor
 
 from .paths import AffinePath
 from .predictions import conversion_coefficients
-from .samplers import DDPMSampler, Sampler
+from .samplers import DDPMSampler, Sampler, _progress
 
 __all__ = [
     "RESTORATION_SAMPLERS",
@@ -170,7 +170,7 @@ class RestorationSampler(ABC):
         plan = _Plan(path, ts, self.variance_type)
         x = noise
         t_dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
-        for i in range(len(plan)):
+        for i in _progress(range(len(plan)), False, self.name):  # the predict bar counts these steps
             t = torch.full((x.shape[0],), plan.t[i], device=x.device, dtype=t_dtype)
             x = self._step(i, x, t, plan, cond, prior, reference, mask, generator)
         return x

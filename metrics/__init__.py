@@ -42,6 +42,7 @@ _EXPORTS = {
     "RegionPSNR": "metrics.shadow_regions",
     "RegionSSIM": "metrics.shadow_regions",
     "CLIPScore": "metrics.clip_score",
+    "VideoCLIPScore": "metrics.clip_score",
     "IdentitySimilarity": "metrics.identity",
     "NIQE": "metrics.niqe",
     "InceptionScore": "metrics.generation_quality",

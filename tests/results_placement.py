@@ -38,6 +38,7 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "ddpm_digits_cfg": ("lecture", None),
     "flow_matching_digits": ("lecture", None),
     "flow_matching_digits_cfg": ("lecture", None),
+    "dift_game": ("dift", "Table 4.2"),
     "dift_image": ("dift", "Table 4.1 (CIFAR10)"),
     "dift_video": ("dift", "Table 4.1 (CelebV-Text)"),
     "dift_views": ("dift", "Table 4.1 (ShapeNet-Cars)"),
@@ -56,8 +57,6 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
 #: configs whose ``test`` writes no results rows yet, and why (kept explicit so a new config is noticed).
 NO_ROWS: dict[str, str] = {
     "aligntok_probe": "linear probe accuracy is logged, not written as a row",
-    "dift_game": ("its row is one rollout PSNR over all frames; Table 4.2's columns are PSNR at fractions of the "
-                  "100-frame context (PSNR@10%..100%), which the module does not compute yet"),
     "bi_noising_prior": "unconditional DDPM prior (a stage); the restoration configs (bi_noising_*) write Tables 8.1-8.3",
     "fitcheck_finetune": "image fine-tuning stage; Table 4.1 scores the video model (fitcheck)",
     "inverse_painting_mask": "component training stage; the full pipeline (inverse_painting) writes Table 6.1",

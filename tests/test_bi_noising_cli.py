@@ -75,7 +75,8 @@ def test_tiny_fit_lowers_the_loss_then_test_rows_and_predict(tmp_path: Path, mon
             with Image.open(folder / f"{name}.png") as image:
                 assert image.size == (w, h), "colourisation output has the input's size"
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert manifest["sampler"] == sampler and sorted(i["output"] for i in manifest["items"]) == ["portrait.png", "street.png"]
+        assert manifest["settings"]["sampler"] == sampler
+        assert sorted(out for i in manifest["items"] for out in i["outputs"]) == ["portrait.png", "street.png"]
 
 
 def test_sr_predict_outputs_four_times_the_input_and_the_prior_chain(tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ def test_cli_fit_test_rows_and_predict_named_after_inputs(tmp_path: Path) -> Non
         folder = Path(cli.model.predictions_dir)
         assert Image.open(folder / "street.png").size == (34, 21) and Image.open(folder / "tall.png").size == (9, 16)
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert [item["output"] for item in manifest["items"]] == ["street.png", "tall.png"]
+        assert [item["outputs"] for item in manifest["items"]] == [["street.png"], ["tall.png"]]
         sources = {item["sigma_source"] for item in manifest["items"]}
         assert sources == ({"given"} if sigma == "25" else {"estimated (Haar MAD)"})
 

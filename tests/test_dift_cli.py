@@ -50,9 +50,9 @@ def _write_inputs(modality: str, folder: Path) -> list[str]:
 
 EXPECTED = {
     "image": ({"FID"}, ["sample00000__seed0.png", "sample00001__seed1.png", "sample00002__seed2.png"]),
-    "video": ({"FVD", "FID"}, ["a_red_disc.gif", "long_prompt.gif"]),
+    "video": ({"FVD", "FID", "CLIPSIM"}, ["a_red_disc.gif", "long_prompt.gif"]),
     "views": ({"FID", "PSNR", "SSIM"}, [f"{n}__view{k:02d}.png" for n in ("tall", "wide") for k in range(8)]),
-    "game": ({"PSNR"}, ["tall.gif", "wide.gif"]),
+    "game": ({f"PSNR@{p}%" for p in range(10, 101, 10)}, ["tall.gif", "wide.gif"]),  # Table 4.2's columns
 }
 
 

@@ -210,3 +210,31 @@ def test_cfg_guides_only_the_first_three_channels() -> None:
     plain = module.generate(None, coords, 2, text, num_steps=1, guidance_scale=1.0, noise=noise)
     assert not torch.allclose(guided[:, :, :3], plain[:, :, :3]), "channels 0-2 are guided"
     torch.testing.assert_close(guided[:, :, 3], plain[:, :, 3])  # channel 3 stays conditional
+
+
+def test_next_frame_protocol_predicts_after_each_context_fraction_and_the_metric_picks_those_frames() -> None:
+    """Table 4.2's reading (metrics/next_frame.py) on a stub rollout that copies the last context frame: the
+    prediction for fraction f is the clip's frame ceil(f N) - 1, and the metric compares with frame ceil(f N). Tests the protocol plumbing, not the paper's numbers."""
+    from types import SimpleNamespace
+
+    from metrics.next_frame import NextFramePSNR, context_positions
+
+    assert context_positions([0.1, 0.5, 1.0], 100) == [9, 49, 99]
+    assert context_positions([0.1, 0.25, 1.0], 4) == [0, 0, 3]
+    video = torch.linspace(-1, 1, 11).view(1, 11, 1, 1, 1).expand(2, 11, 3, 4, 4).clone()  # frame k is constant
+    seen = []
+
+    def rollout(start, n, text, actions, **kw):
+        seen.append((start.shape[1], actions.shape[1]))
+        return start[:, -1:]
+
+    stub = SimpleNamespace(device=torch.device("cpu"), encode_views=lambda v: v, decode_views=lambda v: v,
+                           autoregressive_rollout=rollout)
+    preds = DiFT.next_frame_predictions(stub, {"views": video, "actions": torch.zeros(2, 11, 4)}, [0.1, 0.5, 1.0])
+    assert seen == [(1, 2), (5, 6), (10, 11)], "contexts of ceil(f N) real frames and their actions (+ the next one)"
+    assert torch.equal(preds[:, :, 0, 0, 0], video[:, [0, 4, 9], 0, 0, 0])
+    metric = NextFramePSNR([0.1, 0.5, 1.0])
+    metric.update(video[:, [1, 5, 10]], video[:, 1:])  # perfect predictions of the picked frames
+    assert all(float(v) == 100.0 for v in metric.compute().values())
+    with pytest.raises(ValueError, match="eval_context_fractions"):
+        metric.update(video[:, :2], video[:, 1:])

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics import Metric
 
 from benchmarks.results_rows import REQUIRED_FIELDS, read_rows
 from callbacks.evaluation import EvaluationCallback
@@ -233,3 +234,48 @@ def test_flatten_frames_scores_videos_frame_by_frame(tmp_path) -> None:
     expected.update(videos.flip(1).flatten(0, 1), videos.flatten(0, 1))
     assert callback.last_results["psnr"] == pytest.approx(float(expected.compute()), rel=1e-6)
     assert callback.last_rows[0].num_samples == 6, "counted in videos, not frames"
+
+
+class CaptionLength(Metric):
+    """A conditioned metric (``batch_conditions``): the mean caption length of what it was given,
+    and how many outputs came with captions; tests the callback's routing, not a paper metric."""
+
+    batch_conditions = {"text": "caption"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("words", torch.zeros(()), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, text: list[str]) -> None:
+        assert preds.dim() == 5 and len(text) == preds.shape[0], "videos and their prompts, before flatten_frames"
+        self.words += sum(len(t.split()) for t in text)
+        self.count += len(text)
+
+    def compute(self) -> torch.Tensor:
+        return self.words / self.count
+
+
+class CaptionedVideos(L.LightningDataModule):
+    root = None
+
+    def test_dataloader(self) -> DataLoader:
+        videos = torch.rand(4, 2, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+        items = [{"video": v, "caption": " ".join(["word"] * (i + 1))} for i, v in enumerate(videos)]
+        return DataLoader(items, batch_size=2, collate_fn=lambda b: {"video": torch.stack([x["video"] for x in b]),
+                                                                      "caption": [x["caption"] for x in b]})
+
+
+def test_conditioned_metrics_receive_the_batch_prompts_with_the_generated_videos(tmp_path) -> None:
+    callback = EvaluationCallback(metrics={"CLIPSIM": CaptionLength(), "psnr": PeakSignalNoiseRatio()}, num_samples=4,
+                                  stages=("test",), real_key="video", results_dir=str(tmp_path), progress_bar=False,
+                                  flatten_frames=True)
+    trainer = _trainer()
+    trainer.callbacks.append(callback)
+    trainer.test(VideoPairedSampler(), datamodule=CaptionedVideos(), verbose=False)
+    assert callback.last_results["CLIPSIM"] == pytest.approx((1 + 2 + 3 + 4) / 4)
+    assert {row.metric: row.num_samples for row in callback.last_rows} == {"CLIPSIM": 4, "psnr": 4}
+    with pytest.raises(TypeError, match="conditioned"):
+        bad = _trainer()
+        bad.callbacks.append(EvaluationCallback(metrics={"CLIPSIM": CaptionLength()}, stages=("test",), write_results=False))
+        bad.test(FakeSampler(), datamodule=CaptionedVideos(), verbose=False)

@@ -19,6 +19,11 @@ def _fit(name: str, runs: Path) -> list[str]:
     return base
 
 
+def _latest_manifest(folder: Path) -> dict:
+    """The manifest of the last predict into ``folder`` (an earlier run's ``manifest.json`` is kept)."""
+    return json.loads(max(folder.glob("manifest*.json"), key=lambda p: p.stat().st_mtime_ns).read_text())
+
+
 def _user_images(folder: Path) -> dict[str, tuple[int, int]]:
     folder.mkdir(parents=True)
     sizes = {"tall_photo": (37, 13), "wide": (18, 51), "square": (16, 16)}  # (H, W), not multiples of 16
@@ -38,8 +43,8 @@ def test_translation_predict_writes_every_user_image_at_its_size(name: str, extr
         with Image.open(folder / f"{stem}.png") as out:
             assert out.size == (w, h)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert sorted(e["file"] for e in manifest["outputs"]) == sorted(f"{s}.png" for s in sizes)
-    assert all(Path(e["source"]).stem == Path(e["file"]).stem for e in manifest["outputs"])
+    assert sorted(out for item in manifest["items"] for out in item["outputs"]) == sorted(f"{s}.png" for s in sizes)
+    assert all(Path(item["input"]).stem == Path(item["outputs"][0]).stem for item in manifest["items"])
 
 
 def test_generators_predict_samples_and_figures(tmp_path: Path) -> None:
@@ -52,14 +57,20 @@ def test_generators_predict_samples_and_figures(tmp_path: Path) -> None:
         files = {p.name for p in folder.iterdir()}
         assert figures <= files, (name, files)
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert {e["file"] for e in manifest["outputs"]} == files - {"manifest.json"}
+        assert {out for item in manifest["items"] for out in item["outputs"]} == files - {"manifest.json"}
         if name == "lecture_cgan":
-            labels = [e["label"] for e in manifest["outputs"] if e["file"].startswith("sample_")]
+            labels = [e["label"] for e in manifest["items"] if e["outputs"][0].startswith("sample_")]
             assert len(labels) == 8 and all(0 <= lab < 10 for lab in labels)
             cli = run_cli(["predict", *base, "--ckpt_path", "last", "--model.num_predict_samples", "13"], tmp_path)
-            manifest = json.loads((Path(cli.model.predictions_dir) / "manifest.json").read_text())
-            labels = [e["label"] for e in manifest["outputs"] if e["file"].startswith("sample_")]
+            manifest = _latest_manifest(Path(cli.model.predictions_dir))  # the same run folder: manifest_1.json
+            labels = [e["label"] for e in manifest["items"] if e["outputs"][0].startswith("sample_")]
             assert labels == [i % 10 for i in range(13)]
+            # the contract's sampling requests: every one written (no batch limit), one seed each
+            cli = run_cli(["predict", *base, "--ckpt_path", "last", "--data.num_samples", "11", "--data.labels", "[3, 7]"],
+                          tmp_path)
+            items = [e for e in _latest_manifest(Path(cli.model.predictions_dir))["items"] if e["outputs"][0].startswith("sample0")]
+            assert [e["label"] for e in items] == [3, 7] * 5 + [3] and len({e["seed"] for e in items}) == 11
+            assert items[0]["outputs"] == ["sample00000__seed0_label3.png"]
 
 
 def test_dcgan_test_writes_fid_rows_and_vae_reports_importance_weighted_nll(tmp_path: Path) -> None:

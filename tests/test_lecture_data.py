@@ -92,3 +92,5 @@ def test_predict_inputs_keep_size_and_name_and_reject_missing_paths(tmp_path: Pa
     assert [(f["name"], tuple(f["image"].shape)) for f in files] == [("tall", (3, 30, 12)), ("wide", (3, 18, 50))]
     with pytest.raises(FileNotFoundError, match="nope"):
         PredictImageFiles(str(tmp_path / "nope"))
+    (tmp_path / "list.txt").write_text("in/wide.jpg\n")  # a manifest: only what it lists
+    assert [f["name"] for f in PredictImageFiles(str(tmp_path / "list.txt"))] == ["wide"]

@@ -60,8 +60,8 @@ def test_the_figure_decodes_the_arithmetic_of_user_exemplars(tmp_path: Path) -> 
     model.write_vector_arithmetic(writer, torch.Generator().manual_seed(0))
     assert torch.allclose(seen[-1][0], groups[0].mean(0) - groups[1].mean(0) + groups[2].mean(0))
     assert torch.equal(seen[0][-1], groups[0].mean(0))  # each concept row ends with its decoded mean
-    entry = writer.entries[-1]
-    assert entry["file"] == "vector_arithmetic.png" and entry["exemplar_source"] == "file"
+    entry = writer.items[-1]
+    assert entry["outputs"] == ["vector_arithmetic.png"] and entry["exemplar_source"] == "file"
     assert entry["count"] == 4 * 4  # 3 rows of (3 exemplars + mean), 1 row of Y + 2 neighbours, padded to 4
     with pytest.raises(KeyError, match="label"):
         np.savez(tmp_path / "bad.npz", z=z.numpy())
@@ -74,12 +74,12 @@ def test_dcgan_predict_writes_the_vector_arithmetic_figure_in_the_manifest(tmp_p
     cli = run_cli(["predict", *base, "--ckpt_path", "last"], tmp_path)
     folder = Path(cli.model.predictions_dir)
     manifest = json.loads((folder / "manifest.json").read_text())
-    entry = next(e for e in manifest["outputs"] if e["file"] == "vector_arithmetic.png")
+    entry = next(e for e in manifest["items"] if e["outputs"] == ["vector_arithmetic.png"])
     assert entry["concepts"] == [7, 1, 4] and entry["exemplar_source"] == "classifier"
     assert entry["classifier_weights"] == "random"  # the tiny overlay's named stand-in
     assert [len(p) for p in entry["exemplar_probabilities"]] == [3, 3, 3]
     with Image.open(folder / "vector_arithmetic.png") as image:
         assert image.size == (9 * 18 + 2, 4 * 18 + 2)  # 9 columns (Y + 8 neighbours), 4 rows of 16 px + padding
     cli = run_cli(["predict", *base, "--ckpt_path", "last", "--model.init_args.arithmetic", "null"], tmp_path)
-    files = {e["file"] for e in json.loads((Path(cli.model.predictions_dir) / "manifest.json").read_text())["outputs"]}
+    files = {out for e in json.loads((Path(cli.model.predictions_dir) / "manifest.json").read_text())["items"] for out in e["outputs"]}
     assert "interpolation.png" in files and "vector_arithmetic.png" not in files

@@ -89,8 +89,9 @@ def test_tiny_pretraining_then_finetuning_lowers_the_loss_and_predict_writes_inp
         with Image.open(folder / f"{name}.png") as image:
             assert image.size == (w, h), "the output has the input's own size"
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert sorted(item["output"] for item in manifest["items"]) == ["portrait.png", "street.png"]
-    assert manifest["mask_dilation"] == 3 and manifest["sampler"] == "ddim"
+    assert sorted(out for item in manifest["items"] for out in item["outputs"]) == ["portrait.png", "street.png"]
+    assert manifest["settings"]["mask_dilation"] == 3 and manifest["settings"]["sampler"] == "ddim"
+    assert all(Path(item["mask"]).stem == Path(item["input"]).stem + "_mask" for item in manifest["items"])
 
 
 @pytest.mark.parametrize("overlay", sorted(p.name for p in (CONFIGS / "lfg_shadow_ablations").glob("*.yaml")))

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from datamodules._common import EmbeddedDataModule, collate_dicts
+from datamodules._common import EmbeddedDataModule
 from datamodules.bi_noising import layouts
 from datamodules.bi_noising.tasks import SR_FACTOR, bicubic, check_task, condition, degrade
 from datamodules.lfg_shadow.transforms import load_rgb
+from datamodules.predict_inputs import UserInputsPredictMixin
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class DegradedPairs(Dataset):
         return _item(self.task, clean, degraded, name, self.size, 0)
 
 
-class BiNoisingDataModule(EmbeddedDataModule):
+class BiNoisingDataModule(UserInputsPredictMixin, EmbeddedDataModule):
     """Restoration pairs for one task (module docstring).
 
     Args:
@@ -100,7 +101,7 @@ class BiNoisingDataModule(EmbeddedDataModule):
         embedded_images: ``photos`` or ``faces`` (scikit-image's LFW subset).
         photos, crops_per_image, val_crops_per_image: the embedded photo crops.
         rain800_clean_side: which half of a Rain800 file is clean (``left`` / ``right``).
-        predict_root: folder of the user's degraded images for ``predict``.
+        predict_root: the user's degraded images for ``predict``: a file, a list, a folder or a manifest.
         batch_size, num_workers, val_fraction, seed, pin_memory: as :class:`EmbeddedDataModule`.
     """
 
@@ -118,7 +119,7 @@ class BiNoisingDataModule(EmbeddedDataModule):
         crops_per_image: int = 8,
         val_crops_per_image: int = 2,
         rain800_clean_side: str = "left",
-        predict_root: Optional[str] = None,
+        predict_root: Union[str, list[str], None] = None,
         batch_size: int = 8,
         num_workers: int = 0,
         val_fraction: float = 0.1,
@@ -185,13 +186,13 @@ class BiNoisingDataModule(EmbeddedDataModule):
         return (CleanImages(self.task, clean(train), self.size, self.seed, "train"),
                 CleanImages(self.task, clean(val), self.size, self.seed, "val"))
 
-    def predict_dataloader(self) -> DataLoader:
+    def user_predict_dataset(self) -> Optional[Dataset]:
+        """The user's degraded images (``lightning_modules.bi_noising.predict``), else ``None``."""
         if self.predict_root is None:
-            return super().predict_dataloader()
+            return None
         from lightning_modules.bi_noising.predict import PredictInputs
 
-        return DataLoader(PredictInputs(self.predict_root), batch_size=1, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=collate_dicts)
+        return PredictInputs(self.predict_root)
 
 
 __all__ = ["BiNoisingDataModule", "CleanImages", "DegradedPairs", "SOURCES"]

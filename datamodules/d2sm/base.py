@@ -4,8 +4,10 @@ Batches (every task): ``image`` = clean target ``[B, 3, H, W]`` in [-1, 1]; ``in
 degraded image (noisy / low-resolution / hazy); denoising adds ``sigma`` ``[B]`` (0..255 scale);
 Cityscapes and the embedded data add ``label`` ``[B, H, W]`` (trainIds, 255 = ignore).
 
-``predict_inputs`` (files and/or folders) are restored one image per batch at their own size;
-``predict_sigma`` gives the noise level for all of them, ``None`` lets the module estimate it.
+``predict_inputs`` (files, lists, folders, manifests: ``datamodules.predict_inputs.expand_inputs``)
+are restored at their own size (the restorers are fully convolutional; same-size batches, every
+input processed: ``UserInputsPredictMixin``); ``predict_sigma`` gives the noise level for all of
+them, ``None`` lets the module estimate it.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules._common import collate_dicts, uint8_to_unit
-from datamodules.image_folder import find_images, read_image
+from datamodules.image_folder import read_image
+from datamodules.predict_inputs import UserInputsPredictMixin, expand_inputs, unique_names
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -28,29 +31,12 @@ def image_tensor(path: Path) -> torch.Tensor:
     return uint8_to_unit(torch.from_numpy(np.asarray(read_image(path, 3)).copy()).permute(2, 0, 1))
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, folders expanded to their images (sorted); a missing path is an error naming it."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            files += find_images(path, IMAGE_EXTENSIONS, recursive=False)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"predict_inputs: {path} does not exist")
-    if not files:
-        raise ValueError("predict_inputs is empty: give image files or folders")
-    return files
-
-
 class PredictImages(Dataset):
-    """The user's images for ``predict``: ``input``, ``name`` (file stem), ``path``, optional ``sigma``."""
+    """The user's images for ``predict``: ``input``, ``name`` (unique output stem), ``path``, ``sigma``."""
 
-    def __init__(self, files: list[Path], sigma: Optional[float]) -> None:
-        self.files, self.sigma = files, sigma
-        stems = [f.stem for f in files]
-        self.names = [s if stems.count(s) == 1 else f"{s}_{i}" for i, s in enumerate(stems)]
+    def __init__(self, inputs: Sequence[str], sigma: Optional[float]) -> None:
+        self.files = expand_inputs(inputs, key="data.predict_inputs", extensions=IMAGE_EXTENSIONS)
+        self.names, self.sigma = unique_names(self.files), sigma
 
     def __len__(self) -> int:
         return len(self.files)
@@ -62,7 +48,7 @@ class PredictImages(Dataset):
         return item
 
 
-class RestorationDataModule(L.LightningDataModule):
+class RestorationDataModule(UserInputsPredictMixin, L.LightningDataModule):
     """Loaders for ``(train, val)`` datasets built by subclasses; predict reads ``predict_inputs``."""
 
     STAND_IN = "embedded photos with synthetic degradations (stand-in)"  # the results rows' ``dataset`` on embedded data (metrics.results_rows.dataset_field)
@@ -104,11 +90,14 @@ class RestorationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
 
-    def predict_dataloader(self) -> DataLoader:
-        if not self.predict_inputs:
-            return self.val_dataloader()
-        dataset = PredictImages(expand_inputs(self.predict_inputs), self.predict_sigma)
-        return DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=collate_dicts)
+    predict_inputs_key = "data.predict_inputs"
+    predict_batch_size = 1  # full-size photos: one per batch (same-size batches would be allowed)
+
+    def user_predict_dataset(self) -> Optional[Dataset]:
+        return PredictImages(self.predict_inputs, self.predict_sigma) if self.predict_inputs else None
+
+    def split_predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
 
 
-__all__ = ["IMAGE_EXTENSIONS", "PredictImages", "RestorationDataModule", "expand_inputs", "image_tensor"]
+__all__ = ["IMAGE_EXTENSIONS", "PredictImages", "RestorationDataModule", "image_tensor"]

@@ -81,6 +81,8 @@ class DiFTDataModule(EmbeddedDataModule):
         root: dataset folder (``None`` with ``embedded``).
         size: view side in pixels (64 CIFAR-10, 256 CelebV-Text, 128 ShapeNet).
         clip_frames: frames per video / game field.
+        eval_clip_frames: game only: frames per validation / test clip (``None``: ``clip_frames``);
+            Table 4.2 evaluates 100 frames, so its clips hold 101 (the first is context only).
         views_per_field: target camera views per 3D field.
         text_dim, text_tokens: size of the embedded stand-in caption embeddings.
         num_actions: game action classes.
@@ -105,6 +107,7 @@ class DiFTDataModule(EmbeddedDataModule):
         root: Optional[str] = None,
         size: int = 64,
         clip_frames: int = 16,
+        eval_clip_frames: Optional[int] = None,
         views_per_field: int = 8,
         text_dim: int = 4096,
         text_tokens: int = 16,
@@ -131,6 +134,9 @@ class DiFTDataModule(EmbeddedDataModule):
             raise ValueError(f"data.source={source!r} needs data.root (the dataset folder)")
         self.modality, self.source, self.root, self.size = modality, source, root, int(size)
         self.clip_frames, self.views_per_field = int(clip_frames), int(views_per_field)
+        if eval_clip_frames is not None and (modality != "game" or int(eval_clip_frames) < 2):
+            raise ValueError(f"data.eval_clip_frames={eval_clip_frames} needs modality 'game' and at least 2 frames")
+        self.eval_clip_frames = int(eval_clip_frames) if eval_clip_frames is not None else self.clip_frames
         self.text_dim, self.text_tokens, self.num_actions = int(text_dim), int(text_tokens), int(num_actions)
         self.num_train, self.num_val = int(num_train), int(num_val)
         self.predict_num_samples = num_samples
@@ -146,7 +152,8 @@ class DiFTDataModule(EmbeddedDataModule):
         elif self.modality == "views":
             make = partial(emb.make_views, split=split, seed=self.seed, size=self.size, views=self.views_per_field)
         else:
-            make = partial(emb.make_game, split=split, seed=self.seed, size=self.size, frames=self.clip_frames)
+            make = partial(emb.make_game, split=split, seed=self.seed, size=self.size,
+                           frames=self.clip_frames if split == "train" else self.eval_clip_frames)
         return GeneratedDataset(make, length)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
@@ -166,7 +173,7 @@ class DiFTDataModule(EmbeddedDataModule):
                     layouts.SRNCars(self.root, "test", self.size, self.views_per_field, self.seed))
         if self.source == "mario":
             return (layouts.MarioFrames(self.root, "train", self.size, self.clip_frames, self.num_actions),
-                    layouts.MarioFrames(self.root, "test", self.size, self.clip_frames, self.num_actions))
+                    layouts.MarioFrames(self.root, "test", self.size, self.eval_clip_frames, self.num_actions))
         train_ids = layouts.CelebVText.list_ids(self.root, "train")
         val_ids = layouts.CelebVText.list_ids(self.root, "test")
         if train_ids is None or val_ids is None:

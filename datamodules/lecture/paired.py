@@ -33,12 +33,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from datamodules._common import EmbeddedDataModule, TensorDictDataset, collate_dicts
+from datamodules._common import EmbeddedDataModule, TensorDictDataset
 from datamodules.digits import DigitsDataModule
 from datamodules.image_folder import DEFAULT_EXTENSIONS, find_images, normalise_extensions, read_image
 from datamodules.lecture.predict_inputs import PredictImageFiles
+from datamodules.predict_inputs import UserInputsPredictMixin
 from datamodules.photos import PhotoCropsDataModule
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class SideBySideDataset(Dataset):
         return {"source": source, "image": target, "name": path.stem}
 
 
-class PairedDataModule(EmbeddedDataModule):
+class PairedDataModule(UserInputsPredictMixin, EmbeddedDataModule):
     """pix2pix pairs from the published layout or an embedded task (module docstring).
 
     Args:
@@ -181,10 +182,9 @@ class PairedDataModule(EmbeddedDataModule):
             return self._loader(SideBySideDataset(files, self.size, self.direction, False), shuffle=False)
         return super().test_dataloader()
 
-    def predict_dataloader(self):
-        if self.predict_root is None:
-            return super().predict_dataloader()
-        return DataLoader(PredictImageFiles(self.predict_root, 3), batch_size=1, shuffle=False, collate_fn=collate_dicts)
+    def user_predict_dataset(self):
+        """The user's own images (``predict_root``: files, folders, manifests), else ``None``."""
+        return None if self.predict_root is None else PredictImageFiles(self.predict_root, 3)
 
 
 __all__ = ["PAIRED_TASKS", "PairedDataModule", "SideBySideDataset", "make_paired_source", "split_side_by_side"]

@@ -26,12 +26,13 @@ from typing import Optional, Union
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from datamodules._common import EmbeddedDataModule, collate_dicts, split_indices
+from datamodules._common import EmbeddedDataModule, split_indices
 from datamodules.embedded_digits import load_digits_images
 from datamodules.image_folder import DEFAULT_EXTENSIONS, find_images, normalise_extensions, read_image
 from datamodules.lecture.predict_inputs import PredictImageFiles
+from datamodules.predict_inputs import UserInputsPredictMixin
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class _UnpairedTensors(Dataset):
                 "label_a": self.labels_a[index], "label_b": self.labels_b[j]}
 
 
-class UnpairedDataModule(EmbeddedDataModule):
+class UnpairedDataModule(UserInputsPredictMixin, EmbeddedDataModule):
     """Two unpaired domains (module docstring).
 
     Args:
@@ -126,10 +127,9 @@ class UnpairedDataModule(EmbeddedDataModule):
         val = _UnpairedFiles(self._side("testA"), self._side("testB"), self.size, False, self.seed)
         return train, val
 
-    def predict_dataloader(self):
-        if self.predict_root is None:
-            return super().predict_dataloader()
-        return DataLoader(PredictImageFiles(self.predict_root, 3), batch_size=1, shuffle=False, collate_fn=collate_dicts)
+    def user_predict_dataset(self):
+        """The user's own images (``predict_root``: files, folders, manifests), else ``None``."""
+        return None if self.predict_root is None else PredictImageFiles(self.predict_root, 3)
 
 
 __all__ = ["PAPER_TINT", "UnpairedDataModule", "to_domain_b"]

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from datamodules._common import EmbeddedDataModule, collate_dicts, sample_rng
+from datamodules._common import EmbeddedDataModule, sample_rng
+from datamodules.predict_inputs import UserInputsPredictMixin
 from datamodules.lfg_shadow.layouts import IMAGE_SUFFIXES, LAYOUTS, triplet_paths
 from datamodules.lfg_shadow.synshadow import SynShadowConfig, cast_shadows
 from datamodules.lfg_shadow.transforms import augment_triplet, dilate_mask, load_mask, load_rgb, resize_image, resize_mask
@@ -107,7 +108,7 @@ class SyntheticTriplets(Dataset):
         return item
 
 
-class ShadowRemovalDataModule(EmbeddedDataModule):
+class ShadowRemovalDataModule(UserInputsPredictMixin, EmbeddedDataModule):
     """Shadow-removal triplets (module docstring).
 
     Args:
@@ -120,8 +121,8 @@ class ShadowRemovalDataModule(EmbeddedDataModule):
         photos: ``skimage.data`` names for the embedded source (``None``: the default photos).
         crops_per_image / val_crops_per_image: embedded crops per photo.
         synshadow: :class:`SynShadowConfig` fields for the synthetic shadows.
-        predict_root: folder of the user's shadow images and masks (``<stem>_mask.<ext>``, or
-            ``predict_mask_root/<stem>.<ext>``) for ``predict``.
+        predict_root: the user's shadow images for ``predict``: a file, a list, a folder or a manifest
+            (masks ``<stem>_mask.<ext>`` beside them, or ``predict_mask_root/<stem>.<ext>``).
         predict_mask_root: optional separate folder of the predict masks.
         batch_size, num_workers, val_fraction, seed, pin_memory: as :class:`EmbeddedDataModule`.
     """
@@ -140,7 +141,7 @@ class ShadowRemovalDataModule(EmbeddedDataModule):
         crops_per_image: int = 8,
         val_crops_per_image: int = 2,
         synshadow: Optional[dict[str, Any]] = None,
-        predict_root: Optional[str] = None,
+        predict_root: Union[str, list[str], None] = None,
         predict_mask_root: Optional[str] = None,
         batch_size: int = 8,
         num_workers: int = 0,
@@ -194,13 +195,13 @@ class ShadowRemovalDataModule(EmbeddedDataModule):
         return (SyntheticTriplets(to_uint8(train), "train", self.seed, None, self.mask_dilation, self.synshadow, self.augment),
                 SyntheticTriplets(to_uint8(val), "val", self.seed, None, self.mask_dilation, self.synshadow, False))
 
-    def predict_dataloader(self) -> DataLoader:
+    def user_predict_dataset(self) -> Optional[Dataset]:
+        """The user's shadow images and masks (``lightning_modules.lfg_shadow.predict``), else ``None``."""
         if self.predict_root is None:
-            return super().predict_dataloader()
+            return None
         from lightning_modules.lfg_shadow.predict import PredictInputs
 
-        dataset = PredictInputs(self.predict_root, self.predict_mask_root, self.binarize_threshold)
-        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers, collate_fn=collate_dicts)
+        return PredictInputs(self.predict_root, self.predict_mask_root, self.binarize_threshold)
 
 
 __all__ = ["FolderTriplets", "SOURCES", "ShadowRemovalDataModule", "SyntheticTriplets"]

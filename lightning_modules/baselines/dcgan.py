@@ -14,8 +14,10 @@ and the per-class FID (``test/fid_class_<c>``) in the same classifier's feature 
 test images of class c and as many generated samples of class c (digest B3; classes with fewer than
 two test images are skipped; with ~18 held-out digits per class the values are noisy smoke figures).
 
-Predict writes one PNG per item of the predict batch (``sample_<n>.png``; the item's label when
-conditional) and, on the first batch, a latent interpolation strip (spherical interpolation between
+Predict writes one PNG per sampling request (``--data.num_samples N [--data.labels [..]]``:
+``sample<i>__seed<s>[_label<c>].png``, each from its own noise seed, labels cycling over the classes
+when none are given), else one per item of the predict split (``sample_<n>.png``; the item's label
+when conditional) and, on the first batch, a latent interpolation strip (spherical interpolation between
 two noise vectors, the "latent-space walks" of Radford et al. Sec. 6.1) and for the conditional
 model a class grid (one row per class, shared noise per column). With ``arithmetic: [a, b, c]`` (class
 labels; ``null`` disables) it also writes ``vector_arithmetic.png`` (Radford et al. Sec. 6.3, Fig. 7;
@@ -34,7 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.baselines import latent_arithmetic as arith
-from lightning_modules.baselines.lecture_predict import WritesPredictions
+from lightning_modules.baselines.lecture_predict import WritesPredictions, request_seeds, seeded_normal
+from lightning_modules.components.predict_outputs import variant_tag
 from lightning_modules.components.adversarial import AdversarialModule
 
 
@@ -154,14 +157,29 @@ class DCGAN(WritesPredictions, AdversarialModule):
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         writer = self.writer("samples")
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
-        if self.num_predict_samples is not None:  # a fixed count, written on the first batch only
+        requests = request_seeds(batch, self.predict_seed)
+        if requests is not None:  # --data.num_samples N [--data.labels [..]]: one seed per sample
+            indices, seeds = requests
+            if self.num_classes is None:
+                labels = None
+            elif "label" in batch:
+                labels = batch["label"].to(self.device).long()
+            else:
+                labels = torch.tensor(indices, device=self.device) % self.num_classes
+            noise = seeded_normal(seeds, (self.latent_dim,), self.device)
+            images = self.sample(len(seeds), labels=labels, noise=noise)
+            for row, (index, seed) in enumerate(zip(indices, seeds)):
+                label = None if labels is None else int(labels[row])
+                writer.save(f"sample{index:05d}", images[row], source=index, variant=variant_tag(seed=seed, label=label),
+                            seed=seed, label=label)
+        elif self.num_predict_samples is not None:  # a fixed count, written on the first batch only
             if batch_idx != 0:
                 return
             chunks = [(start, min(256, self.num_predict_samples - start))
                       for start in range(0, self.num_predict_samples, 256)]
         else:
             chunks = [(batch_idx * len(next(iter(batch.values()))), len(next(iter(batch.values()))))]
-        for start, count in chunks:
+        for start, count in chunks if requests is None else []:
             if self.num_predict_samples is None:
                 labels = self._labels(batch)
             elif self.num_classes is not None:

@@ -1,28 +1,31 @@
-"""The predict output layer of the lecture's models, in one place (a stand-in for the shared one).
+"""The predict output layer of the lecture's models, on the suite's shared one.
 
-Another branch builds the suite's shared predict input/output layer; until it lands, the lecture's
-GAN/VAE modules write their outputs through this file only, so the lead can swap it in one go:
+The lecture's GAN/VAE modules write through this file, which is a thin layer over
+``components.predict_outputs`` (docs/architecture.md, "The predict contract"):
 
-* :func:`predictions_folder`: ``<run folder>/predictions/<kind>/`` (the logger's folder, read without
-  a collective; ``.`` when there is no trainer);
-* :class:`PredictionWriter`: ``save(name, image)`` writes ``<name>.png`` and records it;
-  ``finish()`` writes ``manifest.json`` (one entry per output: file, source input, size, extra
-  fields), ``manifest_rank<r>.json`` per rank under DDP;
+* :func:`predictions_folder`: ``<run folder>/predictions/<kind>/`` (``predictions_root``: no collective);
+* :class:`PredictionWriter` (the shared writer): ``save(name, image)`` writes ``<name>[__<variant>].png``
+  (a taken name gets ``_1``: never overwritten) and records it in ``manifest.json`` (input ->
+  outputs, with size and extra fields; ``manifest.rank<r>.json`` on other ranks); ``save_grid`` /
+  ``save_file`` write figures and other files the same way;
+* :func:`request_seeds` / :func:`seeded_normal`: sampling requests (``--data.num_samples N
+  [--data.labels [..]]``, ``datamodules.predict_inputs.SampleRequests``) give each sample its own
+  seed, so sample ``i`` is ``sample<i>__seed<s>[_label<c>].png`` whatever the batch size;
 * :func:`pad_to_multiple` / :func:`translate_any_size`: the user's images of any size and aspect
   ratio go through a fully-convolutional generator by reflection-padding to its stride multiple
   and cropping the output back to the input's size (no resizing, so nothing is distorted).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_modules.components.image_io import save_grid, to_uint8, _pil
+from lightning_modules.components.image_io import save_grid
+from lightning_modules.components.predict_outputs import PredictionWriter as _SharedWriter
 from lightning_modules.components.predict_outputs import predictions_root
 
 
@@ -31,41 +34,50 @@ def predictions_folder(module: Any, kind: str) -> Path:
     return predictions_root(getattr(module, "_trainer", None)) / kind
 
 
-class PredictionWriter:
-    """Writes PNGs named after their inputs and a manifest (module docstring)."""
+class PredictionWriter(_SharedWriter):
+    """The shared writer with the lecture's three calls (module docstring)."""
 
-    def __init__(self, folder: Path, rank: int = 0, world_size: int = 1) -> None:
-        self.folder = Path(folder)
-        self.rank, self.world_size = rank, world_size
-        self.entries: list[dict[str, Any]] = []
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path, rank: int = 0, world_size: int = 1,
+                 settings: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__(folder, settings, rank=rank)
 
-    def save(self, name: str, image: Tensor, source: Optional[str] = None, **extra: Any) -> Path:
-        """Save one ``[C, H, W]`` image in [-1, 1] as ``<name>.png``."""
-        path = self.folder / f"{name}.png"
-        _pil(to_uint8(image[None])[0]).save(path)
-        self.entries.append({"file": path.name, "source": source, "height": int(image.shape[-2]),
-                             "width": int(image.shape[-1]), **extra})
+    def save(self, name: str, image: Tensor, source: Optional[Any] = None, variant: str = "", **extra: Any) -> Path:
+        """Save one ``[C, H, W]`` image in [-1, 1] as ``<name>[__<variant>].png`` and record it."""
+        path = self.save_image(image.float().cpu(), name, variant)
+        self.record(source if source is not None else name, [path], size=[int(image.shape[-2]), int(image.shape[-1])],
+                    **extra)
         return path
 
     def save_grid(self, name: str, images: Tensor, nrow: Optional[int] = None, **extra: Any) -> Path:
         """Save a batch as one figure ``<name>.png`` (interpolation strips, sample grids)."""
-        path = save_grid(images, self.folder / f"{name}.png", nrow=nrow)
-        self.entries.append({"file": path.name, "source": None, "count": int(images.shape[0]), **extra})
+        path = save_grid(images, self.path_for(name, "", ".png"), nrow=nrow)
+        self.record(f"figure {name}", [path], count=int(images.shape[0]), **extra)
         return path
 
     def save_file(self, name: str, write: Callable[[Path], None], **extra: Any) -> Path:
         """Save any other file (e.g. a scatter plot) through ``write(path)``."""
-        path = self.folder / name
+        path = self.path_for(Path(name).stem, "", Path(name).suffix)
         write(path)
-        self.entries.append({"file": path.name, "source": None, **extra})
+        self.record(f"file {name}", [path], **extra)
         return path
 
     def finish(self) -> Path:
-        name = "manifest.json" if self.world_size == 1 else f"manifest_rank{self.rank}.json"
-        path = self.folder / name
-        path.write_text(json.dumps({"outputs": self.entries}, indent=2))
-        return path
+        return self.write_manifest()
+
+
+def request_seeds(batch: Mapping[str, Any], predict_seed: int) -> Optional[tuple[list[int], list[int]]]:
+    """``(sample indices, seeds)`` of a batch of sampling requests (seed ``predict_seed + data seed
+    + i``, as ``DiffusionModule.predict_step``), or ``None`` for a batch of data items."""
+    if "seed" not in batch or "sample_index" not in batch:
+        return None
+    return [int(i) for i in batch["sample_index"]], [int(predict_seed) + int(s) for s in batch["seed"]]
+
+
+def seeded_normal(seeds: Sequence[int], shape: Sequence[int], device: Any, uniform: bool = False) -> Tensor:
+    """One ``shape`` draw per seed, stacked: ``[len(seeds), *shape]`` (N(0, 1), or U[0, 1) with ``uniform``)."""
+    draw = torch.rand if uniform else torch.randn
+    return torch.stack([draw(tuple(shape), generator=torch.Generator(device=device).manual_seed(int(seed)), device=device)
+                        for seed in seeds])
 
 
 def pad_to_multiple(images: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
@@ -100,7 +112,9 @@ class WritesPredictions:
             trainer = getattr(self, "_trainer", None)
             world = trainer.world_size if trainer is not None else 1
             rank = trainer.global_rank if trainer is not None else 0
-            writers[kind] = PredictionWriter(predictions_folder(self, kind), rank, world)
+            ckpt = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+            writers[kind] = PredictionWriter(predictions_folder(self, kind), rank, world,
+                                             {"module": type(self).__name__, "checkpoint": str(ckpt) if ckpt else None})
             self.predictions_dir = str(writers[kind].folder)
         return writers[kind]
 
@@ -109,4 +123,5 @@ class WritesPredictions:
             writer.finish()
 
 
-__all__ = ["PredictionWriter", "WritesPredictions", "pad_to_multiple", "predictions_folder", "translate_any_size"]
+__all__ = ["PredictionWriter", "WritesPredictions", "pad_to_multiple", "predictions_folder", "request_seeds",
+           "seeded_normal", "translate_any_size"]

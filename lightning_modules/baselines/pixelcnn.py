@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_modules.baselines.lecture_predict import WritesPredictions
+from lightning_modules.baselines.lecture_predict import WritesPredictions, request_seeds, seeded_normal
+from lightning_modules.components.predict_outputs import variant_tag
 from lightning_modules.components.frozen_parts import FrozenPartsModule
 
 
@@ -108,18 +109,28 @@ class PixelCNN(WritesPredictions, FrozenPartsModule):
         self.log("test/bits_per_dim", self.bits_per_dim(batch["image"]), batch_size=len(batch["image"]), sync_dist=True)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, generator: Optional[torch.Generator] = None, **_: Any) -> Tensor:
-        """Raster-order ancestral sampling; images in {-1, 1} ``[N, 1, S, S]``."""
+    def sample(self, num_samples: int, generator: Optional[torch.Generator] = None, uniforms: Optional[Tensor] = None,
+               **_: Any) -> Tensor:
+        """Raster-order ancestral sampling; images in {-1, 1} ``[N, 1, S, S]``. ``uniforms [N, S, S]``
+        (U[0, 1)) fixes the Bernoulli draws (one seed per sample in ``predict``)."""
         s = self.image_size
         x = torch.zeros(num_samples, 1, s, s, device=self.device)
         for i in range(s):
             for j in range(s):
                 p = torch.sigmoid(self.network(x)[:, 0, i, j])
-                x[:, 0, i, j] = (torch.rand(p.shape, generator=generator, device=p.device) < p).float()
+                u = uniforms[:, i, j] if uniforms is not None else torch.rand(p.shape, generator=generator, device=p.device)
+                x[:, 0, i, j] = (u < p).float()
         return x * 2 - 1
 
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         writer = self.writer("samples")
+        requests = request_seeds(batch, self.predict_seed)
+        if requests is not None:  # --data.num_samples N: one seed per sample
+            indices, seeds = requests
+            uniforms = seeded_normal(seeds, (self.image_size, self.image_size), self.device, uniform=True)
+            for index, seed, image in zip(indices, seeds, self.sample(len(seeds), uniforms=uniforms)):
+                writer.save(f"sample{index:05d}", image, source=index, variant=variant_tag(seed=seed), seed=seed)
+            return
         count = self.num_predict_samples or len(batch["image"])
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
         for i, image in enumerate(self.sample(count, generator=generator)):

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_modules.baselines.lecture_predict import WritesPredictions
+from lightning_modules.baselines.lecture_predict import WritesPredictions, request_seeds, seeded_normal
+from lightning_modules.components.predict_outputs import variant_tag
 from lightning_modules.components.frozen_parts import FrozenPartsModule
 
 
@@ -171,6 +172,11 @@ class VAE(WritesPredictions, FrozenPartsModule):
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         writer = self.writer("samples")
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
+        requests = request_seeds(batch, self.predict_seed)
+        if requests is not None:  # --data.num_samples N: decoder means at one z per seed
+            for index, seed, image in zip(*requests, self.decode_mean(seeded_normal(requests[1], (self.latent_dim,), self.device))):
+                writer.save(f"sample{index:05d}", image, source=index, variant=variant_tag(seed=seed), seed=seed)
+            return
         x = batch["image"]
         if self.num_predict_samples is None:
             for i, image in enumerate(self.sample(len(x), generator=generator)):

@@ -1,7 +1,9 @@
 """``predict`` for Bi-Noising: the user's degraded images in, restored images out (thesis 001 Ch. 8, §8.4).
 
-Inputs (``data.predict_root``): every image file in the folder, any size and aspect ratio.
-Mapping to the model (``S = model.image_size``) and back, per task:
+Inputs (``data.predict_root``): a file, a list, a folder (recursive, sorted) or a manifest
+(``datamodules.predict_inputs.expand_inputs``), any size and aspect ratio; every one is processed
+(``UserInputsPredictMixin``: same-size batches, no batch limit). Mapping to the model
+(``S = model.image_size``; ``stretch``, as the thesis resizes its test images) and back, per task:
 
 * ``colorization``: RGB mean (a colour input is made grey first, as §8.4.1 does), bicubic to S x S;
   the output is resized back to the input's own size;
@@ -10,42 +12,38 @@ Mapping to the model (``S = model.image_size``) and back, per task:
 * ``derain`` / ``turbulence``: bicubic to S x S and back to the input size.
 
 The sampler is ``model.sampler`` (``--model.sampler sr3`` on the command line, or ``ilvr``,
-``replacement``, ``cfg``, ``bi_noising``). Outputs are ``<stem>.png`` in
-``<run>/predictions/<sampler>_<steps>steps/`` with ``manifest.json`` (input, output, sizes,
-sampler, steps, NFE counted, seed).
+``replacement``, ``cfg``, ``bi_noising``). Outputs are ``<input name>.png`` (never overwritten,
+``components.predict_outputs``) in ``<run>/predictions/<sampler>_<steps>steps/`` with
+``manifest.json`` (input, output, size, network calls, seed; settings: task, sampler, steps, NFE).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, Union
 
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.bi_noising.layouts import IMAGE_SUFFIXES, list_images
+from datamodules.bi_noising.layouts import IMAGE_SUFFIXES
 from datamodules.bi_noising.tasks import SR_FACTOR, bicubic, condition, to_gray
-from datamodules.lfg_shadow.transforms import load_rgb, save_rgb
-from lightning_modules.components.predict_outputs import predictions_root
+from datamodules.lfg_shadow.transforms import load_rgb
+from datamodules.predict_inputs import expand_inputs, placement_for, unique_names
+from lightning_modules.components.predict_outputs import names_of
 
 
 class PredictInputs(Dataset):
     """The user's degraded images at native size (module docstring)."""
 
-    def __init__(self, root: str) -> None:
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"data.predict_root {self.root} is not a folder")
-        self.images = list_images(self.root)
-        if not self.images:
-            raise FileNotFoundError(f"data.predict_root {self.root} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    def __init__(self, root: Union[str, Sequence[str]]) -> None:
+        self.files = expand_inputs(root, key="data.predict_root", extensions=IMAGE_SUFFIXES)
+        self.names = unique_names(self.files)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.files)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        path = self.images[index]
-        return {"degraded_native": load_rgb(path), "name": path.stem, "input_path": str(path)}
+        path = self.files[index]
+        return {"degraded_native": load_rgb(path), "name": self.names[index], "path": str(path)}
 
 
 def model_condition(task: str, image: torch.Tensor, size: int) -> torch.Tensor:
@@ -57,44 +55,30 @@ def model_condition(task: str, image: torch.Tensor, size: int) -> torch.Tensor:
     return condition(task, bicubic(image, (size, size)), size)
 
 
-def output_size(task: str, height: int, width: int) -> tuple[int, int]:
-    return (height * SR_FACTOR, width * SR_FACTOR) if task == "sr" else (height, width)
-
-
 def predict_batch(module: Any, batch: Mapping[str, Any], batch_idx: int) -> list[Path]:
     """Restore one predict batch; write PNGs and ``manifest.json``; return the files."""
     size, steps, task = module.image_size, int(module.num_sampling_steps), module.task
     sampler_name = module.sampler.name
-    folder = predictions_root(module._trainer) / f"{sampler_name}_{steps}steps"
-    folder.mkdir(parents=True, exist_ok=True)
-    module.predictions_dir = str(folder)
+    writer = module.prediction_writer(f"{sampler_name}_{steps}steps", {
+        "paper": "renoising (thesis 001 Ch. 8, Bi-Noising)", "task": task, "sampler": sampler_name, "num_steps": steps,
+        "nfe": module.nfe(steps), "model_resolution": f"{size}x{size}", "predict_seed": module.predict_seed,
+        "resize": "stretch: bicubic to the model resolution and back (SR: outputs are exactly 4x the input size)"})
     if "degraded_native" in batch:
-        sources = list(batch["degraded_native"])
+        sources = batch["degraded_native"]
         conditions = torch.stack([model_condition(task, s, size) for s in sources])
-        sizes = [output_size(task, *s.shape[-2:]) for s in sources]
-        names, inputs = list(batch["name"]), list(batch["input_path"])
+        height, width = (int(v) for v in sources.shape[-2:])
+        out_batch: dict[str, Any] = {
+            "name": batch["name"], "path": batch["path"],
+            "placement": [placement_for(height, width, size, size, "stretch")] * len(sources),
+            "output_scale": [float(SR_FACTOR) if task == "sr" else 1.0] * len(sources)}
     else:  # a validation split: conditions already at model size
         conditions = batch["condition"]
-        names = list(batch.get("name") or [f"batch{batch_idx:04d}_{i:03d}" for i in range(len(conditions))])
-        sizes, inputs = [(size, size)] * len(names), [None] * len(names)
-    generator = torch.Generator(device=module.device).manual_seed(module.predict_seed + batch_idx)
+        out_batch = {"name": names_of(batch, batch_idx, conditions.shape[0])}
+    seed = module.predict_seed + batch_idx
+    generator = torch.Generator(device=module.device).manual_seed(seed)
     outputs = module.restore(conditions, generator=generator)
-    manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() and batch_idx > 0 else {
-        "paper": "renoising (thesis 001 Ch. 8, Bi-Noising)", "task": task, "sampler": sampler_name, "num_steps": steps,
-        "nfe": module.nfe(steps), "model_resolution": f"{size}x{size}",
-        "resize": "bicubic to the model resolution and back (SR: outputs are 4x the input size)", "items": []}
-    written = []
-    for i, name in enumerate(names):
-        out = bicubic(outputs[i].float().cpu(), sizes[i])
-        path = folder / f"{name}.png"
-        save_rgb(out, path)
-        written.append(path)
-        manifest["items"].append({"input": inputs[i], "output": path.name, "height": int(sizes[i][0]),
-                                  "width": int(sizes[i][1]), "network_calls": int(module.last_network_calls),
-                                  "seed": module.predict_seed + batch_idx})
-    manifest_path.write_text(json.dumps(manifest, indent=2))
-    return written
+    return module.write_batch_images(writer, outputs, out_batch, batch_idx,
+                                     network_calls=int(module.last_network_calls), seed=seed)
 
 
-__all__ = ["PredictInputs", "model_condition", "output_size", "predict_batch"]
+__all__ = ["PredictInputs", "model_condition", "predict_batch"]

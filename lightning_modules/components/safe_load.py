@@ -85,4 +85,44 @@ def plain_hyperparameters(hparams: Any) -> None:
             hparams[key] = _callable_name(value)
 
 
-__all__ = ["UnsafeCheckpointError", "plain_hyperparameters", "safe_torch_load"]
+#: the only globals a pickled ``.npy`` (``np.save`` of a dict of arrays / numbers) may name
+_NUMPY_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _NUMPY_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"unsupported global: GLOBAL {module}.{name}")
+        return super().find_class(module, name)
+
+
+def safe_numpy_load(path: Union[str, PathLike], key: str = "file") -> Any:
+    """``np.load`` of a ``.npy`` file; an object array (``np.save`` of a dict, as some released
+    assets are) is unpickled with only numpy's array/scalar/dtype constructors allowed, never
+    arbitrary code: ``.item()`` of a 0-d object array is returned (the saved dict)."""
+    import numpy as np
+    from numpy.lib import format as npy_format
+
+    with open(path, "rb") as handle:
+        version = npy_format.read_magic(handle)
+        shape, _, dtype = (npy_format.read_array_header_1_0(handle) if version == (1, 0)
+                           else npy_format.read_array_header_2_0(handle))
+        if not dtype.hasobject:
+            handle.seek(0)
+            return np.load(handle, allow_pickle=False)
+        try:
+            array = _NumpyOnlyUnpickler(handle).load()
+        except pickle.UnpicklingError as err:
+            raise UnsafeCheckpointError(
+                f"{key}: refusing to load '{path}': its pickled content names '{_offending_global(err)}', "
+                "not a numpy array, number or dict, so loading it would run code from the file") from None
+    if not isinstance(array, np.ndarray) or tuple(array.shape) != tuple(shape):
+        raise UnsafeCheckpointError(f"{key}: '{path}' is not a numpy object array of shape {shape}")
+    return array.item() if array.shape == () else array
+
+
+__all__ = ["UnsafeCheckpointError", "plain_hyperparameters", "safe_numpy_load", "safe_torch_load"]

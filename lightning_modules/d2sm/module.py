@@ -20,7 +20,6 @@ the wavelet MAD estimator of Donoho & Johnstone (:func:`estimate_noise_sigma`).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -31,7 +30,6 @@ from torch import Tensor, nn
 
 from lightning_modules.components.d2sm_loss import D2SMLoss
 from lightning_modules.components.frozen_parts import FrozenPartsModule
-from lightning_modules.components.image_io import to_uint8
 from lightning_modules.components.semantic_features import build_semantic_features
 from lightning_modules.d2sm.restorers import FFDNet, run_restorer
 from lightning_modules.d2sm.segmenter import load_segmenter
@@ -39,7 +37,7 @@ from metrics.image_quality import PeakSignalNoiseRatio, StructuralSimilarityInde
 from metrics.results_rows import (ResultRow, append_rows, dataset_field, describe_evaluator, git_commit, infer_data_flag,
                                   run_config_path, run_provenance, utc_now)
 from metrics.segmentation import MeanIoU
-from lightning_modules.components.predict_outputs import predictions_root
+from lightning_modules.components.predict_outputs import PredictOutputsMixin
 
 _TASKS = ("denoise", "sr", "dehaze")
 
@@ -60,7 +58,7 @@ def estimate_noise_sigma(image: Tensor) -> float:
     return float(diagonal.abs().flatten(1).median(1).values.mean() / 0.6745) * 255.0
 
 
-class D2SMRestorationModule(FrozenPartsModule):
+class D2SMRestorationModule(PredictOutputsMixin, FrozenPartsModule):
     """Any restorer trained with L1 + lambda * D2SM (see the module docstring).
 
     Args:
@@ -80,11 +78,13 @@ class D2SMRestorationModule(FrozenPartsModule):
         table: the ``benchmarks/paper_numbers.yaml`` table the rows belong to (Table 9.1 / 9.2 / 9.3).
         sigma_suffix: name denoising metrics per sigma (``PSNR-s25``, Table 9.1); False gives ``PSNR``
             (Table 9.4, evaluated at sigma 25 only).
-        predict_dir: folder for predictions (``None``: ``<run folder>/predictions``).
+        predict_dir: folder for predictions (``None``: ``<run folder>/predictions/<task>``).
         released_checkpoint: an FFDNet ``checkpoint_XXXX.pth.tar`` of the authors' code (github.com/MKFMIKU/d2sm;
             they published none) imported into ``restorer`` by :mod:`lightning_modules.d2sm.released`;
             rows record it (``released_checkpoint``).
     """
+
+    predict_counts_sampler_steps = False  # a feed-forward restorer: no sampler steps to count
 
     def __init__(
         self,
@@ -337,21 +337,21 @@ class D2SMRestorationModule(FrozenPartsModule):
         return rows
 
     # ------------------------------------------------------------------ predict
-    def _predict_folder(self) -> Path:
-        if self.hparams.predict_dir:
-            return Path(self.hparams.predict_dir)
-        return predictions_root(self._trainer)
-
     def on_predict_epoch_start(self) -> None:
-        self._manifest = []
+        """One writer per predict run: ``predict_dir`` if set, else ``<run>/predictions/<task>``;
+        outputs are never overwritten and ``manifest.json`` lists input -> output (``components.predict_outputs``)."""
+        from lightning_modules.components.predict_outputs import PredictionWriter
+
+        settings = {"task": self.task, "restorer": type(self.restorer).__name__,
+                    "mapping": "none: the restorer is fully convolutional and runs at the input's own size"}
+        if self.hparams.predict_dir:
+            self._writer = PredictionWriter(Path(self.hparams.predict_dir), settings)
+        else:
+            self._writer = self.prediction_writer(self.task, settings)
+        self.predictions_dir = str(self._writer.folder)
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """Restore each input (one image per batch keeps every size) and write ``<stem>.png``."""
-        from PIL import Image
-
-        folder = self._predict_folder()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.predictions_dir = str(folder)
+        """Restore each input at its own size (SR: ``scale`` x) and write ``<input name>.png``."""
         inputs = batch["input"]
         sigma = batch.get("sigma")
         source = ["given"] * inputs.shape[0]
@@ -363,20 +363,10 @@ class D2SMRestorationModule(FrozenPartsModule):
                     source[i] = "estimated (Haar MAD)"
             sigma = sigma.to(inputs.device)
         restored = run_restorer(self.restorer, inputs, sigma if self.task == "denoise" else None)
-        names = batch.get("name") or [f"input_{batch_idx:04d}_{i}" for i in range(inputs.shape[0])]
-        paths = batch.get("path") or [None] * inputs.shape[0]
-        for i, (name, array) in enumerate(zip(names, to_uint8(restored).numpy())):
-            out = folder / f"{name}.png"
-            Image.fromarray(array).save(out)
-            self._manifest.append({"input": paths[i], "output": out.name, "size": list(array.shape[:2]),
-                                   "sigma": float(sigma[i]) if self.task == "denoise" else None,
-                                   "sigma_source": source[i] if self.task == "denoise" else None})
-
-    def on_predict_epoch_end(self) -> None:
-        if self.predictions_dir is None:
-            return
-        manifest = {"task": self.task, "restorer": type(self.restorer).__name__, "items": self._manifest}
-        Path(self.predictions_dir, "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        denoise = self.task == "denoise"
+        self.write_batch_images(self._writer, restored.clamp(-1, 1), batch, batch_idx,
+                                sigma=[float(s) for s in sigma] if denoise else None,
+                                sigma_source=source if denoise else None)
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> Any:

@@ -45,6 +45,7 @@ from lightning_modules.diffusion_module import DiffusionModule
 from lightning_modules.dift.tokenizer import IdentityAutoencoder
 from lightning_modules.dift.transformer import DiFTTransformer
 from lightning_modules.dift.view_sampler import ViewSampler, select_views
+from metrics.next_frame import check_fractions, context_positions
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ class DiFT(DiffusionModule):
         guidance_scale, guidance_channels: CFG 8.5 on channels ``[0, 1, 2]``.
         window: sliding-window length (16 game, 8 text-to-video).
         sample_frames: frames a video sample has (predict / evaluation).
+        eval_context_fractions: game only; ``None`` evaluates free rollouts (``sample_for_batch``
+            rolls out every frame after the first); a list of fractions (Table 4.2: 0.1 ... 1.0)
+            evaluates next-frame predictions after that fraction of the clip as real context
+            (``metrics.next_frame``; ``sample_for_batch`` returns ``[B, K, 3, H, W]``, one per fraction).
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class DiFT(DiffusionModule):
         guidance_channels: Optional[Sequence[int]] = (0, 1, 2),
         window: int = 8,
         sample_frames: int = 16,
+        eval_context_fractions: Optional[Sequence[float]] = None,
         num_train_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
@@ -138,6 +144,9 @@ class DiFT(DiffusionModule):
         self.cfg_dropout = float(cfg_dropout)
         self.guidance_channels = list(guidance_channels) if guidance_channels is not None else None
         self.window, self.sample_frames = int(window), int(sample_frames)
+        if eval_context_fractions is not None and modality != "game":
+            raise ValueError(f"model.eval_context_fractions is the game's next-frame protocol (Table 4.2); modality is {modality!r}")
+        self.eval_context_fractions = None if eval_context_fractions is None else check_fractions(eval_context_fractions)
 
     # ------------------------------------------------------------------ helpers
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -358,8 +367,23 @@ class DiFT(DiffusionModule):
             return self.decode_views(self.generate(None, coords, v, text, **kw))
         if self.modality == "video":
             return self.sample_video(text, v, **kw)
+        if self.eval_context_fractions is not None:
+            return self.next_frame_predictions(batch, self.eval_context_fractions, **kw)
         latents = self.encode_views(views[:, :1])
         return self.decode_views(self.autoregressive_rollout(latents, v - 1, None, batch["actions"].to(self.device), **kw))
+
+    @torch.no_grad()
+    def next_frame_predictions(self, batch: Mapping[str, Any], fractions: Sequence[float], **kw: Any) -> Tensor:
+        """Table 4.2's protocol (``metrics.next_frame``): for each fraction ``f`` of the clip's
+        ``N = V - 1`` evaluated frames, the frame after the first ``ceil(f N)`` real frames, generated
+        from them (the last ``window - 1``: the sliding window) and the real actions; ``[B, K, 3, H, W]``."""
+        views, actions = batch["views"].to(self.device), batch["actions"].to(self.device)
+        latents = self.encode_views(views)
+        frames = []
+        for position in context_positions(fractions, views.shape[1] - 1):
+            context = latents[:, : position + 1]
+            frames.append(self.autoregressive_rollout(context, 1, None, actions[:, : position + 2], **kw)[:, 0])
+        return self.decode_views(torch.stack(frames, dim=1))
 
     def sample_video(self, text: Optional[Tensor], num_frames: int, batch_size: int = 1, **kw: Any) -> Tensor:
         """A text-to-video sample: the first window in one shot, then the sliding window."""

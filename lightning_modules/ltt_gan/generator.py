@@ -214,15 +214,33 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def meta_parameter_counts(out_size: int = 512, branch_levels: int = 3, **kwargs) -> dict[str, int]:
-    """Parameter counts of the full-size generator and discriminator, built on the meta device (no memory)."""
+    """Parameter counts of the full-size generator and discriminator, built on the meta device (no memory).
+
+    ``gfpgan_generator`` is the same generator with GFPGAN's single SFT heads (the HPC doubling of
+    each head's last conv removed: ``hpc_head_extra``), the architecture of Table 6.1's GFPGAN row.
+    """
     from lightning_modules.ltt_gan.stylegan2 import StyleGAN2Discriminator
 
     with torch.device("meta"):
         gen = LTTGANGenerator(out_size=out_size, branch_levels=branch_levels, **kwargs)
         disc = StyleGAN2Discriminator(out_size, kwargs.get("channel_multiplier", 1))
     prior = count_parameters(gen.stylegan_decoder)
+    extra = sum(count_parameters(head[-1]) // 2 for heads in (gen.condition_scale, gen.condition_shift) for head in heads)
     return {"generator": count_parameters(gen), "stylegan2_prior": prior, "trainable_generator": count_parameters(gen) - prior,
-            "discriminator": count_parameters(disc)}
+            "discriminator": count_parameters(disc), "hpc_head_extra": extra, "gfpgan_generator": count_parameters(gen) - extra}
 
 
-__all__ = ["LTTGANGenerator", "LTTGANOutput", "count_parameters", "meta_parameter_counts"]
+def table_6_1_size_readings(counts: dict[str, int]) -> dict[str, float]:
+    """Table 6.1's "Parameters (M)" column read as float32 checkpoint sizes in MB (4 bytes a value).
+
+    ``GFPGAN``: its generator twice (a file with ``params`` + ``params_ema``) fits the printed
+    615.4 within 1%. ``LTT-GAN`` under the same reading gives 641.1, not 741.4; only adding the
+    discriminator (``LTT-GAN + D``, 737.2) comes close, a different recipe per row. The thesis does
+    not say how it counted; docs/ltt_gan.md "Numbers" records this, nothing here is confirmed.
+    """
+    mb = 4 / 1e6
+    return {"GFPGAN": 2 * counts["gfpgan_generator"] * mb, "LTT-GAN": 2 * counts["generator"] * mb,
+            "LTT-GAN + D": (2 * counts["generator"] + counts["discriminator"]) * mb}
+
+
+__all__ = ["LTTGANGenerator", "LTTGANOutput", "count_parameters", "meta_parameter_counts", "table_6_1_size_readings"]

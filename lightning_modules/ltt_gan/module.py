@@ -31,9 +31,10 @@ Evaluation: ``sample_for_batch`` returns the branch mean, so the EvaluationCallb
 SSIM, LPIPS, FID (Table 6.1). The module itself logs and writes rows for images/s (timed
 generator forward per image) and, on an identity test set (second test loader), Deg
 (mean cosine x 100 of each restored probe to its identity's gallery mean) and Top-1/3/5 (Tables
-6.2-6.4). Predict writes ``<input>.png`` (the restored face, ``size`` px) and
-``<input>__uncertainty.png`` (the per-pixel branch variance divided by its maximum, the maximum
-kept in the manifest) for every input.
+6.2-6.4). Predict writes ``<input>.png`` (the restored face, generated at ``size`` px and mapped
+back to the input's own size and aspect ratio through the datamodule's ``predict_fit`` placement)
+and ``<input>__uncertainty.png`` (the per-pixel branch variance divided by its maximum, the maximum
+kept in the manifest, mapped back the same way) for every input.
 """
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
         paper, method, dataset_name, identity_dataset_name, results_file: results-row fields.
         **kwargs: :class:`AdversarialModule` (loss must stay ``minimax`` / ``non_saturating``).
     """
+
+    predict_counts_sampler_steps = False  # one generator forward per input: Lightning's batch bar stays
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, stylegan_path: Optional[str] = None,
                  discriminator_path: Optional[str] = None, cx_mode: str = "spcx", cx_weight: float = 1.0,
@@ -279,22 +282,30 @@ class LTTGAN(PredictOutputsMixin, AdversarialModule):
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """The restored face and its uncertainty map (the HPC variance, scaled to [-1, 1]) per input,
+        both mapped back to the input's own size through the batch's ``placement`` (the datamodule
+        pads each input to the model square, ``data.predict_fit``); ``<name>.png`` and
+        ``<name>__uncertainty.png``, with ``manifest.json``."""
+        from datamodules.predict_inputs import restore_from_canvas
+
         images = batch["image"] if "image" in batch and "input" not in batch else batch["input"]
         writer = self.prediction_writer("restored", {"branches": int(getattr(self.generator, "num_branches", 1)),
                                                      "size": int(images.shape[-1])})
         with torch.no_grad():
             out = self.restore(images.to(self.device))
         names = names_of(batch, batch_idx, images.shape[0])
+        placement = batch.get("placement")
         for row, name in enumerate(names):
-            restored = out.mean[row].clamp(-1, 1)
-            variance = out.variance[row]
+            restored = out.mean[row].clamp(-1, 1).float().cpu()
+            variance = out.variance[row].float().cpu()
             peak = float(variance.max())
-            uncertainty = (variance / peak if peak > 0 else variance) * 2 - 1
-            paths = [writer.save_image(restored, name), writer.save_image(uncertainty.expand(3, -1, -1), name, "uncertainty")]
+            uncertainty = ((variance / peak if peak > 0 else variance) * 2 - 1).expand(3, -1, -1)
+            if placement is not None:
+                restored = restore_from_canvas(restored, placement[row])
+                uncertainty = restore_from_canvas(uncertainty, placement[row]).clamp(-1, 1)
+            paths = [writer.save_image(restored, name), writer.save_image(uncertainty, name, "uncertainty")]
             source = batch["path"][row] if "path" in batch else f"predict split, batch {batch_idx} item {row}"
-            placement = batch.get("placement")
             writer.record(source, paths, size=list(restored.shape[-2:]), max_variance=peak,
                           placement=placement[row].as_dict() if placement is not None else None)
-
 
 __all__ = ["CX_MODES", "LTTGAN"]
