@@ -42,7 +42,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -547,7 +547,9 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         test_max_frames: cap on the frames of a whole test video (memory at 1024x576); ``None``: all.
         test_set / test_root / test_sidecar / test_ids: score another published test set instead of
             the own test split (``ubc_fashion``: Table 4.3, ``tiktok``: Table 4.4, ``selfie``: the
-            self-captured set of Table 4.1; :mod:`datamodules.fitcheck_benchmarks`).
+            self-captured set of Table 4.1; :mod:`datamodules.fitcheck_benchmarks`). ``test_ids``: TikTok
+            sequence names or a ``.txt`` of them; default every sequence with a back view (the chapter's
+            split is defined by that filter: 19 videos).
         reference_augmentation_p: probability (0.5, seed line 920) that both training references
             are re-toned by reference image augmentation (:mod:`datamodules.fitcheck_ria`); 0 is the
             "Ours-RIA" ablation. Validation / test references are never augmented.
@@ -592,7 +594,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         test_set: Optional[str] = None,
         test_root: Optional[str] = None,
         test_sidecar: Optional[str] = None,
-        test_ids: Optional[list[str]] = None,
+        test_ids: Optional[Union[list[str], str]] = None,
         reference_augmentation_p: float = 0.5,
         ria_matting: Optional[str] = None,
         ria_harmoniser: Optional[str] = None,
@@ -678,6 +680,8 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
 
             dataset: Dataset = FitCheckTestSet(self.test_set, str(self.test_root), self.height, self.width, self.test_sidecar,
                                                self.frame_stride, self.test_ids, self.test_max_frames, self.seed)
+            log.info("test set %s: %d videos after the back-view filter: %s", self.test_set, len(dataset.video_names),
+                     ", ".join(dataset.video_names))
             return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers, collate_fn=collate_dicts)
         if not self.test_whole_videos:
             return super().test_dataloader()
