@@ -42,7 +42,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -384,20 +384,29 @@ def _to_unit(kp: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def _load_single_pose(path: Optional[str], key: str, height: int, width: int, fit: str, selfie: Path) -> Tensor:
-    """The DWPose of one selfie: keypoints (``.npy [18, 2]`` / ``.npz``, normalised to the selfie) or a render PNG.
+def _load_single_pose(path: Optional[str], key: str, height: int, width: int, fit: str, selfie: Path,
+                      detector: Optional[Any] = None) -> Tensor:
+    """The DWPose of one selfie: keypoints (``.npy [18, 2]`` / ``.npz``, normalised to the selfie), a render
+    PNG, or (``path`` unset, ``detector`` given) DWPose run on the selfie itself.
 
-    Required: a blank pose would tell the model "no person"; DWPose is an external model, so its
-    output for each selfie is an input here.
+    Required: a blank pose would tell the model "no person". Without a file, DWPose runs when
+    ``data.init_args.predict_pose_detector`` names its ONNX folder (:mod:`datamodules.fitcheck_dwpose`).
     """
     from datamodules.fitcheck_pose import load_keypoint_file
 
     if path is None:
-        raise ValueError(
-            f"data.init_args.{key} is required: the DWPose keypoints (.npy [18, 2] normalised, or a DWPose .npz) "
-            f"or the DWPose render (.png) of that selfie; no pose detector runs inside the suite "
-            f"(DWPose is an external model: run it on the selfie and pass its output)"
-        )
+        if detector is None:
+            raise ValueError(
+                f"data.init_args.{key} is required: the DWPose keypoints (.npy [18, 2] normalised, or a DWPose .npz) "
+                f"or the DWPose render (.png) of that selfie, or set data.init_args.predict_pose_detector to a folder "
+                f"with DWPose's yolox_l.onnx and dw-ll_ucoco_384.onnx to detect it (needs onnxruntime)"
+            )
+        image = ((_native(selfie) + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+        found = detector(image)
+        if found is None:
+            raise ValueError(f"{detector.name} found no person in {selfie} ({key}); pass the selfie's pose file instead")
+        log.info("%s: DWPose detected on %s (%s)", key, selfie, detector.name)
+        return _render_keypoints({k: v[None] for k, v in found.items()}, image_size_of(selfie), height, width, fit)[0]
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"data.init_args.{key}={path} not found")
@@ -454,7 +463,8 @@ class FitCheckPredictInputs(Dataset):
     def __init__(self, front: str, back: str, background: str, height: int, width: int, poses: Optional[str],
                  imu: Optional[str], motion_library: Optional[str], front_pose: Optional[str],
                  back_pose: Optional[str], top_k: int, ground_y: Optional[float], name: str,
-                 fit: str = "crop", pose_scale: float = 1.0, motion_normal: Optional[Sequence[float]] = None) -> None:
+                 fit: str = "crop", pose_scale: float = 1.0, motion_normal: Optional[Sequence[float]] = None,
+                 pose_detector: Optional[Callable[[], Any]] = None) -> None:
         if poses is None and (imu is None or motion_library is None):
             raise ValueError("predict needs data.init_args.predict_poses, or predict_imu and predict_motion_library")
         if fit not in ("crop", "stretch"):
@@ -463,6 +473,10 @@ class FitCheckPredictInputs(Dataset):
                          front_pose=front_pose, back_pose=back_pose, top_k=top_k, ground_y=ground_y, name=name,
                          motion_normal=motion_normal)
         self.height, self.width, self.fit, self.pose_scale = height, width, fit, float(pose_scale)
+        self._detector_factory = pose_detector  # builds DWPose on first use (only when a selfie pose is missing)
+
+    def pose_detector(self) -> Optional[Any]:
+        return self._detector_factory() if self._detector_factory is not None else None
 
     def __len__(self) -> int:
         return 1
@@ -501,8 +515,10 @@ class FitCheckPredictInputs(Dataset):
             "front": _fit(_native(Path(a["front"])), h, w, fit),
             "back": _fit(_native(Path(a["back"])), h, w, fit),
             "background": _fit(_native(background), h, w, fit),
-            "front_pose": _load_single_pose(a["front_pose"], "predict_front_pose", h, w, fit, Path(a["front"])),
-            "back_pose": _load_single_pose(a["back_pose"], "predict_back_pose", h, w, fit, Path(a["back"])),
+            "front_pose": _load_single_pose(a["front_pose"], "predict_front_pose", h, w, fit, Path(a["front"]),
+                                            self.pose_detector()),
+            "back_pose": _load_single_pose(a["back_pose"], "predict_back_pose", h, w, fit, Path(a["back"]),
+                                           self.pose_detector()),
             "pose": poses,
             "name": a["name"],
             "path": str(background),
@@ -532,7 +548,9 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_*: the user's inputs for ``cli.py predict`` (selfies, background, a pose sequence
             or an IMU trace + motion library, optional selfie poses, top-k, ground line as a
             fraction of the height for foot grounding, with ``predict_pose_scale``). Selfie poses
-            (``predict_front_pose`` / ``predict_back_pose``: DWPose keypoints or renders) are required.
+            (``predict_front_pose`` / ``predict_back_pose``: DWPose keypoints or renders) are required, unless
+            ``predict_pose_detector`` names a folder with DWPose's two ONNX files (``yolox_l.onnx``,
+            ``dw-ll_ucoco_384.onnx`` from huggingface.co/yzd-v/DWPose; onnxruntime), which then detects them.
             ``predict_fit``: ``"crop"`` (MimicMotion's resize + centre crop, aspect kept; poses drawn
             with :func:`datamodules.fitcheck_pose.render_dwpose` at the scene's size) or ``"stretch"``
             (resize to the frame, video mapped back to the background's aspect ratio).
@@ -589,6 +607,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_fit: str = "crop",
         predict_pose_scale: float = 1.0,
         predict_motion_normal: Optional[list[float]] = None,
+        predict_pose_detector: Optional[str] = None,
         test_whole_videos: bool = True,
         test_max_frames: Optional[int] = None,
         test_set: Optional[str] = None,
@@ -629,7 +648,19 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             back_pose=predict_back_pose, top_k=predict_top_k, ground_y=predict_ground_y, name=predict_name,
             fit=predict_fit, pose_scale=predict_pose_scale, motion_normal=predict_motion_normal,
         )
+        self.predict_pose_detector = predict_pose_detector
+        self._pose_detector: Optional[Any] = None
         self.save_hyperparameters()
+
+    def pose_detector(self) -> Optional[Any]:
+        """DWPose on ``predict_pose_detector`` (built once, on first use), or ``None`` when unset."""
+        if self.predict_pose_detector is None:
+            return None
+        if self._pose_detector is None:
+            from datamodules.fitcheck_dwpose import DWPoseDetector
+
+            self._pose_detector = DWPoseDetector(self.predict_pose_detector, key="data.init_args.predict_pose_detector")
+        return self._pose_detector
 
     def reference_augmentation(self, embedded_backgrounds: Sequence[Tensor] = ()) -> Any:
         """The RIA of the training split (``None`` when ``reference_augmentation_p`` is 0)."""
@@ -710,7 +741,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         dataset = FitCheckPredictInputs(
             a["front"], a["back"], a["background"], self.height, self.width, a["poses"], a["imu"], a["motion_library"],
             a["front_pose"], a["back_pose"], a["top_k"], a["ground_y"], a["name"], a["fit"], a["pose_scale"],
-            a["motion_normal"],
+            a["motion_normal"], self.pose_detector,
         )
         release_predict_limit(getattr(self, "trainer", None), len(dataset), "data.predict_front")
         return DataLoader(dataset, batch_size=1, collate_fn=collate_dicts)

@@ -103,3 +103,27 @@ def test_prepare_runs_the_detector_and_cliff_on_every_kept_frame(tmp_path: Path)
     meta = json.loads((folder / "prepared.json").read_text())["models"]
     assert "stand-in sessions" in meta["poses"] and "CLIFF TorchScript" in meta["yaw"]
     assert np.allclose(yaw_from_rotmat(np.eye(3)[None]), 180.0)
+
+
+def test_predict_detects_missing_selfie_poses_with_the_configured_detector(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from datamodules.fitcheck_videos import FitCheckVideoDataModule
+
+    for name in ("f.png", "b.png", "g.png"):
+        Image.new("RGB", (W, H), (120, 80, 40)).save(tmp_path / name)
+    kp = np.full((3, 18, 2), -1.0)
+    kp[:, 1], kp[:, 2] = [0.5, 0.3], [0.5, 0.6]
+    np.save(tmp_path / "poses.npy", kp)
+    dm = FitCheckVideoDataModule(size=(32, 24), predict_front=str(tmp_path / "f.png"), predict_back=str(tmp_path / "b.png"),
+                                 predict_background=str(tmp_path / "g.png"), predict_poses=str(tmp_path / "poses.npy"),
+                                 predict_pose_detector=str(tmp_path / "dw"))
+    dm._pose_detector = _detector(tmp_path / "dw")  # the stand-in sessions instead of onnxruntime
+    item = dm.predict_dataloader().dataset[0]
+    assert (item["front_pose"] > -1).any() and torch.equal(item["front_pose"], item["back_pose"])
+    assert len(dm._pose_detector.detector.calls) == 2, "DWPose ran once per selfie"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install onnxruntime"):
+            DWPoseDetector(str(tmp_path / "dw"))
