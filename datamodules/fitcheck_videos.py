@@ -831,11 +831,38 @@ class _FolderImageSource:
         return out
 
 
+class VideoAsFineTuneItems(Dataset):
+    """Training-video windows in the fine-tuning batch layout: ``loss_weight`` all ones (no shadow
+    annotation on videos), ``gt_is_front`` 0, no ``ria`` flag; for the joint image + video ablation."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = {k: v for k, v in self.dataset[index].items() if k != "ria"}
+        video = item["video"]
+        item["loss_weight"] = torch.ones(video.shape[0], 1, *video.shape[-2:])
+        item["gt_is_front"] = torch.tensor(0.0)
+        return item
+
+
 class FitCheckImageFTDataModule(EmbeddedDataModule):
     """The image fine-tuning set of §4.3.4 (122 images in the thesis) as ``T``-frame still clips.
 
     Batches: the video batch keys plus ``loss_weight [B, T, 1, H, W]`` (``shadow_weight`` inside the
     shadow / reflection mask, 1 elsewhere).
+
+    Table 4.1 "Ours-FT + Joint Training" (§4.5 ablation (8), seed ~865-870: "replacing image-only
+    fine-tuning ... with joint fine-tuning on image and video data. We use the same image data as in
+    Sec. 4.2.4 together with our fit check training videos"): ``joint_videos: true`` adds the
+    training videos of :class:`FitCheckVideoDataModule` (``joint_video_root``; ``None``: its embedded
+    stand-in) to the training split, as T-frame windows with loss weight 1 and without reference
+    image augmentation (fine-tuning omits it, §4.3.4). [GAP] the mixing ratio is not given: the two
+    sets are concatenated and shuffled together (each sample equally likely); ``joint_video_items``
+    caps the video windows per epoch (``None``: one per training video / embedded video).
 
     Args:
         root: folder of items (layout in the module docstring); ``None``: embedded stand-in.
@@ -843,6 +870,7 @@ class FitCheckImageFTDataModule(EmbeddedDataModule):
         shadow_weight: ``beta`` (2).
         front_probability: probability that ``I'_fr`` is the ground truth (0.8).
         embedded_items: number of embedded items.
+        joint_videos / joint_video_root / joint_video_items: the joint image + video ablation (above).
     """
 
     def __init__(
@@ -853,6 +881,9 @@ class FitCheckImageFTDataModule(EmbeddedDataModule):
         shadow_weight: float = 2.0,
         front_probability: float = 0.8,
         embedded_items: int = 32,
+        joint_videos: bool = False,
+        joint_video_root: Optional[str] = None,
+        joint_video_items: Optional[int] = None,
         embedded_backgrounds: str = "real_clips",
         batch_size: int = 1,
         num_workers: int = 0,
@@ -865,9 +896,28 @@ class FitCheckImageFTDataModule(EmbeddedDataModule):
         self.height, self.width = as_hw(size)
         self.num_frames, self.shadow_weight, self.front_probability = int(num_frames), float(shadow_weight), float(front_probability)
         self.embedded_items, self.embedded_backgrounds = int(embedded_items), embedded_backgrounds
+        if joint_video_root is not None and not joint_videos:
+            raise ValueError("data.init_args.joint_video_root is set but joint_videos is false")
+        self.joint_videos, self.joint_video_root = bool(joint_videos), joint_video_root
+        self.joint_video_items = None if joint_video_items is None else int(joint_video_items)
         self.save_hyperparameters()
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        train, val = self._image_datasets()
+        if not self.joint_videos:
+            return train, val
+        from torch.utils.data import ConcatDataset, Subset
+
+        videos = FitCheckVideoDataModule(root=self.joint_video_root, size=(self.height, self.width),
+                                         num_frames=self.num_frames, embedded_backgrounds=self.embedded_backgrounds,
+                                         seed=self.seed, reference_augmentation_p=0.0)
+        video_train, _ = videos.build_datasets()
+        if self.joint_video_items is not None:
+            video_train = Subset(video_train, range(min(self.joint_video_items, len(video_train))))
+        log.info("joint image + video fine-tuning: %d image items + %d video windows", len(train), len(video_train))
+        return ConcatDataset([train, VideoAsFineTuneItems(video_train)]), val
+
+    def _image_datasets(self) -> tuple[Dataset, Dataset]:
         h, w = self.height, self.width
         if self.root is not None:
             items = sorted(p for p in Path(self.root).iterdir() if p.is_dir())
@@ -894,6 +944,7 @@ class FitCheckImageFTDataModule(EmbeddedDataModule):
 __all__ = [
     "FitCheckVideoDataModule",
     "FitCheckImageFTDataModule",
+    "VideoAsFineTuneItems",
     "FitCheckVideoFolder",
     "SpinningFigureVideos",
     "is_front",

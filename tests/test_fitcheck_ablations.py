@@ -17,6 +17,7 @@ ABLATIONS = {
     "ours_mra": "fitcheck_finetune",
     "ours_ft_full_ft": "fitcheck_finetune",
     "ours_ria": "fitcheck",
+    "ours_ft_joint_training": "fitcheck_finetune",
 }
 
 
@@ -37,6 +38,11 @@ def test_ablation_overlay_builds_and_steps_once(name: str, tmp_path: Path) -> No
         assert module.hparams[key] == value, key
     for key, value in overlay.get("data", {}).get("init_args", {}).items():
         assert cli.datamodule.hparams[key] == value, key
+    if name == "ours_ft_joint_training":
+        mixed = cli.datamodule.train_dataset
+        image, video = mixed[0], mixed[len(mixed) - 1]  # ConcatDataset: the image items first, then the videos
+        assert float(image["loss_weight"].max()) == cli.datamodule.shadow_weight, "beta inside the image's shadow"
+        assert bool((video["loss_weight"] == 1).all()) and "ria" not in video, "videos: weight 1, no RIA"
     if name == "ours_ria":
         assert "ria" not in cli.datamodule.train_dataset[0], "no reference augmentation in Ours-RIA"
     assert module.num_references == (2 if module.hparams["frame_generation"] == "front_back" else 1)
