@@ -18,7 +18,12 @@ ABLATIONS = {
     "ours_ft_full_ft": "fitcheck_finetune",
     "ours_ria": "fitcheck",
     "ours_ft_joint_training": "fitcheck_finetune",
+    "naive_refnet": "fitcheck",
 }
+
+
+def trainable_ids(module) -> set[int]:
+    return {id(p) for p in module.trainable_parameters()}
 
 
 def test_every_ablation_overlay_is_listed() -> None:
@@ -46,6 +51,10 @@ def test_ablation_overlay_builds_and_steps_once(name: str, tmp_path: Path) -> No
     if name == "ours_ria":
         assert "ria" not in cli.datamodule.train_dataset[0], "no reference augmentation in Ours-RIA"
     assert module.num_references == (2 if module.hparams["frame_generation"] == "front_back" else 1)
+    if name == "naive_refnet":
+        refnet = module.network.reference_net
+        assert refnet is not None and all(p.requires_grad for p in refnet.parameters())
+        assert {id(p) for p in refnet.parameters()} <= trainable_ids(module), "the ReferenceNet trains"
     uses_mra = any("MultiReference" in type(p).__name__ for p in module.network.unet.attn_processors.values())
     assert uses_mra == module.hparams["multi_reference_attention"]
     trainable = {id(p) for p in module.trainable_parameters()}

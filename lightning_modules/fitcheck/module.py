@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -116,6 +117,9 @@ class FitCheckVideoModule(DiffusionModule):
         pose_net_config: :class:`PoseNet` keyword arguments (``out_channels`` is the UNet's first width).
         in_channels: UNet input channels after widening (4 noisy + 12 reference latents).
         frame_generation / multi_reference_attention: the paper's two additions (see docstring).
+        reference_net: Table 4.1's "Naive + RefNet" ablation: a trainable UNet copy (Animate Anyone's
+            ReferenceNet) feeding the front / back features into the spatial self-attention
+            (:mod:`lightning_modules.fitcheck.reference_net`); needs ``multi_reference_attention: false``.
         cond_dropout: per-condition drop probability (0.1).
         p_mean / p_std / sigma_min / sigma_max: EDM noise distribution and sampling range.
         trainable: ``"unet_pose"``, ``"spatial"`` or ``"full"``.
@@ -152,6 +156,7 @@ class FitCheckVideoModule(DiffusionModule):
         in_channels: int = 16,
         frame_generation: str = "front_back",
         multi_reference_attention: bool = True,
+        reference_net: bool = False,
         cond_dropout: float = 0.1,
         p_mean: float = 0.7,
         p_std: float = 1.6,
@@ -198,7 +203,8 @@ class FitCheckVideoModule(DiffusionModule):
         references = (0, 1) if frame_generation == "front_back" else (0, 0)
         if gradient_checkpointing:
             unet.enable_gradient_checkpointing()
-        network = FitCheckNetwork(unet, pose_net, in_channels, multi_reference_attention, references)
+        network = FitCheckNetwork(unet, pose_net, in_channels, multi_reference_attention, references,
+                                  reference_net=reference_net, reference_c_noise=0.25 * math.log(sigma_min))
         path = EDMPath(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=1.0)
         super().__init__(
             network=network,
