@@ -71,6 +71,16 @@ def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
         torch._foreach_copy_(dst, src)
 
 
+def _lerp_all(ema: list[torch.Tensor], params: list[torch.Tensor], weight: float) -> None:
+    """``ema[i].lerp_(params[i], weight)`` fused; FSDP2 shards and plain tensors in separate calls
+    (a module sharding only some blocks, e.g. AlignTok, has both; foreach refuses the mix)."""
+    sharded = [hasattr(t, "full_tensor") and type(t) is not torch.Tensor for t in ema]
+    for want in (False, True):
+        pairs = [(e, p) for e, p, s in zip(ema, params, sharded) if s is want]
+        if pairs:
+            torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], weight)
+
+
 class EMACallback(Callback):
     """EMA of the trainable parameters, checkpointed, swapped in for evaluation.
 
@@ -257,7 +267,7 @@ class EMACallback(Callback):
             self.num_updates = 1
             return
         d = self.current_decay()
-        torch._foreach_lerp_(self._ema, [p.detach() for p in self._params], 1.0 - d)
+        _lerp_all(self._ema, [p.detach() for p in self._params], 1.0 - d)
         self.num_updates += 1
 
     # -------------------------------------------------------------- swapping

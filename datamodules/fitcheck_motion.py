@@ -271,7 +271,9 @@ def retrieve_background(folder: str | Path, normal: np.ndarray, k: int = 5) -> t
     ``<folder>/normals.json`` maps each image's file name to ``{"normal": [nx, ny, nz]}`` (the
     camera-frame floor normal, e.g. :func:`ground_plane_normal` of MoGe depth inside a OneFormer
     floor mask) and optionally ``"ground_y"`` (the floor line where the person stands, a fraction
-    of the height). Returns the closest image, the top-k ``(name, angle in radians)`` and its entry.
+    of the height). Keys starting with ``_`` are metadata (``_models``, written by
+    ``python -m datamodules.fitcheck_normals``). Returns the closest image, the top-k
+    ``(name, angle in radians)`` and its entry.
     """
     import json
 
@@ -280,7 +282,7 @@ def retrieve_background(folder: str | Path, normal: np.ndarray, k: int = 5) -> t
     if not index.is_file():
         raise FileNotFoundError(f"background folder {folder} has no normals.json ({{file name: {{'normal': [x, y, z]}}}})")
     entries = json.loads(index.read_text())
-    names = sorted(entries)
+    names = sorted(n for n in entries if not n.startswith("_"))
     missing = [n for n in names if not (folder / n).is_file()]
     if not names or missing:
         raise FileNotFoundError(f"{index}: {'no entries' if not names else f'images missing: {missing[:3]}'}")

@@ -9,12 +9,17 @@ holds their loading code and named CPU stand-ins:
 =============  ==================================================  =========================================
 step           real (from a path)                                  stand-in (``stand-in``, named in the log)
 =============  ==================================================  =========================================
-poses          ``DWPoseFiles``: the DWPose output of your run,      ``BlankPoses``: black renders (no person
-               one ``<video>.npz`` per video (``bodies [N,18,2]``,   detector in the suite)
-               scores, hands, faces; normalised), drawn with
-               MimicMotion's renderer
-yaw            ``CliffFiles``: ``<video>.npz`` with CLIFF's SMPL   ``ConstantYaw`` (0 degrees, all front)
-               ``global_orient [N, 3]`` (axis-angle, camera frame)
+poses          ``DetectedPoses`` (``--detector``): DWPose's two     ``BlankPoses``: black renders
+               released ONNX files run on every kept frame
+               (``datamodules.fitcheck_dwpose``, onnxruntime);
+               or ``DWPoseFiles`` (``--poses``): the DWPose output
+               of your run, one ``<video>.npz`` per video
+               (``bodies [N,18,2]``, scores, hands, faces;
+               normalised); both drawn with MimicMotion's renderer
+yaw            ``CliffTorchScript`` (``--cliff``): CLIFF run on     ``ConstantYaw`` (0 degrees, all front)
+               the person's box (from the matte) of every kept
+               frame; or ``CliffFiles`` (``--yaw``): ``<video>.npz``
+               with CLIFF's SMPL ``global_orient [N, 3]``
 matting        ``Sam2Matting`` (``datamodules.fitcheck_ria``)       ``MedianDifferenceMatting`` (pixels far
                                                                     from the temporal median)
 inpainting     ``DiffusersInpainter``: a local                      ``MedianBackground`` (temporal median of
@@ -28,6 +33,7 @@ Output (read by :class:`datamodules.fitcheck_videos.FitCheckVideoFolder`)::
     <output>/<video>/matted/00000.png ...  frames with the background white
     <output>/<video>/background.png        static background
     <output>/<video>/orientation.json      {"yaw": [...]} per kept frame
+    <output>/<video>/dwpose.npz            the detected keypoints (with --detector)
     <output>/<video>/prepared.json         {"frame_stride_applied": stride, "models": {...}}
 
 ``prepared.json`` tells the reader the frames are already subsampled (it does not stride again).
@@ -58,7 +64,8 @@ class PoseSource(Protocol):
 class YawSource(Protocol):
     name: str
 
-    def yaw(self, video: str, indices: Sequence[int]) -> np.ndarray: ...
+    def yaw(self, video: str, indices: Sequence[int], frames: Optional[Tensor] = None,
+            alphas: Optional[Tensor] = None) -> np.ndarray: ...
 
 
 class BackgroundSource(Protocol):
@@ -91,6 +98,27 @@ class DWPoseFiles:
         if len(kp["bodies"]) <= max(indices):
             raise ValueError(f"{video}.npz has {len(kp['bodies'])} poses for a video of {max(indices) + 1}+ frames")
         kept = {k: v[list(indices)] for k, v in kp.items() if len(v) == len(kp["bodies"])}
+        h, w = frames.shape[-2:]
+        return render_keypoint_sequence(kept, h, w, h, w)
+
+
+def to_uint8_rgb(frame: Tensor) -> np.ndarray:
+    """``[3, H, W]`` in [-1, 1] -> ``[H, W, 3]`` uint8 RGB."""
+    return ((frame.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+class DetectedPoses:
+    """DWPose run on every kept frame (:class:`datamodules.fitcheck_dwpose.DWPoseDetector`), drawn as MimicMotion draws them."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector, self.name = detector, detector.name
+        self.last_keypoints: Optional[dict[str, np.ndarray]] = None
+
+    def renders(self, video: str, frames: Tensor, indices: Sequence[int]) -> Tensor:
+        from datamodules.fitcheck_pose import render_keypoint_sequence
+
+        kept = self.detector.sequence([to_uint8_rgb(f) for f in frames])
+        self.last_keypoints = kept
         h, w = frames.shape[-2:]
         return render_keypoint_sequence(kept, h, w, h, w)
 
@@ -129,7 +157,8 @@ class CliffFiles:
             raise FileNotFoundError(f"--yaw {folder} not found (one CLIFF <video>.npz per video)")
         self.folder, self.name = folder, f"CLIFF files ({folder})"
 
-    def yaw(self, video: str, indices: Sequence[int]) -> np.ndarray:
+    def yaw(self, video: str, indices: Sequence[int], frames: Optional[Tensor] = None,
+            alphas: Optional[Tensor] = None) -> np.ndarray:
         with np.load(_per_video_file(self.folder, video, "yaw")) as data:
             if "global_orient" not in data:
                 raise KeyError(f"{video}.npz: CLIFF output needs 'global_orient' [N, 3] (has {sorted(data.files)})")
@@ -141,8 +170,82 @@ class ConstantYaw:
 
     name = "stand-in: constant yaw 0 (no CLIFF)"
 
-    def yaw(self, video: str, indices: Sequence[int]) -> np.ndarray:
+    def yaw(self, video: str, indices: Sequence[int], frames: Optional[Tensor] = None,
+            alphas: Optional[Tensor] = None) -> np.ndarray:
         return np.zeros(len(indices))
+
+
+def yaw_from_rotmat(rotation: np.ndarray) -> np.ndarray:
+    """Body yaw in degrees [0, 360) from SMPL root rotation matrices ``[N, 3, 3]`` (same convention as
+    :func:`yaw_from_global_orient`: the root's +z axis in the camera frame, 0 facing the camera)."""
+    forward = np.asarray(rotation, np.float64).reshape(-1, 3, 3)[:, :, 2]
+    return np.mod(np.degrees(np.arctan2(forward[:, 0], -forward[:, 2])), 360.0)
+
+
+def person_box(alpha: Tensor, scale: float = 1.2) -> tuple[float, float, float]:
+    """Square box (centre x, centre y, side in pixels) around the matte, enlarged by ``scale``; the whole frame if empty."""
+    h, w = alpha.shape[-2:]
+    ys, xs = torch.nonzero(alpha.reshape(h, w) > 0.5, as_tuple=True)
+    if len(xs) == 0:
+        return w / 2, h / 2, float(max(h, w))
+    x1, x2, y1, y2 = float(xs.min()), float(xs.max()) + 1, float(ys.min()), float(ys.max()) + 1
+    return (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * scale
+
+
+class CliffTorchScript:
+    """CLIFF [155] as a TorchScript export: ``(crops [N, 3, 224, 224] ImageNet-normalised, bbox_info [N, 3])
+    -> (pred_rotmat [N, 24, 3, 3], ...)``; yaw from the root rotation of every kept frame.
+
+    CLIFF's own repository (github.com/haofanwang/CLIFF) ships PyTorch code and checkpoints; its
+    HMR-style network is not rewritten here: export it with ``torch.jit.trace(model, (crops, bbox_info))``.
+    ``bbox_info`` is CLIFF's: ``[(cx - W/2) / f * 2.8, (cy - H/2) / f * 2.8, (b - 0.24 f) / (0.06 f)]`` with
+    ``f = sqrt(W^2 + H^2)`` (their demo's focal length estimate). The person's box is the matte's
+    bounding square (x1.2) ([GAP]: the thesis's crop is not described; CLIFF's demo uses a detector box).
+    """
+
+    SOURCE = "a torch.jit.trace export of github.com/haofanwang/CLIFF (its released checkpoint)"
+    MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+    def __init__(self, path: str, key: str = "--cliff", device: str = "cpu") -> None:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"{key}={path} not found: expected {self.SOURCE}")
+        try:
+            self.module = torch.jit.load(str(file), map_location=device).eval()
+        except Exception as error:  # noqa: BLE001 - a state dict or a corrupt file
+            raise ValueError(f"{key}={path} is not a TorchScript module ({error.__class__.__name__}); {self.SOURCE}") from None
+        self.device, self.name = device, f"CLIFF TorchScript ({file.name})"
+
+    def inputs(self, frames: Tensor, alphas: Tensor) -> tuple[Tensor, Tensor]:
+        """The network's crops and ``bbox_info`` for ``frames`` ``[N, 3, H, W]`` in [-1, 1] and their mattes."""
+        import torch.nn.functional as F
+
+        n, _, h, w = frames.shape
+        focal = math.sqrt(h * h + w * w)
+        crops, info = [], []
+        for frame, alpha in zip(frames, alphas):
+            cx, cy, side = person_box(alpha)
+            lin = (torch.arange(224) + 0.5) / 224 - 0.5
+            xs, ys = (cx + lin * side) / w * 2 - 1, (cy + lin * side) / h * 2 - 1
+            grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1)[None]
+            unit = (frame.float()[None] + 1) / 2
+            crop = F.grid_sample(unit, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+            crops.append((crop - self.MEAN) / self.STD)
+            info.append([(cx - w / 2) / focal * 2.8, (cy - h / 2) / focal * 2.8, (side - 0.24 * focal) / (0.06 * focal)])
+        return torch.stack(crops), torch.tensor(info, dtype=torch.float32)
+
+    @torch.no_grad()
+    def yaw(self, video: str, indices: Sequence[int], frames: Optional[Tensor] = None,
+            alphas: Optional[Tensor] = None) -> np.ndarray:
+        if frames is None or alphas is None:
+            raise ValueError("CliffTorchScript.yaw needs the kept frames and their mattes")
+        crops, info = self.inputs(frames, alphas)
+        out = self.module(crops.to(self.device), info.to(self.device))
+        rotmat = out[0] if isinstance(out, (tuple, list)) else out
+        if rotmat.dim() != 4 or tuple(rotmat.shape[-2:]) != (3, 3):
+            raise ValueError(f"{self.name}: expected pred_rotmat [N, 24, 3, 3] first, got {tuple(rotmat.shape)}")
+        return yaw_from_rotmat(rotmat[:, 0].cpu().numpy())
 
 
 class MedianDifferenceMatting:
@@ -233,8 +336,12 @@ def prepare_video(path: Path, output: Path, stride: int, poses: PoseSource, yaw:
     alphas = torch.stack([matting(f) for f in frames])
     background = backgrounds.background(frames, alphas)
     renders = poses.renders(video, frames, indices)
-    yaw_degrees = yaw.yaw(video, indices)
+    yaw_degrees = yaw.yaw(video, indices, frames, alphas)
     folder = output / video
+    keypoints = getattr(poses, "last_keypoints", None)
+    if keypoints is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "dwpose.npz", **keypoints)
     for i, (frame, alpha, render) in enumerate(zip(frames, alphas, renders)):
         _save(frame, folder / "frames" / f"{i:05d}.png")
         _save(render, folder / "poses" / f"{i:05d}.png")
@@ -253,7 +360,10 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     parser.add_argument("--output", required=True, help="split folder to write, e.g. data/fitcheck/train")
     parser.add_argument("--stride", type=int, default=4, help="keep every n-th frame (4, §4.3.5)")
     parser.add_argument("--poses", default="stand-in", help="folder of DWPose <video>.npz, or 'stand-in'")
+    parser.add_argument("--detector", default=None,
+                        help="folder with DWPose's yolox_l.onnx + dw-ll_ucoco_384.onnx: detect poses (overrides --poses)")
     parser.add_argument("--yaw", default="stand-in", help="folder of CLIFF <video>.npz (global_orient), or 'stand-in'")
+    parser.add_argument("--cliff", default=None, help="CLIFF TorchScript export: estimate yaw on every kept frame (overrides --yaw)")
     parser.add_argument("--matting", default="stand-in", help="SAM 2 transformers folder, or 'stand-in'")
     parser.add_argument("--inpainter", default="stand-in", help="StableDiffusionInpaintPipeline folder, or 'stand-in'")
     parser.add_argument("--max_frames", type=int, default=None, help="cap on kept frames per video")
@@ -279,7 +389,13 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     from datamodules.fitcheck_ria import Sam2Matting
 
     poses: PoseSource = BlankPoses() if args.poses == "stand-in" else DWPoseFiles(args.poses)
+    if args.detector:
+        from datamodules.fitcheck_dwpose import DWPoseDetector
+
+        poses = DetectedPoses(DWPoseDetector(args.detector))
     yaw: YawSource = ConstantYaw() if args.yaw == "stand-in" else CliffFiles(args.yaw)
+    if args.cliff:
+        yaw = CliffTorchScript(args.cliff)
     matting = MedianDifferenceMatting() if args.matting == "stand-in" else Sam2Matting(args.matting, "--matting")
     backgrounds: BackgroundSource = MedianBackground() if args.inpainter == "stand-in" else DiffusersInpainter(args.inpainter)
     for part in (poses, yaw, matting, backgrounds):

@@ -42,7 +42,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -384,20 +384,29 @@ def _to_unit(kp: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def _load_single_pose(path: Optional[str], key: str, height: int, width: int, fit: str, selfie: Path) -> Tensor:
-    """The DWPose of one selfie: keypoints (``.npy [18, 2]`` / ``.npz``, normalised to the selfie) or a render PNG.
+def _load_single_pose(path: Optional[str], key: str, height: int, width: int, fit: str, selfie: Path,
+                      detector: Optional[Any] = None) -> Tensor:
+    """The DWPose of one selfie: keypoints (``.npy [18, 2]`` / ``.npz``, normalised to the selfie), a render
+    PNG, or (``path`` unset, ``detector`` given) DWPose run on the selfie itself.
 
-    Required: a blank pose would tell the model "no person"; DWPose is an external model, so its
-    output for each selfie is an input here.
+    Required: a blank pose would tell the model "no person". Without a file, DWPose runs when
+    ``data.init_args.predict_pose_detector`` names its ONNX folder (:mod:`datamodules.fitcheck_dwpose`).
     """
     from datamodules.fitcheck_pose import load_keypoint_file
 
     if path is None:
-        raise ValueError(
-            f"data.init_args.{key} is required: the DWPose keypoints (.npy [18, 2] normalised, or a DWPose .npz) "
-            f"or the DWPose render (.png) of that selfie; no pose detector runs inside the suite "
-            f"(DWPose is an external model: run it on the selfie and pass its output)"
-        )
+        if detector is None:
+            raise ValueError(
+                f"data.init_args.{key} is required: the DWPose keypoints (.npy [18, 2] normalised, or a DWPose .npz) "
+                f"or the DWPose render (.png) of that selfie, or set data.init_args.predict_pose_detector to a folder "
+                f"with DWPose's yolox_l.onnx and dw-ll_ucoco_384.onnx to detect it (needs onnxruntime)"
+            )
+        image = ((_native(selfie) + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+        found = detector(image)
+        if found is None:
+            raise ValueError(f"{detector.name} found no person in {selfie} ({key}); pass the selfie's pose file instead")
+        log.info("%s: DWPose detected on %s (%s)", key, selfie, detector.name)
+        return _render_keypoints({k: v[None] for k, v in found.items()}, image_size_of(selfie), height, width, fit)[0]
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"data.init_args.{key}={path} not found")
@@ -454,7 +463,8 @@ class FitCheckPredictInputs(Dataset):
     def __init__(self, front: str, back: str, background: str, height: int, width: int, poses: Optional[str],
                  imu: Optional[str], motion_library: Optional[str], front_pose: Optional[str],
                  back_pose: Optional[str], top_k: int, ground_y: Optional[float], name: str,
-                 fit: str = "crop", pose_scale: float = 1.0, motion_normal: Optional[Sequence[float]] = None) -> None:
+                 fit: str = "crop", pose_scale: float = 1.0, motion_normal: Optional[Sequence[float]] = None,
+                 pose_detector: Optional[Callable[[], Any]] = None) -> None:
         if poses is None and (imu is None or motion_library is None):
             raise ValueError("predict needs data.init_args.predict_poses, or predict_imu and predict_motion_library")
         if fit not in ("crop", "stretch"):
@@ -463,6 +473,10 @@ class FitCheckPredictInputs(Dataset):
                          front_pose=front_pose, back_pose=back_pose, top_k=top_k, ground_y=ground_y, name=name,
                          motion_normal=motion_normal)
         self.height, self.width, self.fit, self.pose_scale = height, width, fit, float(pose_scale)
+        self._detector_factory = pose_detector  # builds DWPose on first use (only when a selfie pose is missing)
+
+    def pose_detector(self) -> Optional[Any]:
+        return self._detector_factory() if self._detector_factory is not None else None
 
     def __len__(self) -> int:
         return 1
@@ -501,8 +515,10 @@ class FitCheckPredictInputs(Dataset):
             "front": _fit(_native(Path(a["front"])), h, w, fit),
             "back": _fit(_native(Path(a["back"])), h, w, fit),
             "background": _fit(_native(background), h, w, fit),
-            "front_pose": _load_single_pose(a["front_pose"], "predict_front_pose", h, w, fit, Path(a["front"])),
-            "back_pose": _load_single_pose(a["back_pose"], "predict_back_pose", h, w, fit, Path(a["back"])),
+            "front_pose": _load_single_pose(a["front_pose"], "predict_front_pose", h, w, fit, Path(a["front"]),
+                                            self.pose_detector()),
+            "back_pose": _load_single_pose(a["back_pose"], "predict_back_pose", h, w, fit, Path(a["back"]),
+                                           self.pose_detector()),
             "pose": poses,
             "name": a["name"],
             "path": str(background),
@@ -532,7 +548,9 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_*: the user's inputs for ``cli.py predict`` (selfies, background, a pose sequence
             or an IMU trace + motion library, optional selfie poses, top-k, ground line as a
             fraction of the height for foot grounding, with ``predict_pose_scale``). Selfie poses
-            (``predict_front_pose`` / ``predict_back_pose``: DWPose keypoints or renders) are required.
+            (``predict_front_pose`` / ``predict_back_pose``: DWPose keypoints or renders) are required, unless
+            ``predict_pose_detector`` names a folder with DWPose's two ONNX files (``yolox_l.onnx``,
+            ``dw-ll_ucoco_384.onnx`` from huggingface.co/yzd-v/DWPose; onnxruntime), which then detects them.
             ``predict_fit``: ``"crop"`` (MimicMotion's resize + centre crop, aspect kept; poses drawn
             with :func:`datamodules.fitcheck_pose.render_dwpose` at the scene's size) or ``"stretch"``
             (resize to the frame, video mapped back to the background's aspect ratio).
@@ -547,7 +565,9 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         test_max_frames: cap on the frames of a whole test video (memory at 1024x576); ``None``: all.
         test_set / test_root / test_sidecar / test_ids: score another published test set instead of
             the own test split (``ubc_fashion``: Table 4.3, ``tiktok``: Table 4.4, ``selfie``: the
-            self-captured set of Table 4.1; :mod:`datamodules.fitcheck_benchmarks`).
+            self-captured set of Table 4.1; :mod:`datamodules.fitcheck_benchmarks`). ``test_ids``: TikTok
+            sequence names or a ``.txt`` of them; default every sequence with a back view (the chapter's
+            split is defined by that filter: 19 videos).
         reference_augmentation_p: probability (0.5, seed line 920) that both training references
             are re-toned by reference image augmentation (:mod:`datamodules.fitcheck_ria`); 0 is the
             "Ours-RIA" ablation. Validation / test references are never augmented.
@@ -587,12 +607,13 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         predict_fit: str = "crop",
         predict_pose_scale: float = 1.0,
         predict_motion_normal: Optional[list[float]] = None,
+        predict_pose_detector: Optional[str] = None,
         test_whole_videos: bool = True,
         test_max_frames: Optional[int] = None,
         test_set: Optional[str] = None,
         test_root: Optional[str] = None,
         test_sidecar: Optional[str] = None,
-        test_ids: Optional[list[str]] = None,
+        test_ids: Optional[Union[list[str], str]] = None,
         reference_augmentation_p: float = 0.5,
         ria_matting: Optional[str] = None,
         ria_harmoniser: Optional[str] = None,
@@ -627,7 +648,19 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
             back_pose=predict_back_pose, top_k=predict_top_k, ground_y=predict_ground_y, name=predict_name,
             fit=predict_fit, pose_scale=predict_pose_scale, motion_normal=predict_motion_normal,
         )
+        self.predict_pose_detector = predict_pose_detector
+        self._pose_detector: Optional[Any] = None
         self.save_hyperparameters()
+
+    def pose_detector(self) -> Optional[Any]:
+        """DWPose on ``predict_pose_detector`` (built once, on first use), or ``None`` when unset."""
+        if self.predict_pose_detector is None:
+            return None
+        if self._pose_detector is None:
+            from datamodules.fitcheck_dwpose import DWPoseDetector
+
+            self._pose_detector = DWPoseDetector(self.predict_pose_detector, key="data.init_args.predict_pose_detector")
+        return self._pose_detector
 
     def reference_augmentation(self, embedded_backgrounds: Sequence[Tensor] = ()) -> Any:
         """The RIA of the training split (``None`` when ``reference_augmentation_p`` is 0)."""
@@ -678,6 +711,8 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
 
             dataset: Dataset = FitCheckTestSet(self.test_set, str(self.test_root), self.height, self.width, self.test_sidecar,
                                                self.frame_stride, self.test_ids, self.test_max_frames, self.seed)
+            log.info("test set %s: %d videos after the back-view filter: %s", self.test_set, len(dataset.video_names),
+                     ", ".join(dataset.video_names))
             return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers, collate_fn=collate_dicts)
         if not self.test_whole_videos:
             return super().test_dataloader()
@@ -706,7 +741,7 @@ class FitCheckVideoDataModule(EmbeddedDataModule):
         dataset = FitCheckPredictInputs(
             a["front"], a["back"], a["background"], self.height, self.width, a["poses"], a["imu"], a["motion_library"],
             a["front_pose"], a["back_pose"], a["top_k"], a["ground_y"], a["name"], a["fit"], a["pose_scale"],
-            a["motion_normal"],
+            a["motion_normal"], self.pose_detector,
         )
         release_predict_limit(getattr(self, "trainer", None), len(dataset), "data.predict_front")
         return DataLoader(dataset, batch_size=1, collate_fn=collate_dicts)
@@ -796,11 +831,38 @@ class _FolderImageSource:
         return out
 
 
+class VideoAsFineTuneItems(Dataset):
+    """Training-video windows in the fine-tuning batch layout: ``loss_weight`` all ones (no shadow
+    annotation on videos), ``gt_is_front`` 0, no ``ria`` flag; for the joint image + video ablation."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = {k: v for k, v in self.dataset[index].items() if k != "ria"}
+        video = item["video"]
+        item["loss_weight"] = torch.ones(video.shape[0], 1, *video.shape[-2:])
+        item["gt_is_front"] = torch.tensor(0.0)
+        return item
+
+
 class FitCheckImageFTDataModule(EmbeddedDataModule):
     """The image fine-tuning set of §4.3.4 (122 images in the thesis) as ``T``-frame still clips.
 
     Batches: the video batch keys plus ``loss_weight [B, T, 1, H, W]`` (``shadow_weight`` inside the
     shadow / reflection mask, 1 elsewhere).
+
+    Table 4.1 "Ours-FT + Joint Training" (§4.5 ablation (8), seed ~865-870: "replacing image-only
+    fine-tuning ... with joint fine-tuning on image and video data. We use the same image data as in
+    Sec. 4.2.4 together with our fit check training videos"): ``joint_videos: true`` adds the
+    training videos of :class:`FitCheckVideoDataModule` (``joint_video_root``; ``None``: its embedded
+    stand-in) to the training split, as T-frame windows with loss weight 1 and without reference
+    image augmentation (fine-tuning omits it, §4.3.4). [GAP] the mixing ratio is not given: the two
+    sets are concatenated and shuffled together (each sample equally likely); ``joint_video_items``
+    caps the video windows per epoch (``None``: one per training video / embedded video).
 
     Args:
         root: folder of items (layout in the module docstring); ``None``: embedded stand-in.
@@ -808,6 +870,7 @@ class FitCheckImageFTDataModule(EmbeddedDataModule):
         shadow_weight: ``beta`` (2).
         front_probability: probability that ``I'_fr`` is the ground truth (0.8).
         embedded_items: number of embedded items.
+        joint_videos / joint_video_root / joint_video_items: the joint image + video ablation (above).
     """
 
     def __init__(
@@ -818,6 +881,9 @@ class FitCheckImageFTDataModule(EmbeddedDataModule):
         shadow_weight: float = 2.0,
         front_probability: float = 0.8,
         embedded_items: int = 32,
+        joint_videos: bool = False,
+        joint_video_root: Optional[str] = None,
+        joint_video_items: Optional[int] = None,
         embedded_backgrounds: str = "real_clips",
         batch_size: int = 1,
         num_workers: int = 0,
@@ -830,9 +896,28 @@ class FitCheckImageFTDataModule(EmbeddedDataModule):
         self.height, self.width = as_hw(size)
         self.num_frames, self.shadow_weight, self.front_probability = int(num_frames), float(shadow_weight), float(front_probability)
         self.embedded_items, self.embedded_backgrounds = int(embedded_items), embedded_backgrounds
+        if joint_video_root is not None and not joint_videos:
+            raise ValueError("data.init_args.joint_video_root is set but joint_videos is false")
+        self.joint_videos, self.joint_video_root = bool(joint_videos), joint_video_root
+        self.joint_video_items = None if joint_video_items is None else int(joint_video_items)
         self.save_hyperparameters()
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
+        train, val = self._image_datasets()
+        if not self.joint_videos:
+            return train, val
+        from torch.utils.data import ConcatDataset, Subset
+
+        videos = FitCheckVideoDataModule(root=self.joint_video_root, size=(self.height, self.width),
+                                         num_frames=self.num_frames, embedded_backgrounds=self.embedded_backgrounds,
+                                         seed=self.seed, reference_augmentation_p=0.0)
+        video_train, _ = videos.build_datasets()
+        if self.joint_video_items is not None:
+            video_train = Subset(video_train, range(min(self.joint_video_items, len(video_train))))
+        log.info("joint image + video fine-tuning: %d image items + %d video windows", len(train), len(video_train))
+        return ConcatDataset([train, VideoAsFineTuneItems(video_train)]), val
+
+    def _image_datasets(self) -> tuple[Dataset, Dataset]:
         h, w = self.height, self.width
         if self.root is not None:
             items = sorted(p for p in Path(self.root).iterdir() if p.is_dir())
@@ -859,6 +944,7 @@ class FitCheckImageFTDataModule(EmbeddedDataModule):
 __all__ = [
     "FitCheckVideoDataModule",
     "FitCheckImageFTDataModule",
+    "VideoAsFineTuneItems",
     "FitCheckVideoFolder",
     "SpinningFigureVideos",
     "is_front",

@@ -42,6 +42,23 @@ def test_tiktok_layout_whole_videos_references_by_yaw_and_back_view_filter(tmp_p
         FitCheckTestSet("tiktok", str(root), 16, 12, sidecar=str(tmp_path / "nowhere"))
 
 
+def test_tiktok_split_is_the_back_view_filter_ids_from_a_file_and_the_chapter_count(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "TikTok_dataset"
+    for seq, yaw in (("00001", [0, 180]), ("00002", [180, 0]), ("00003", [0, 10])):
+        for i in range(2):
+            _png(root / seq / "images" / f"{i + 1:04d}.png", 20 * i)
+        _sidecar(root / "fitcheck_sidecar" / seq, [float(y) for y in yaw])
+    with caplog.at_level("WARNING"):
+        data = FitCheckTestSet("tiktok", str(root), 16, 12, frame_stride=1)
+    assert data.video_names == ["00001", "00002"]
+    assert "thesis evaluates 19" in caplog.text
+    ids = tmp_path / "tiktok_test.txt"
+    ids.write_text("# the authors' list\n00002\n00003\n")
+    assert FitCheckTestSet("tiktok", str(root), 16, 12, frame_stride=1, ids=str(ids)).video_names == ["00002"]
+    with pytest.raises(FileNotFoundError, match="00009"):
+        FitCheckTestSet("tiktok", str(root), 16, 12, ids=["00001", "00009"])
+
+
 def test_ubc_fashion_reads_test_mp4s_on_white_and_selfie_layout(tmp_path: Path) -> None:
     from lightning_modules.fitcheck.video_io import write_mp4
 

@@ -222,3 +222,30 @@ def test_svd_temporal_decoder_vae_encodes_and_decodes_clips() -> None:
     assert latents.shape == (1, 5, 4, 16, 12)
     frames = module.decode(latents)
     assert frames.shape == clip.shape and frames.abs().max() <= 1
+
+
+def test_reference_net_features_reach_the_denoiser() -> None:
+    """Naive + RefNet (Table 4.1): the denoiser's spatial self-attention reads the ReferenceNet's front /
+    back features (changing the back latent changes the output); random weights test the wiring."""
+    from fitcheck_tiny import TINY
+
+    frames = TINY["unet_config"]["num_frames"]
+    network = FitCheckNetwork(tiny_unet(in_channels=8, num_frames=frames), PoseNet(out_channels=32, **TINY["pose_net_config"]),
+                              16, multi_reference_attention=False, reference_net=True, reference_c_noise=-1.5)
+    _perturb(network)
+    x, t, embeds, time_ids = _unet_inputs(1, frames, 4)
+    refs = torch.randn(1, 12, 16, 12, generator=torch.Generator().manual_seed(5))
+    poses = torch.zeros(1, frames, 3, 32, 24)
+    keep = torch.ones(1)
+    with torch.no_grad():
+        out = network(x, t, refs, embeds, poses, keep, time_ids)
+        other = refs.clone()
+        other[:, 4:8] += 1.0  # another back image
+        changed = network(x, t, other, embeds, poses, keep, time_ids)
+    assert not torch.allclose(out, changed, atol=1e-5)
+    assert not network.reference_net.bank.features, "features are not kept after the call"
+    names = network.reference_net.names
+    assert names and all(type(network.unet.attn_processors[n]).__name__ == "ReferenceAttnProcessor" for n in names)
+    with pytest.raises(ValueError, match="Naive \\+ RefNet"):
+        FitCheckNetwork(tiny_unet(), PoseNet(out_channels=32, **TINY["pose_net_config"]), 16,
+                        multi_reference_attention=True, reference_net=True)

@@ -97,3 +97,43 @@ def test_data_module_applies_ria_to_training_only_and_requires_paths_for_real_da
     real = FitCheckVideoDataModule(root=str(tmp_path / "root"), size=(32, 24))
     with pytest.raises(ValueError, match="ria_matting is not set"):
         real.setup("fit")
+
+
+def _tiny_sam2_folder(folder: Path, size: int = 64) -> Path:
+    """A random-weight SAM 2 in transformers' ``save_pretrained`` layout (config.json, model.safetensors,
+    processor_config.json), the layout of huggingface.co/facebook/sam2.1-hiera-large."""
+    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+    from transformers.models.sam2.configuration_sam2 import (Sam2HieraDetConfig, Sam2MaskDecoderConfig,
+                                                             Sam2PromptEncoderConfig, Sam2VisionConfig)
+
+    backbone = Sam2HieraDetConfig(hidden_size=8, num_attention_heads=1, image_size=[size, size],
+                                  blocks_per_stage=[1, 2, 1, 1], embed_dim_per_stage=[8, 16, 32, 64],
+                                  num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[4, 4, 4, 4],
+                                  global_attention_blocks=[2], window_positional_embedding_background_size=[2, 2])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=32,
+                              backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2])
+    config = Sam2Config(vision_config=vision,
+                        prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32, image_size=size, patch_size=16,
+                                                                      mask_input_channels=4),
+                        mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_hidden_layers=1,
+                                                                  num_attention_heads=2, iou_head_hidden_dim=32))
+    torch.manual_seed(0)
+    Sam2Model(config).save_pretrained(str(folder))
+    Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": size, "width": size},
+                                                     mask_size={"height": size // 4, "width": size // 4})
+                  ).save_pretrained(str(folder))
+    return folder
+
+
+def test_sam2_matting_loads_a_save_pretrained_folder_and_returns_an_alpha_at_the_input_size(tmp_path: Path) -> None:
+    """Random weights: tests the loading path and the mask plumbing (prompt, post-processing), not SAM 2's quality."""
+    from safetensors.torch import load_file
+
+    folder = _tiny_sam2_folder(tmp_path / "sam2.1-hiera-tiny")
+    matting = Sam2Matting(str(folder))
+    saved = load_file(str(folder / "model.safetensors"))
+    name = next(k for k in saved if k.endswith("patch_embed.projection.weight"))
+    torch.testing.assert_close(dict(matting.model.named_parameters())[name], saved[name])  # weights came from the folder
+    alpha = matting(torch.rand(3, 40, 30) * 2 - 1)
+    assert alpha.shape == (1, 40, 30) and set(alpha.unique().tolist()) <= {0.0, 1.0}
+    assert matting.name == "SAM 2 (sam2.1-hiera-tiny)"

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -60,6 +61,7 @@ from lightning_modules.fitcheck.pretrained import build_part, load_state_dict_fi
 from lightning_modules.diffusion_module import DiffusionModule
 from lightning_modules.fitcheck.network import FitCheckNetwork
 from lightning_modules.fitcheck.pose_net import PoseNet
+from lightning_modules.fitcheck.released import MIMICMOTION_SOURCE, load_mimicmotion  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,6 @@ FRAME_GENERATION = ("front_back", "front", "none")
 TRAINABLE = ("unet_pose", "spatial", "full")
 GUIDANCE_NULL = ("keep_pose", "all")
 SVD_SOURCE = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated; unet/, vae/, image_encoder/)"
-MIMICMOTION_SOURCE = "https://huggingface.co/tencent/MimicMotion (MimicMotion_1.pth, the thesis's initialisation)"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -106,7 +107,8 @@ class FitCheckVideoModule(DiffusionModule):
         pretrained_svd: local folder (or cached hub id) of SVD img2vid-xt in diffusers layout
             (``unet/``, ``vae/``, ``image_encoder/``); ``None`` builds from the config dicts.
         mimicmotion_checkpoint: ``MimicMotion_1.pth`` (``unet.*`` and ``pose_net.*`` tensors),
-            loaded over the SVD UNet before conv_in is widened; ``None`` skips it.
+            loaded over the SVD UNet before conv_in is widened (`fitcheck/released.py`; also the
+            attribute ``released_checkpoint`` that results rows record); ``None`` skips it.
         init_checkpoint: a Lightning checkpoint of this module to start from (the image
             fine-tuning stage starts from the main stage's ``last.ckpt``).
         unet_config / vae_config / image_encoder_config: random-init configs used when
@@ -115,6 +117,9 @@ class FitCheckVideoModule(DiffusionModule):
         pose_net_config: :class:`PoseNet` keyword arguments (``out_channels`` is the UNet's first width).
         in_channels: UNet input channels after widening (4 noisy + 12 reference latents).
         frame_generation / multi_reference_attention: the paper's two additions (see docstring).
+        reference_net: Table 4.1's "Naive + RefNet" ablation: a trainable UNet copy (Animate Anyone's
+            ReferenceNet) feeding the front / back features into the spatial self-attention
+            (:mod:`lightning_modules.fitcheck.reference_net`); needs ``multi_reference_attention: false``.
         cond_dropout: per-condition drop probability (0.1).
         p_mean / p_std / sigma_min / sigma_max: EDM noise distribution and sampling range.
         trainable: ``"unet_pose"``, ``"spatial"`` or ``"full"``.
@@ -151,6 +156,7 @@ class FitCheckVideoModule(DiffusionModule):
         in_channels: int = 16,
         frame_generation: str = "front_back",
         multi_reference_attention: bool = True,
+        reference_net: bool = False,
         cond_dropout: float = 0.1,
         p_mean: float = 0.7,
         p_std: float = 1.6,
@@ -192,12 +198,13 @@ class FitCheckVideoModule(DiffusionModule):
         pose_kwargs.setdefault("out_channels", unet.config.block_out_channels[0])
         pose_net = PoseNet(**pose_kwargs)
         if mimicmotion_checkpoint:
-            _load_mimicmotion(unet, pose_net, mimicmotion_checkpoint)
+            load_mimicmotion(unet, pose_net, mimicmotion_checkpoint)
         num_references = {"front_back": 2, "front": 1, "none": 0}[frame_generation]
         references = (0, 1) if frame_generation == "front_back" else (0, 0)
         if gradient_checkpointing:
             unet.enable_gradient_checkpointing()
-        network = FitCheckNetwork(unet, pose_net, in_channels, multi_reference_attention, references)
+        network = FitCheckNetwork(unet, pose_net, in_channels, multi_reference_attention, references,
+                                  reference_net=reference_net, reference_c_noise=0.25 * math.log(sigma_min))
         path = EDMPath(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=1.0)
         super().__init__(
             network=network,
@@ -217,6 +224,8 @@ class FitCheckVideoModule(DiffusionModule):
             predict_seed=predict_seed,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        # issue 29: the released weights this module starts from; results rows record it (run_provenance)
+        self.released_checkpoint = mimicmotion_checkpoint or None
         self.sampler = EDMSampler(second_order=False)  # Euler (EDM) scheduler, §4.4
         self.sampler.name = "edm_euler"
         self.register_frozen("vae", vae)
@@ -593,25 +602,6 @@ class FitCheckVideoModule(DiffusionModule):
 
 def _jsonable_scale(scale: Any) -> Any:
     return list(scale) if isinstance(scale, (list, tuple)) else float(scale)
-
-
-def _load_mimicmotion(unet: nn.Module, pose_net: nn.Module, path: str) -> None:
-    """Load ``MimicMotion_1.pth`` (``unet.*`` / ``pose_net.*``) over the 8-channel UNet and the PoseNet."""
-    state = load_state_dict_file("model.init_args.mimicmotion_checkpoint", path, MIMICMOTION_SOURCE)
-    for prefix, module in (("unet.", unet), ("pose_net.", pose_net)):
-        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        own = module.state_dict()
-        for key, value in part.items():  # e.g. a scale stored as [1] vs a 0-d parameter
-            if key in own and own[key].shape != value.shape and own[key].numel() == value.numel():
-                part[key] = value.reshape(own[key].shape)
-        if not part:
-            raise ValueError(f"model.init_args.mimicmotion_checkpoint={path} has no '{prefix}*' tensors")
-        missing, unexpected = module.load_state_dict(part, strict=False)
-        if missing or unexpected:
-            raise RuntimeError(
-                f"{path}: '{prefix}*' does not fit {type(module).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-        log.info("loaded %d %s tensors from %s", len(part), prefix.rstrip("."), path)
 
 
 __all__ = ["FitCheckVideoModule", "SVD_UNET_CONFIG", "FRAME_GENERATION", "TRAINABLE"]

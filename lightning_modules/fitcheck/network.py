@@ -13,6 +13,9 @@ Thesis 000, Ch. 4, §4.3 (digest §3.2). The trainable network of the main stage
   (a forward hook on ``unet.conv_in``, the place MimicMotion adds it).
 * spatial self-attention replaced by the parameter-free multi-reference attention
   (:mod:`lightning_modules.components.multi_reference_attention`).
+* ``reference_net`` (ablation "Naive + RefNet" only): a trainable UNet copy whose spatial
+  self-attention features of the front and back latents the denoiser attends to
+  (:mod:`lightning_modules.fitcheck.reference_net`).
 
 Call: ``network(x_t [B, F, 4, h, w], c_noise [B], ref_latents [B, 12, h, w],
 image_embeds [B, 1, D], pose_images [B, F, 3, H, W], pose_keep [B], added_time_ids [B, 3])`` ->
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 from lightning_modules.components.multi_reference_attention import ReferenceFrames, set_multi_reference_attention
 from lightning_modules.components.unet_inputs import resize_unet_channels
 from lightning_modules.fitcheck.pose_net import PoseNet
+from lightning_modules.fitcheck.reference_net import ReferenceNet
 
 #: Parameter names of the temporal layers of ``UNetSpatioTemporalConditionModel`` (frozen in the
 #: image fine-tuning stage, §4.3.4): temporal res-blocks, temporal transformer blocks, their
@@ -58,14 +62,24 @@ class FitCheckNetwork(nn.Module):
         in_channels: int = 16,
         multi_reference_attention: bool = True,
         references: tuple[int, int] = (0, 1),
+        reference_net: bool = False,
+        reference_c_noise: float = 0.0,
     ) -> None:
         super().__init__()
+        if reference_net and multi_reference_attention:
+            raise ValueError("reference_net and multi_reference_attention both replace the spatial self-attention; "
+                             "Table 4.1's 'Naive + RefNet' has no multi-reference attention")
+        # "Naive + RefNet" (reference_net.py): a copy of the pretrained 8-input UNet, made before the widening
+        self.reference_net = ReferenceNet(unet) if reference_net else None
+        self.reference_c_noise = float(reference_c_noise)
         self.unet = widen_conv_in(unet, in_channels)
         self.pose_net = pose_net
         self.frames = ReferenceFrames(references=tuple(references))
         self.multi_reference_attention = bool(multi_reference_attention)
         if self.multi_reference_attention:
             set_multi_reference_attention(self.unet, self.frames)
+        if self.reference_net is not None:
+            self.reference_net.install(self.unet)
         self._pose_residual: Optional[Tensor] = None
         self.unet.conv_in.register_forward_hook(self._add_pose)
 
@@ -94,6 +108,11 @@ class FitCheckNetwork(nn.Module):
         batch, frames = x_t.shape[:2]
         self.frames.num_frames = frames
         self.frames.latent_size = (int(x_t.shape[-2]), int(x_t.shape[-1]))
+        if self.reference_net is not None:  # front and back latents (channels 0-3, 4-7 of the VAE feature)
+            per_sample = ref_latents if ref_latents.ndim == 4 else ref_latents[:, 0]
+            refs = torch.stack([per_sample[:, 0:4], per_sample[:, 4:8]], dim=1).to(x_t.dtype)
+            self.reference_net.record(refs, torch.tensor(self.reference_c_noise, device=x_t.device),
+                                      image_embeds, added_time_ids)
         if ref_latents.ndim == 4:
             ref_latents = ref_latents.unsqueeze(1).expand(-1, frames, -1, -1, -1)
         sample = torch.cat([x_t, ref_latents.to(x_t.dtype)], dim=2)
@@ -110,4 +129,6 @@ class FitCheckNetwork(nn.Module):
             )[0]
         finally:
             self._pose_residual = None
+            if self.reference_net is not None:
+                self.reference_net.bank.clear()
         return out

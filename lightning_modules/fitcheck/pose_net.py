@@ -7,8 +7,9 @@ public MimicMotion one ([EXT], digest §3.2): eight convolutions 3->3->16->16->3
 with SiLU, three of them 4x4 stride 2 (x8 down, the VAE's factor), a zero-initialised 1x1
 projection to the UNet's first width (320) and a learnable scalar initialised to 2.
 
-Parameter names (``conv_layers``, ``final_proj``, ``scale``) follow the MimicMotion checkpoint so
-``MimicMotion_1.pth``'s ``pose_net.*`` tensors load without renaming. ``stage_channels`` and
+Parameter names and shapes (``conv_layers``, ``final_proj``, ``scale`` of shape ``[1]``) follow the
+MimicMotion checkpoint so ``MimicMotion_1.pth``'s ``pose_net.*`` tensors load without renaming
+(importer: :mod:`lightning_modules.fitcheck.released`). ``stage_channels`` and
 ``num_downsamples`` make CPU-sized variants (the tiny VAE downsamples x2, not x8).
 """
 from __future__ import annotations
@@ -55,7 +56,8 @@ class PoseNet(nn.Module):
         self.final_proj = nn.Conv2d(final_channels, out_channels, 1)
         nn.init.zeros_(self.final_proj.weight)  # zero-init: no effect on the pretrained UNet at start
         nn.init.zeros_(self.final_proj.bias)
-        self.scale = nn.Parameter(torch.tensor(float(scale_init)))
+        # shape [1] as in MimicMotion's PoseNet, so ``pose_net.scale`` of MimicMotion_1.pth loads as is
+        self.scale = nn.Parameter(torch.full((1,), float(scale_init)))
         self.downsample_factor = 2**num_downsamples
 
     def forward(self, pose_images: Tensor) -> Tensor:
