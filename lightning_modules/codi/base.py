@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from diffusion.grids import discrete_grid
 from diffusion.paths import DiscreteDDPMPath
 from diffusion.predictions import to_data_and_noise
-from diffusion.samplers import build_sampler
+from diffusion.dpm_solver import build_any_sampler
 from lightning_modules.codi.adapter import ConditionalAdapterUNet
 from lightning_modules.components.consistency_sampler import ConsistencyMultistepSampler
 from lightning_modules.components.image_io import save_grid
@@ -185,7 +185,7 @@ class CoDiBase(DiffusionModule):
         if gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, num_train_timesteps)
-        sampler_obj = ConsistencyMultistepSampler() if sampler == "consistency" else build_sampler(sampler)
+        sampler_obj = ConsistencyMultistepSampler() if sampler == "consistency" else build_any_sampler(sampler)
         super().__init__(
             network=network, path=path, prediction_type=prediction_type, sampler=sampler_obj,
             num_sampling_steps=num_sampling_steps, grid=grid, guidance_scale=guidance_scale,
@@ -314,7 +314,7 @@ class CoDiBase(DiffusionModule):
         if sampler is None:
             sampler = self.sampler
         elif isinstance(sampler, str):
-            sampler = ConsistencyMultistepSampler() if sampler == "consistency" else build_sampler(sampler)
+            sampler = ConsistencyMultistepSampler() if sampler == "consistency" else build_any_sampler(sampler)
         grid = self.sampling_grid(num_steps or self.num_sampling_steps, noise.device)
         latents = sampler.sample(self.sampling_denoiser(cond, ctx), self.path, noise, grid, generator=generator)
         return self.decode_latents(latents).clamp(-1, 1)

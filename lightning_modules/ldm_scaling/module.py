@@ -51,14 +51,10 @@ log = logging.getLogger(__name__)
 
 
 def build_sampler_by_name(name: str) -> Any:
-    """Core samplers plus DPM-Solver++ (2M) from ``diffusion/dpm_solver.py``."""
-    if name in ("dpm_solver++", "dpmpp_2m", "dpm_solver_pp"):
-        from diffusion.dpm_solver import DPMSolverPlusPlusSampler
+    """Core samplers plus DPM-Solver++ (2M) and DPM-Solver (``diffusion.dpm_solver.build_any_sampler``)."""
+    from diffusion.dpm_solver import build_any_sampler
 
-        return DPMSolverPlusPlusSampler()
-    from diffusion.samplers import build_sampler
-
-    return build_sampler(name)
+    return build_any_sampler(name)
 
 
 class ScaledLDM(DiffusionModule):
