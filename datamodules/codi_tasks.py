@@ -333,6 +333,10 @@ class CoDiTaskDataModule(EmbeddedDataModule):
         crops_per_image / short_side / images: embedded photo crops.
         val_crops_per_image: validation crops per photo (embedded) or per validation file (``root``; seeded
             random positions when > 1, the centre crop when 1).
+        test_pairs: size of the ``test`` set: that many seeded random crops of the validation files, each
+            with its own seeded degradation / mask (3,000 in ``configs/codi_sr.yaml``: the StableSR protocol
+            of Table 5.2, "3,000 randomly degraded image pairs"); ``None``: ``test`` is the validation split.
+            Needs ``root`` with image files (tasks ``sr`` / ``inpaint``).
     """
 
     STAND_IN = "embedded photos (stand-in)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
@@ -356,8 +360,14 @@ class CoDiTaskDataModule(EmbeddedDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         pin_memory: bool = False,
+        test_pairs: Optional[int] = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
+        if test_pairs is not None and (root is None or task not in ("sr", "inpaint") or int(test_pairs) < 1):
+            raise ValueError(f"data.init_args.test_pairs={test_pairs!r} needs a positive count, a data root and task sr or "
+                             f"inpaint (got root={root!r}, task={task!r}); set test_pairs: null to test on the val split")
+        self.test_pairs = None if test_pairs is None else int(test_pairs)
+        self._val_files: list[Path] = []
         if task not in TASKS:
             raise ValueError(f"task {task!r} is not one of {list(TASKS)}")
         if mask_mode not in MASK_MODES:
@@ -413,6 +423,7 @@ class CoDiTaskDataModule(EmbeddedDataModule):
             train_files = [files[i] for i in order[cut:]]
         if not train_files or not val_files:
             raise FileNotFoundError(f"CoDiTaskDataModule: too few images under {root}")
+        self._val_files = val_files
         return (_FolderCrops(train_files, self.size, True),
                 _FolderCrops(val_files, self.size, False, self.val_crops_per_image, self.seed))
 
@@ -421,6 +432,21 @@ class CoDiTaskDataModule(EmbeddedDataModule):
         wrap = lambda base, split: TaskDataset(base, self.task, split, self.seed, self.degradation,  # noqa: E731
                                                self.mask_mode, self.depth_estimator)
         return wrap(train, "train"), wrap(val, "val")
+
+    def test_dataset(self) -> Dataset:
+        """``test_pairs`` seeded crops of the validation files with seeded conditions (the Table 5.2 protocol)."""
+        if not self._val_files:
+            self._base()
+        per_file = -(-self.test_pairs // len(self._val_files))
+        crops = _FolderCrops(self._val_files, self.size, False, per_file, self.seed + 1)
+        chosen = np.sort(np.random.default_rng([self.seed, 3]).permutation(len(crops))[: self.test_pairs])
+        return torch.utils.data.Subset(TaskDataset(crops, self.task, "test", self.seed + 1, self.degradation,
+                                                   self.mask_mode, self.depth_estimator), chosen.tolist())
+
+    def test_dataloader(self):
+        if self.test_pairs is None:
+            return super().test_dataloader()
+        return self._loader(self.test_dataset(), shuffle=False)
 
     def predict_dataloader(self):
         if self.predict_root is None:

@@ -16,8 +16,22 @@ condition ``c`` and is mixed into the backbone's encoder features:
   ``conv_in(z_t) + zero_conv(c)`` and its features enter the backbone's skips and mid block
   through zero-initialised 1x1 convolutions (added, the backbone trunk is unchanged).
 
-At initialisation both modes return exactly the backbone's output (tested). ``condition=None``
-runs the plain backbone (the teacher / text-to-image model).
+* ``mode='concat'`` (the "LDMs" rows of Tables 5.2/5.3, 865M: no extra branch): the condition is
+  concatenated to ``z_t`` at the backbone's input; ``conv_in`` is widened with zero weights for the
+  new channels (``components.unet_inputs.expand_conv_in``) ([GAP] the thesis gives only the
+  parameter count; input concatenation is the one design with exactly the backbone's 865M).
+
+At initialisation every mode returns exactly the backbone's output (tested). ``condition=None``
+runs the plain backbone (the teacher / text-to-image model; ``concat``: zeros in the new channels).
+
+``guidance`` (guided distillation's w-conditioned student, Meng et al. 2023, Table 5.1 GD): after
+:meth:`ConditionalAdapterUNet.enable_guidance_embedding` the guidance scale ``w`` enters the time
+embedding (backbone and copy) as ``Linear(sinusoid(1000 w))``, zero-initialised so the network starts
+as before ([GAP]: the thesis does not say how ``w`` is embedded; this is Meng et al.'s and LCM's choice
+of adding a ``w`` embedding to the timestep embedding).
+
+:meth:`ConditionalAdapterUNet.enable_gradient_checkpointing` checkpoints the backbone and the
+encoder copy's blocks alike (the copy is a third of CoDi's activations).
 """
 from __future__ import annotations
 
@@ -28,9 +42,9 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.network_info import count_parameters, zero_module
-from lightning_modules.components.unet_inputs import resize_conv2d
+from lightning_modules.components.unet_inputs import expand_conv_in, resize_conv2d
 
-ADAPTER_MODES = ("mu_gate", "controlnet")
+ADAPTER_MODES = ("mu_gate", "controlnet", "concat")
 MU_GRANULARITIES = ("global", "per_level")
 
 
@@ -69,7 +83,7 @@ class ConditionalAdapterUNet(nn.Module):
         backbone: a diffusers ``UNet2DConditionModel`` (the pretrained text-to-image LDM).
         condition_channels: channels of the condition tensor ``c`` (4 for a VAE latent, 5 for a
             masked-image latent plus the mask).
-        mode: ``'mu_gate'`` or ``'controlnet'``.
+        mode: ``'mu_gate'``, ``'controlnet'`` or ``'concat'``.
         mu_granularity: ``'global'`` or ``'per_level'`` (``mu_gate`` only).
         mu_init: initial value of mu (0 in the thesis; other values only for tests/ablations).
     """
@@ -93,7 +107,11 @@ class ConditionalAdapterUNet(nn.Module):
         self.condition_channels = int(condition_channels)
         self.config = backbone.config  # sample shape etc. are the backbone's
         device, dtype = backbone.conv_in.weight.device, backbone.conv_in.weight.dtype
-        if mode == "mu_gate":
+        self.latent_channels = int(backbone.conv_in.in_channels)
+        self.guidance_embedding: Optional[nn.Linear] = None
+        if mode == "concat":
+            expand_conv_in(backbone, self.latent_channels + self.condition_channels)
+        elif mode == "mu_gate":
             self.encoder = UNetEncoderCopy(backbone, self.condition_channels)
             levels = 1 if mu_granularity == "global" else len(backbone.down_blocks) + 2
             self.mu = nn.Parameter(torch.full((levels,), float(mu_init), device=device, dtype=dtype))
@@ -124,6 +142,28 @@ class ConditionalAdapterUNet(nn.Module):
         """PE-CoDi freezes the backbone (``False``); CoDi trains everything (``True``)."""
         self.backbone.requires_grad_(trainable)
 
+    def enable_guidance_embedding(self) -> None:
+        """Add the zero-initialised ``w`` embedding (module docstring); idempotent."""
+        if self.guidance_embedding is not None:
+            return
+        unet = self.backbone
+        proj_dim = int(unet.config.block_out_channels[0])
+        emb_dim = int(unet.time_embedding.linear_2.out_features)
+        weight = unet.conv_in.weight
+        self.guidance_embedding = zero_module(nn.Linear(proj_dim, emb_dim, device=weight.device, dtype=weight.dtype))
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Checkpoint the backbone's blocks and the encoder copy's (diffusers' ``gradient_checkpointing`` flags)."""
+        self.backbone.enable_gradient_checkpointing()
+        func = getattr(next((m for m in self.backbone.modules() if getattr(m, "gradient_checkpointing", False)), None),
+                       "_gradient_checkpointing_func", None)
+        if func is None:
+            return
+        for module in (self.encoder.modules() if hasattr(self, "encoder") else ()):
+            if hasattr(module, "gradient_checkpointing"):
+                module._gradient_checkpointing_func = func
+                module.gradient_checkpointing = True
+
     def parameter_counts(self) -> dict[str, int]:
         return {"backbone": count_parameters(self.backbone), "adapter": sum(p.numel() for p in self.adapter_parameters())}
 
@@ -138,19 +178,31 @@ class ConditionalAdapterUNet(nn.Module):
         encoder_hidden_states: Optional[Tensor] = None,
         condition: Optional[Tensor] = None,
         return_dict: bool = False,
+        guidance: Optional[Tensor] = None,
     ) -> Tensor:
         unet = self.backbone
-        if condition is None:
+        if self.mode == "concat":
+            if condition is None:
+                condition = sample.new_zeros(sample.shape[0], self.condition_channels, *sample.shape[2:])
+            sample, condition = torch.cat([sample, condition.to(sample.dtype)], dim=1), None
+        if condition is None and guidance is None:
             return unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
         timestep = torch.as_tensor(timestep, device=sample.device)
         if timestep.ndim == 0:
             timestep = timestep.expand(sample.shape[0])
         t_emb = unet.get_time_embed(sample=sample, timestep=timestep)
-        emb = unet.time_embedding(t_emb)
-        enc = self.encoder
-        c_emb = enc.time_embedding(t_emb)
+        w_emb = self._guidance(sample, guidance)
+        emb = unet.time_embedding(t_emb) + w_emb
         ctx = encoder_hidden_states
         h = unet.conv_in(sample)
+        if condition is None:  # the plain backbone (concat, or a w-conditioned call without condition)
+            skips = [h]
+            for block in unet.down_blocks:
+                h, res = _block_call(block, h, emb, ctx)
+                skips += list(res)
+            return self._decode(_mid_call(unet.mid_block, h, emb, ctx), emb, ctx, skips)
+        enc = self.encoder
+        c_emb = enc.time_embedding(t_emb) + w_emb
         if self.mode == "mu_gate":
             hc = enc.conv_in(condition.to(h.dtype))
             mu = self._gate(0)
@@ -178,6 +230,16 @@ class ConditionalAdapterUNet(nn.Module):
             hc = _mid_call(enc.mid_block, hc, c_emb, ctx)
             h = h + self.zero_mid(hc)
         return self._decode(h, emb, ctx, skips)
+
+    def _guidance(self, sample: Tensor, guidance: Optional[Tensor]):
+        """The ``w`` embedding (0 without ``guidance``); ``guidance`` needs :meth:`enable_guidance_embedding`."""
+        if guidance is None:
+            return 0.0
+        if self.guidance_embedding is None:
+            raise RuntimeError("a guidance input needs enable_guidance_embedding() (GuidedDistillation's guidance_range)")
+        w = torch.as_tensor(guidance, device=sample.device, dtype=torch.float32).reshape(-1).expand(sample.shape[0])
+        sinusoid = self.backbone.get_time_embed(sample=sample, timestep=w * 1000.0)
+        return self.guidance_embedding(sinusoid)
 
     def _decode(self, h: Tensor, emb: Tensor, ctx: Optional[Tensor], skips: list[Tensor]) -> Tensor:
         unet = self.backbone

@@ -100,7 +100,8 @@ class CoDiBase(DiffusionModule):
             None too: identity "VAE", images are the latents; tests only).
         text_encoder: ``'sd'`` (the CLIP encoder of ``sd_path``) or ``'stand_in'`` (hashed words).
         task: ``'sr'``, ``'inpaint'``, ``'depth'`` or ``'edit'``.
-        adapter: ``'mu_gate'`` (CoDi, Eq. 5.3) or ``'controlnet'`` (zero-convs, the CM baselines' branch).
+        adapter: ``'mu_gate'`` (CoDi, Eq. 5.3), ``'controlnet'`` (zero-convs, the CM baselines' branch and the
+            ControlNet rows) or ``'concat'`` (condition concatenated at the input: the 865M "LDMs" rows).
         mu_granularity: ``'global'`` or ``'per_level'``.
         train_backbone: ``True`` trains the backbone too (CoDi, CM); ``False`` trains only the copy and
             mu (PE-CoDi).
@@ -111,6 +112,15 @@ class CoDiBase(DiffusionModule):
             GD-II, or the distilled model of GD-I) whose ``network.*`` weights initialise this one.
         prediction_type: the network's output, ``'v_prediction'`` (the thesis) or ``'epsilon'``; checked
             against ``sd_path``'s scheduler config (a mismatch is an error); ``None`` reads it from there.
+        gradient_checkpointing: checkpoint the backbone's and the encoder copy's blocks (saves memory at 512 px).
+        row_label: method name of the results rows; ``None`` derives it (:meth:`method_label`) from the
+            class, adapter, sampler and steps so it matches ``benchmarks/paper_numbers.yaml``.
+        teacher_checkpoint: the frozen teacher of the distilling stages (CM-II stage 2, GD rounds, the
+            "- distilling PF-ODE" ablation): a Lightning checkpoint of the earlier stage / round, whose
+            ``network.*`` weights fill a copy of this network; ``None`` copies the starting network (the
+            pretrained LDM). The module adds the ``callbacks.teacher.TeacherCallback`` itself
+            (:meth:`configure_callbacks`), so no callback index is needed on the command line.
+        teacher_dtype: dtype of that teacher (e.g. ``bfloat16`` to halve its memory); ``None`` keeps the student's.
         metrics: Table 5.2 metrics for ``test`` (``fid``, ``lpips``: ``metrics`` package classes).
         results_file: JSONL file for results rows (relative to the run folder).
         dataset_name: ``dataset`` of the rows, as ``benchmarks/paper_numbers.yaml`` names it (rows on
@@ -141,6 +151,9 @@ class CoDiBase(DiffusionModule):
         gradient_checkpointing: bool = False,
         prediction_type: Optional[str] = "v_prediction",
         init_checkpoint: Optional[str] = None,
+        row_label: Optional[str] = None,
+        teacher_checkpoint: Optional[str] = None,
+        teacher_dtype: Optional[str] = None,
         metrics: Optional[dict[str, nn.Module]] = None,
         results_file: Optional[str] = "results/codi.jsonl",
         dataset_name: str = "embedded photos",
@@ -183,7 +196,7 @@ class CoDiBase(DiffusionModule):
             load_network_weights(network, init_checkpoint)
         network.set_backbone_trainable(train_backbone)
         if gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
+            network.enable_gradient_checkpointing()
         path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, num_train_timesteps)
         sampler_obj = ConsistencyMultistepSampler() if sampler == "consistency" else build_any_sampler(sampler)
         super().__init__(
@@ -206,6 +219,11 @@ class CoDiBase(DiffusionModule):
         self.metrics = nn.ModuleDict(metrics or {})
         self.results_file, self.dataset_name, self.results_table = results_file, dataset_name, results_table
         self.uses_random_weights = sd_path is None
+        self.row_label = row_label
+        if teacher_checkpoint is not None and not Path(teacher_checkpoint).expanduser().is_file():
+            raise FileNotFoundError(f"model.init_args.teacher_checkpoint: {teacher_checkpoint} does not exist "
+                                    "(train the earlier stage first; its checkpoints/last.ckpt)")
+        self.teacher_checkpoint, self.teacher_dtype = teacher_checkpoint, teacher_dtype
         self._eval_count = 0
         counts = network.parameter_counts()
         log.info("%s: backbone %.1fM, adapter %.1fM, trainable %.1fM", type(self).__name__, counts["backbone"] / 1e6,
@@ -213,7 +231,34 @@ class CoDiBase(DiffusionModule):
 
     def method_label(self) -> str:
         """The method name of results rows (matches benchmarks/paper_numbers.yaml where the method is there)."""
+        return self.row_label or self.derived_label()
+
+    def derived_label(self) -> str:
         return self.method_name
+
+    def steps_suffix(self) -> str:
+        """``", N steps"`` where the table's rows carry the step count (Table 5.2), else ``""`` (Table 5.3)."""
+        table = self.results_table or ""
+        return "" if table.startswith("Table 5.3") else f", {self.nfe()} steps"
+
+    # ------------------------------------------------------------------ the distillation teacher
+    def uses_teacher(self) -> bool:
+        """Whether training calls a frozen teacher (subclasses say)."""
+        return False
+
+    def check_teacher_use(self) -> None:
+        """Refuse a ``teacher_checkpoint`` no loss would read (subclasses call this once configured)."""
+        if self.teacher_checkpoint is not None and not self.uses_teacher():
+            raise ValueError(f"model.init_args.teacher_checkpoint is set but {type(self).__name__} with these settings "
+                             "uses no teacher (CoDi uses one only with intermediate: teacher)")
+
+    def configure_callbacks(self):
+        """The frozen teacher (``teacher_checkpoint``) as a ``TeacherCallback`` when this stage distils."""
+        if not self.uses_teacher():
+            return []
+        from callbacks.teacher import TeacherCallback
+
+        return [TeacherCallback(checkpoint_path=self.teacher_checkpoint, dtype=self.teacher_dtype)]
 
     # ------------------------------------------------------------------ checkpoint: metrics stay out
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -278,14 +323,18 @@ class CoDiBase(DiffusionModule):
 
     # ------------------------------------------------------------------ network calls
     def network_output(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor,
-                       params: Optional[Mapping[str, Tensor]] = None, network: Optional[nn.Module] = None) -> Tensor:
-        """Raw output (``prediction_type``) of ``network`` (default: the student; ``params`` swap in other weights)."""
+                       params: Optional[Mapping[str, Tensor]] = None, network: Optional[nn.Module] = None,
+                       guidance: Optional[Tensor] = None) -> Tensor:
+        """Raw output (``prediction_type``) of ``network`` (default: the student; ``params`` swap in other weights;
+        ``guidance``: the ``w`` input of a w-conditioned network)."""
         net = network if network is not None else self.network
         k = self.path.network_time(t).to(z.dtype)
+        kwargs = {"encoder_hidden_states": ctx, "condition": cond}
+        if guidance is not None:
+            kwargs["guidance"] = guidance
         if params is None:
-            return net(z, k, encoder_hidden_states=ctx, condition=cond)
-        return torch.func.functional_call(net, dict(params), (z, k), {"encoder_hidden_states": ctx, "condition": cond},
-                                          strict=False)
+            return net(z, k, **kwargs)
+        return torch.func.functional_call(net, dict(params), (z, k), kwargs, strict=False)
 
     def data_and_noise(self, v: Tensor, z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         return to_data_and_noise(v, self.prediction_type, z, t, self.path)
@@ -423,7 +472,8 @@ def load_network_weights(network: nn.Module, checkpoint: str) -> None:
     state = state.get("state_dict", state)
     own = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
     missing, unexpected = network.load_state_dict(own, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("backbone.")]:
+    # missing backbone keys: a PE stage saved without the frozen backbone; a missing w embedding stays zero
+    if unexpected or [k for k in missing if not k.startswith(("backbone.", "guidance_embedding."))]:
         raise RuntimeError(f"init_checkpoint {path} does not fit the network: missing {missing[:8]}, "
                            f"unexpected {unexpected[:8]}")
 

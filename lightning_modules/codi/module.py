@@ -90,8 +90,19 @@ class CoDi(CoDiBase):
 
     method_name = "CoDi (Ours)"
 
-    def method_label(self) -> str:
-        return self.method_name if self.train_backbone else "PE-CoDi (Ours)"
+    def derived_label(self) -> str:
+        """``CoDi (Ours)`` / ``PE-CoDi (Ours)`` (+ ``, 4 steps`` in Table 5.2) and the Table 5.3 ablations."""
+        if not self.train_backbone:
+            return "PE-CoDi (Ours)" + self.steps_suffix()
+        label = self.method_name
+        if self.intermediate == "teacher":
+            label += " - distilling PF-ODE"
+        if self.lambda_eps == 0.0:
+            label += " - noise-consistency"
+        return label
+
+    def uses_teacher(self) -> bool:
+        return self.intermediate == "teacher"
 
     def __init__(
         self,
@@ -131,6 +142,7 @@ class CoDi(CoDiBase):
         if lpips is not None:
             self.register_frozen("lpips", lpips)
         self._warned_no_ema = False
+        self.check_teacher_use()
 
     # ------------------------------------------------------------------ the consistency function
     def consistency(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor,
