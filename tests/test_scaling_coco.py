@@ -1,0 +1,41 @@
+"""COCO-2014 captions reader: the Table 2.1 test split of the LDM scaling study (thesis 001 Ch. 2)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _tiny_coco(tmp_path: Path, n: int = 5) -> tuple[Path, Path]:
+    from PIL import Image
+
+    folder = tmp_path / "val2014"
+    folder.mkdir()
+    images, annotations = [], []
+    for i in range(n):
+        name = f"COCO_val2014_{i:012d}.jpg"
+        Image.fromarray((torch.rand(12, 20, 3) * 255).byte().numpy()).save(folder / name)
+        images.append({"id": 100 + i, "file_name": name, "height": 12, "width": 20})
+        annotations += [{"id": 10 * i + j, "image_id": 100 + i, "caption": f" image {i} caption {j} "} for j in range(5)]
+    (tmp_path / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    return tmp_path / "captions_val2014.json", folder
+
+
+def test_coco_test_split_is_seeded_distinct_images_with_one_caption_each(tmp_path: Path) -> None:
+    from datamodules.scaling_text_images import TextImageDataModule, read_coco_captions
+
+    ann, folder = _tiny_coco(tmp_path)
+    pairs = read_coco_captions(ann, folder, 3, seed=0)
+    assert len({p for p, _ in pairs}) == 3 and pairs == read_coco_captions(ann, folder, 3, seed=0)
+    for path, caption in pairs:  # the caption belongs to its own image, stripped
+        assert caption.startswith(f"image {int(path.stem[-12:])} caption") and caption == caption.strip()
+    dm = TextImageDataModule(root=None, size=8, batch_size=2, coco_captions=str(ann), coco_images=str(folder), coco_pairs=3)
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["image"].shape == (2, 3, 8, 8) and len(batch["caption"]) == 2
+    with pytest.raises(ValueError, match="coco_pairs=6"):
+        read_coco_captions(ann, folder, 6)
+    (tmp_path / "bad.json").write_text(json.dumps({"images": []}))
+    with pytest.raises(ValueError, match="bad.json"):
+        read_coco_captions(tmp_path / "bad.json", folder, 1)
