@@ -16,6 +16,11 @@ condition ``c`` and is mixed into the backbone's encoder features:
   ``conv_in(z_t) + zero_conv(c)`` and its features enter the backbone's skips and mid block
   through zero-initialised 1x1 convolutions (added, the backbone trunk is unchanged).
 
+  ``hint='pixel'`` replaces that latent zero-conv by ControlNet's own pixel-space conditioning
+  embedding (diffusers' ``ControlNetConditioningEmbedding``: 3x3 convs 16-32-96-256 with stride-2
+  steps down to the latent grid, zero-initialised output) reading the condition image in [0, 1]:
+  exactly the layout of ControlNet checkpoints, which is how the authors' released PE-CoDi
+  canny-to-image weights are loaded (:mod:`lightning_modules.codi.released`).
 * ``mode='concat'`` (the "LDMs" rows of Tables 5.2/5.3, 865M: no extra branch): the condition is
   concatenated to ``z_t`` at the backbone's input; ``conv_in`` is widened with zero weights for the
   new channels (``components.unet_inputs.expand_conv_in``) ([GAP] the thesis gives only the
@@ -86,6 +91,10 @@ class ConditionalAdapterUNet(nn.Module):
         mode: ``'mu_gate'``, ``'controlnet'`` or ``'concat'``.
         mu_granularity: ``'global'`` or ``'per_level'`` (``mu_gate`` only).
         mu_init: initial value of mu (0 in the thesis; other values only for tests/ablations).
+        hint: ``controlnet`` only: ``'latent'`` (one zero 3x3 conv on the latent condition) or ``'pixel'``
+            (ControlNet's conditioning embedding on the pixel condition, ``hint_channels`` wide).
+        hint_channels: channels of the pixel embedding (ControlNet's 16, 32, 96, 256: three stride-2 steps,
+            the VAE's factor 8).
     """
 
     def __init__(
@@ -95,8 +104,13 @@ class ConditionalAdapterUNet(nn.Module):
         mode: str = "mu_gate",
         mu_granularity: str = "global",
         mu_init: float = 0.0,
+        hint: str = "latent",
+        hint_channels: tuple[int, ...] = (16, 32, 96, 256),
     ) -> None:
         super().__init__()
+        if hint not in ("latent", "pixel") or (hint == "pixel" and mode != "controlnet"):
+            raise ValueError(f"hint={hint!r}: 'latent', or 'pixel' with adapter mode 'controlnet' (got mode {mode!r})")
+        self.hint_input = hint
         if mode not in ADAPTER_MODES:
             raise ValueError(f"adapter mode {mode!r} is not one of {list(ADAPTER_MODES)}")
         if mu_granularity not in MU_GRANULARITIES:
@@ -120,7 +134,13 @@ class ConditionalAdapterUNet(nn.Module):
             if device.type != "meta":
                 self.encoder.conv_in.load_state_dict(backbone.conv_in.state_dict())
             c0 = backbone.conv_in.out_channels
-            self.hint = zero_module(nn.Conv2d(self.condition_channels, c0, 3, padding=1, device=device, dtype=dtype))
+            if hint == "pixel":
+                from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
+
+                self.hint = ControlNetConditioningEmbedding(c0, self.condition_channels, tuple(hint_channels)).to(
+                    device=device, dtype=dtype)
+            else:
+                self.hint = zero_module(nn.Conv2d(self.condition_channels, c0, 3, padding=1, device=device, dtype=dtype))
             skip_channels = [c0]
             for block in backbone.down_blocks:
                 out = block.resnets[-1].out_channels

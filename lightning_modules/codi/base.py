@@ -12,8 +12,11 @@ parametrisation, Ch. 1 Eq. 1.9) with the conditional adapter of
 * the task condition (:meth:`condition`): ``sr``: the LR image, bicubically upsampled to the HR
   size, through the VAE (4 channels); ``inpaint``: the masked image's latent plus the mask resized
   to the latent grid (5 channels); ``depth``: the depth map replicated to RGB through the VAE;
-  ``edit``: the source image's latent, the instruction as the text prompt ([GAP] the thesis does
-  not say how conditions are encoded; a VAE latent is the digest's inferred choice);
+  ``edit``: the source image's latent, the instruction as the text prompt; ``canny``: an edge map
+  (the authors' released canny-to-image model) ([GAP] the thesis does not say how conditions are
+  encoded; a VAE latent is the digest's inferred choice). ``condition_input: pixel`` (with the
+  ControlNet adapter) passes the condition *image* in [0, 1] instead, to ControlNet's pixel-space
+  conditioning embedding (the released weights' layout);
 * the DDPM path: SD's scaled-linear table (0.00085 -> 0.012, T = 1000), v-prediction (the
   thesis); ``prediction_type`` must agree with ``sd_path``'s ``scheduler/scheduler_config.json``
   (SD 2.1 is v-prediction, SD 2.1-base and SD 1.x are epsilon): a mismatch is refused at
@@ -57,7 +60,8 @@ SD_SOURCE = (
     "the thesis's parametrisation), fetched beforehand with "
     "`huggingface-cli download <id> --local-dir <path>`"
 )
-TASK_CONDITION_KEYS = {"sr": "lr", "inpaint": "masked_image", "depth": "depth", "edit": "source"}
+TASK_CONDITION_KEYS = {"sr": "lr", "inpaint": "masked_image", "depth": "depth", "edit": "source", "canny": "canny"}
+CONDITION_INPUTS = ("latent", "pixel")
 
 
 PREDICTION_TYPES = ("v_prediction", "epsilon")
@@ -99,7 +103,14 @@ class CoDiBase(DiffusionModule):
         unet_config / vae_config: diffusers config dicts used when ``sd_path`` is None (``vae_config``
             None too: identity "VAE", images are the latents; tests only).
         text_encoder: ``'sd'`` (the CLIP encoder of ``sd_path``) or ``'stand_in'`` (hashed words).
-        task: ``'sr'``, ``'inpaint'``, ``'depth'`` or ``'edit'``.
+        task: ``'sr'``, ``'inpaint'``, ``'depth'``, ``'edit'`` or ``'canny'`` (edge-to-image, the released model).
+        condition_input: ``'latent'`` (the condition's VAE latent) or ``'pixel'`` (the condition image in [0, 1]
+            through ControlNet's conditioning embedding; ``adapter: controlnet``; not for inpainting).
+        hint_channels: widths of that pixel embedding (ControlNet's 16, 32, 96, 256; ``2^(len-1)`` must be the
+            VAE factor).
+        released_checkpoint: the authors' released PE-CoDi ControlNet (a diffusers ``ControlNetModel`` folder or
+            its ``.safetensors`` / ``.bin`` file) loaded into the encoder copy, hint net and zero-convs
+            (:mod:`lightning_modules.codi.released`); needs ``adapter: controlnet``, ``condition_input: pixel``.
         adapter: ``'mu_gate'`` (CoDi, Eq. 5.3), ``'controlnet'`` (zero-convs, the CM baselines' branch and the
             ControlNet rows) or ``'concat'`` (condition concatenated at the input: the 865M "LDMs" rows).
         mu_granularity: ``'global'`` or ``'per_level'``.
@@ -138,6 +149,9 @@ class CoDiBase(DiffusionModule):
         text_encoder: str = "sd",
         stand_in_tokens: int = 8,
         task: str = "sr",
+        condition_input: str = "latent",
+        hint_channels: Sequence[int] = (16, 32, 96, 256),
+        released_checkpoint: Optional[str] = None,
         adapter: str = "mu_gate",
         mu_granularity: str = "global",
         train_backbone: bool = True,
@@ -190,10 +204,30 @@ class CoDiBase(DiffusionModule):
             raise ValueError(f"image_size {image_size} is not a multiple of the VAE factor {factor}")
         latent_size = image_size // factor
         latent_channels = int(unet.config.in_channels)
-        condition_channels = latent_channels + (1 if task == "inpaint" else 0)
-        network = ConditionalAdapterUNet(unet, condition_channels, mode=adapter, mu_granularity=mu_granularity)
+        if condition_input not in CONDITION_INPUTS:
+            raise ValueError(f"model.init_args.condition_input={condition_input!r} is not one of {list(CONDITION_INPUTS)}")
+        if condition_input == "pixel":
+            if adapter != "controlnet" or task == "inpaint":
+                raise ValueError("model.init_args.condition_input: pixel needs adapter: controlnet and a task other than "
+                                 f"inpaint (got adapter {adapter!r}, task {task!r})")
+            if 2 ** (len(hint_channels) - 1) != factor:
+                raise ValueError(f"model.init_args.hint_channels={list(hint_channels)} downsamples by "
+                                 f"{2 ** (len(hint_channels) - 1)}, the VAE by {factor}")
+            condition_channels = 3
+        else:
+            condition_channels = latent_channels + (1 if task == "inpaint" else 0)
+        network = ConditionalAdapterUNet(unet, condition_channels, mode=adapter, mu_granularity=mu_granularity,
+                                         hint="pixel" if condition_input == "pixel" else "latent",
+                                         hint_channels=tuple(int(c) for c in hint_channels))
         if init_checkpoint is not None:
             load_network_weights(network, init_checkpoint)
+        if released_checkpoint is not None:
+            from lightning_modules.codi.released import import_released_controlnet
+
+            if condition_input != "pixel":
+                raise ValueError("model.init_args.released_checkpoint (the authors' ControlNet) needs "
+                                 "adapter: controlnet and condition_input: pixel")
+            import_released_controlnet(network, released_checkpoint)
         network.set_backbone_trainable(train_backbone)
         if gradient_checkpointing:
             network.enable_gradient_checkpointing()
@@ -215,10 +249,11 @@ class CoDiBase(DiffusionModule):
         self.register_frozen("text_encoder", build_prompt_encoder(encoder_path, context_dim, stand_in_tokens,
                                                                   key="model.init_args.sd_path"))
         self.task, self.prompt, self.image_size, self.latent_size = task, prompt, int(image_size), latent_size
+        self.condition_input, self.released_checkpoint = condition_input, released_checkpoint
         self.train_backbone = bool(train_backbone)
         self.metrics = nn.ModuleDict(metrics or {})
         self.results_file, self.dataset_name, self.results_table = results_file, dataset_name, results_table
-        self.uses_random_weights = sd_path is None
+        self.uses_random_weights = sd_path is None and released_checkpoint is None
         self.row_label = row_label
         if teacher_checkpoint is not None and not Path(teacher_checkpoint).expanduser().is_file():
             raise FileNotFoundError(f"model.init_args.teacher_checkpoint: {teacher_checkpoint} does not exist "
@@ -303,10 +338,11 @@ class CoDiBase(DiffusionModule):
     def condition(self, batch: Mapping[str, Any]) -> Tensor:
         """The task condition ``c`` on the latent grid (module docstring)."""
         side = self.image_size
+        to_condition = self.encode if self.condition_input == "latent" else (lambda image: ((image + 1) / 2).float())
         if self.task == "sr":
             lr = batch["lr"].to(self.device)
             up = F.interpolate(lr, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1)
-            return self.encode(up)
+            return to_condition(up)
         if self.task == "inpaint":
             masked_image = batch["masked_image"].to(self.device)
             if tuple(masked_image.shape[-2:]) != (side, side):  # inputs of another size: the model canvas
@@ -314,12 +350,12 @@ class CoDiBase(DiffusionModule):
             masked = self.encode(masked_image)
             mask = F.interpolate(batch["mask"].to(self.device).float(), size=masked.shape[-2:], mode="nearest")
             return torch.cat([masked, mask * 2 - 1], dim=1)
-        if self.task == "depth":
-            depth = batch["depth"].to(self.device)
-            depth = F.interpolate(depth, size=(side, side), mode="bilinear", align_corners=False)
-            return self.encode(depth.expand(-1, 3, -1, -1))
+        if self.task in ("depth", "canny"):
+            image = batch[self.task].to(self.device)
+            image = F.interpolate(image, size=(side, side), mode="bilinear", align_corners=False)
+            return to_condition(image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image)
         source = batch["source"].to(self.device)
-        return self.encode(F.interpolate(source, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1))
+        return to_condition(F.interpolate(source, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1))
 
     # ------------------------------------------------------------------ network calls
     def network_output(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor,
