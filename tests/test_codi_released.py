@@ -72,3 +72,22 @@ def test_released_checkpoint_errors_name_the_fix(tmp_path: Path) -> None:
         _module(released_checkpoint=str(folder), hint_channels=[16, 32])
     with pytest.raises(ValueError, match="condition_input"):
         _module(released_checkpoint=str(folder), condition_input="latent")
+
+
+def test_canny_predict_inputs_carry_their_prompts_and_the_stand_in_edges(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from datamodules.codi_tasks import CoDiTaskDataModule, sobel_edges_stand_in
+
+    for stem, (h, w) in {"bird": (10, 14), "cat": (16, 16)}.items():
+        Image.fromarray(((torch.rand(h, w) > 0.7).numpy() * 255).astype("uint8")).save(tmp_path / f"{stem}.png")
+        (tmp_path / f"{stem}.txt").write_text(f" a {stem} \n")
+    dm = CoDiTaskDataModule(task="canny", size=16, predict_root=str(tmp_path), batch_size=2)
+    batch = next(iter(dm.predict_dataloader()))
+    assert batch["canny"].shape == (2, 1, 16, 16) and sorted(batch["caption"]) == ["a bird", "a cat"]
+    (tmp_path / "cat.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="cat.txt"):
+        CoDiTaskDataModule(task="canny", size=16, predict_root=str(tmp_path)).predict_dataloader()
+    step = torch.cat([torch.full((1, 3, 8, 4), -1.0), torch.full((1, 3, 8, 4), 1.0)], dim=-1)
+    edges = sobel_edges_stand_in(step)
+    assert edges.shape == (1, 1, 8, 8) and edges[0, 0, :, 3:5].eq(1).all() and edges[0, 0, :, 0].eq(-1).all()
