@@ -39,3 +39,24 @@ def test_coco_test_split_is_seeded_distinct_images_with_one_caption_each(tmp_pat
     (tmp_path / "bad.json").write_text(json.dumps({"images": []}))
     with pytest.raises(ValueError, match="bad.json"):
         read_coco_captions(tmp_path / "bad.json", folder, 1)
+
+
+def test_training_compute_curves_keep_the_best_cfg_per_checkpoint(tmp_path: Path) -> None:
+    """Fig. 2.3 from rows (benchmarks/scaling_training_curves.py): compute = normalised cost x step, best CFG."""
+    from benchmarks.scaling_training_curves import training_curves, write_curves
+    from metrics.results_rows import ResultRow
+
+    def row(width, step, guidance, value, **extra):
+        return ResultRow(paper="ldm_scaling", method=f"c={width}", dataset="d", split="test", resolution="8x8",
+                         num_samples=4, nfe=50, guidance=guidance, metric="FID", value=value, evaluator="e",
+                         config=None, commit="x", date="2026", weights="random", data="embedded",
+                         extra={"width": width, "step": step, "sampler": "ddim", "num_steps": 50, **extra})
+
+    rows = [row(320, 1000, 1.5, 30.0), row(320, 1000, 7.5, 25.0), row(320, 2000, 7.5, 21.0),
+            row(64, 1000, 3.0, 40.0, normalised_cost=0.25), row(64, 1000, 3.0, 99.0, sampler="ddpm")]
+    curves = training_curves(rows)
+    assert [p["value"] for p in curves[320]] == [25.0, 21.0] and curves[320][0]["guidance"] == 7.5
+    assert [p["training_compute"] for p in curves[320]] == [1000.0, 2000.0]  # c=320 is one unit per iteration
+    assert curves[64] == [{"step": 1000, "training_compute": 250.0, "value": 40.0, "guidance": 3.0}]
+    written = write_curves(curves, str(tmp_path), "FID")
+    assert (tmp_path / "training_curves.csv").read_text().count("\n") == 4 and written[-1].endswith(".png")
