@@ -6,6 +6,8 @@ of ``configs/codi/``); the overlays change the *module* (class, adapter, sampler
 switches), so the rows' ``method`` is :meth:`lightning_modules.codi.base.CoDiBase.method_label` (e.g.
 "LDMs + DPM Solver++, 4 steps", "CoDi (Ours) - noise-consistency", "PE-CoDi (Ours), 4 steps") and
 their ``table`` the module's ``results_table``, unless the callback's ``method`` / ``table`` are set.
+A module with no table (``results_table: null``, e.g. editing) names its own ``dataset_name`` instead
+of the base config's protocol dataset, so its rows never land in the base config's table by dataset.
 Overlays therefore never need to repeat the callback list.
 """
 from __future__ import annotations
@@ -23,9 +25,15 @@ class CoDiEvaluationCallback(EvaluationCallback):
 
     def _rows(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, results: dict[str, float],
               origin: dict[str, str]) -> list:
-        rows = super()._rows(trainer, pl_module, stage, results, origin)
-        label = self.method or (pl_module.method_label() if hasattr(pl_module, "method_label") else None)
         table = self.table or getattr(pl_module, "results_table", None)
+        configured = self.dataset
+        if not table and getattr(pl_module, "dataset_name", None):
+            self.dataset = pl_module.dataset_name  # no table: the module's own dataset, not the base protocol's
+        try:
+            rows = super()._rows(trainer, pl_module, stage, results, origin)
+        finally:
+            self.dataset = configured
+        label = self.method or (pl_module.method_label() if hasattr(pl_module, "method_label") else None)
         out = []
         for row in rows:
             extra: dict[str, Any] = dict(row.extra)
