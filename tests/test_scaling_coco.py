@@ -60,3 +60,15 @@ def test_training_compute_curves_keep_the_best_cfg_per_checkpoint(tmp_path: Path
     assert curves[64] == [{"step": 1000, "training_compute": 250.0, "value": 40.0, "guidance": 3.0}]
     written = write_curves(curves, str(tmp_path), "FID")
     assert (tmp_path / "training_curves.csv").read_text().count("\n") == 4 and written[-1].endswith(".png")
+
+
+def test_init_checkpoint_without_a_state_dict_is_one_clear_error(tmp_path: Path) -> None:
+    from lightning_modules.ldm_scaling.module import lightning_state_dict
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"conv_in.weight": torch.zeros(1)}, plain)
+    with pytest.raises(ValueError, match="plain.pt is not a Lightning checkpoint"):
+        lightning_state_dict(plain)
+    good = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"network.w": torch.ones(1)}}, good)
+    assert list(lightning_state_dict(good)) == ["network.w"]
