@@ -179,3 +179,21 @@ def test_sr_test_set_is_a_fixed_number_of_seeded_pairs(tmp_path: Path) -> None:
     assert not torch.equal(first[0]["lr"], first[1]["lr"])
     with pytest.raises(ValueError, match="test_pairs"):
         CoDiTaskDataModule(task="sr", root=None, test_pairs=3000)
+
+
+def test_text_guidance_at_sampling_combines_text_and_empty_prompt_outputs() -> None:
+    model = build_from_configs("codi_sr", [], {})
+    batch = {**sr_batch(), "caption": ["a red car", "a dog"]}
+    cond, ctx = model.condition(batch), model.context(batch, 2)
+    null = model.context({"caption": ["", ""]}, 2)
+    z, t = torch.randn(2, 4, 8, 8), model.path.t_from_timestep(torch.tensor([500.0, 500.0])).float()
+    with torch.no_grad():
+        model.network.mu.fill_(0.3)
+        v, v_null = model.network_output(z, t, cond, ctx), model.network_output(z, t, cond, null)
+        assert torch.allclose(model.guided_output(z, t, cond, ctx, null, 1.0), v)
+        assert torch.allclose(model.guided_output(z, t, cond, ctx, null, 8.5), v_null + 8.5 * (v - v_null), atol=1e-5)
+    assert model.nfe(4) == 4 and model.nfe(4, None, 8.5) == 8  # a guided step is two evaluations
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = model.sample_for_batch(batch, generator=g())
+    assert torch.equal(model.sample_for_batch(batch, generator=g(), guidance_scale=1.0), plain)
+    assert not torch.allclose(model.sample_for_batch(batch, generator=g(), guidance_scale=8.5), plain, atol=1e-4)

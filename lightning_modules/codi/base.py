@@ -274,7 +274,7 @@ class CoDiBase(DiffusionModule):
     def steps_suffix(self) -> str:
         """``", N steps"`` where the table's rows carry the step count (Table 5.2), else ``""`` (Table 5.3)."""
         table = self.results_table or ""
-        return "" if table.startswith("Table 5.3") else f", {self.nfe()} steps"
+        return "" if table.startswith("Table 5.3") else f", {self.num_sampling_steps} steps"
 
     # ------------------------------------------------------------------ the distillation teacher
     def uses_teacher(self) -> bool:
@@ -375,25 +375,46 @@ class CoDiBase(DiffusionModule):
     def data_and_noise(self, v: Tensor, z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         return to_data_and_noise(v, self.prediction_type, z, t, self.path)
 
-    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor) -> ConditionalDenoiser:
-        """The denoiser the samplers see (v-prediction of the student; distilled models override)."""
-        return ConditionalDenoiser(lambda z, t: self.network_output(z, t, cond, ctx), self.prediction_type)
+    def guided_output(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor, null_ctx: Optional[Tensor] = None,
+                      w: float = 1.0, params: Optional[Mapping[str, Tensor]] = None) -> Tensor:
+        """Network output with classifier-free guidance on the text: ``v_null + w (v_text - v_null)`` (both with the
+        image condition, as the authors' released pipeline); ``null_ctx=None`` or ``w = 1``: no guidance."""
+        v = self.network_output(z, t, cond, ctx, params=params)
+        if null_ctx is None or w == 1.0:
+            return v
+        v_null = self.network_output(z, t, cond, null_ctx, params=params)
+        return v_null + w * (v - v_null)
+
+    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor, null_ctx: Optional[Tensor] = None,
+                          w: float = 1.0) -> ConditionalDenoiser:
+        """The denoiser the samplers see (the student's output, text-guided with ``w``; distilled models override)."""
+        return ConditionalDenoiser(lambda z, t: self.guided_output(z, t, cond, ctx, null_ctx, w), self.prediction_type)
+
+    def text_guidance(self, guidance_scale: Optional[float] = None) -> float:
+        """The text CFG scale sampling applies (``guidance_scale`` of the module unless given)."""
+        return float(self.guidance_scale if guidance_scale is None else guidance_scale)
 
     # ------------------------------------------------------------------ sampling
     def sampling_grid(self, num_steps: int, device: torch.device) -> Tensor:
         return discrete_grid(self.path, num_steps, spacing=self.grid).to(device)
 
-    def nfe(self, num_steps: Optional[int] = None) -> int:
-        return int(num_steps or self.num_sampling_steps)
+    def nfe(self, num_steps: Optional[int] = None, sampler: Any = None, guidance_scale: Optional[float] = None) -> int:
+        """Network evaluations per sample: the steps, twice with text guidance (``w != 1``)."""
+        return int(num_steps or self.num_sampling_steps) * (2 if self.text_guidance(guidance_scale) != 1.0 else 1)
 
     @torch.no_grad()
     def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps: Optional[int] = None, sampler: Any = None,
                          generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None,
-                         use_condition: bool = True) -> Tensor:
-        """Images in [-1, 1] for the conditions of ``batch`` (``use_condition=False``: the plain backbone)."""
+                         use_condition: bool = True, guidance_scale: Optional[float] = None) -> Tensor:
+        """Images in [-1, 1] for the conditions of ``batch`` (``use_condition=False``: the plain backbone).
+
+        ``guidance_scale`` (default the module's): text CFG ``w`` with the empty prompt as null ([GAP] the thesis
+        samples SR without it, ``guidance_scale: 1``; the authors' released canny demo uses 8.5)."""
         cond = self.condition(batch) if use_condition else None
         size = cond.shape[0] if cond is not None else len(next(v for v in batch.values() if hasattr(v, "__len__")))
         ctx = self.context(batch, size)
+        w = self.text_guidance(guidance_scale)
+        null_ctx = self.context({"caption": [""] * size}, size) if w != 1.0 else None
         if noise is None:
             noise = torch.randn((size, *self.sample_shape), generator=generator, device=self.device)
         if sampler is None:
@@ -401,7 +422,7 @@ class CoDiBase(DiffusionModule):
         elif isinstance(sampler, str):
             sampler = ConsistencyMultistepSampler() if sampler == "consistency" else build_any_sampler(sampler)
         grid = self.sampling_grid(num_steps or self.num_sampling_steps, noise.device)
-        latents = sampler.sample(self.sampling_denoiser(cond, ctx), self.path, noise, grid, generator=generator)
+        latents = sampler.sample(self.sampling_denoiser(cond, ctx, null_ctx, w), self.path, noise, grid, generator=generator)
         return self.decode_latents(latents).clamp(-1, 1)
 
     @torch.no_grad()
@@ -410,10 +431,11 @@ class CoDiBase(DiffusionModule):
                noise: Optional[Tensor] = None, progress: bool = False, batch: Optional[Mapping[str, Any]] = None) -> Tensor:
         """With ``batch``: conditional samples; without: the backbone's text-to-image samples (default prompt)."""
         if batch is not None:
-            return self.sample_for_batch(batch, num_steps=num_steps, sampler=sampler, generator=generator, noise=noise)
+            return self.sample_for_batch(batch, num_steps=num_steps, sampler=sampler, generator=generator, noise=noise,
+                                         guidance_scale=guidance_scale)
         dummy = {"caption": [self.prompt] * num_samples}
         return self.sample_for_batch(dummy, num_steps=num_steps, sampler=sampler, generator=generator, noise=noise,
-                                     use_condition=False)
+                                     use_condition=False, guidance_scale=guidance_scale)
 
     # ------------------------------------------------------------------ validation / predict / test
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:

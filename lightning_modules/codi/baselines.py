@@ -178,9 +178,13 @@ class GuidedDistillation(CoDiBase):
         lo, hi = self.guidance_range
         return (lo + (hi - lo) * torch.rand(batch, generator=generator)).to(device)
 
-    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor):
+    def text_guidance(self, guidance_scale: Optional[float] = None) -> float:
+        """A w-conditioned student takes ``guidance_scale`` as its ``w`` input: no second (text CFG) pass."""
+        return 1.0 if self.w_conditioned else super().text_guidance(guidance_scale)
+
+    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor, null_ctx: Optional[Tensor] = None, w: float = 1.0):
         if not self.w_conditioned:
-            return super().sampling_denoiser(cond, ctx)
+            return super().sampling_denoiser(cond, ctx, null_ctx, w)
         from lightning_modules.codi.base import ConditionalDenoiser
 
         w = torch.tensor([float(self.guidance_scale)])

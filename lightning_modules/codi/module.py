@@ -146,14 +146,16 @@ class CoDi(CoDiBase):
 
     # ------------------------------------------------------------------ the consistency function
     def consistency(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor,
-                    params: Optional[Mapping[str, Tensor]] = None) -> Tensor:
-        """``F(z_t, t, c)``: the boundary-parametrised clean latent (Eq. 5.2)."""
-        v = self.network_output(z, t, cond, ctx, params=params)
+                    params: Optional[Mapping[str, Tensor]] = None, null_ctx: Optional[Tensor] = None,
+                    w: float = 1.0) -> Tensor:
+        """``F(z_t, t, c)``: the boundary-parametrised clean latent (Eq. 5.2); ``null_ctx``/``w``: text CFG at sampling."""
+        v = self.guided_output(z, t, cond, ctx, null_ctx, w, params=params)
         x_hat, _ = self.data_and_noise(v, z, t)
         return self.boundary.apply(z, x_hat, t)
 
-    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor) -> ConditionalDenoiser:
-        return ConditionalDenoiser(lambda z, t: self.consistency(z, t, cond, ctx), "sample")
+    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor, null_ctx: Optional[Tensor] = None,
+                          w: float = 1.0) -> ConditionalDenoiser:
+        return ConditionalDenoiser(lambda z, t: self.consistency(z, t, cond, ctx, null_ctx=null_ctx, w=w), "sample")
 
     # ------------------------------------------------------------------ the loss of Eqs. 5.4-5.6
     def target_parameters(self) -> Optional[dict[str, Tensor]]:
