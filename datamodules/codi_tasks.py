@@ -9,6 +9,7 @@ One DataModule, ``CoDiTaskDataModule(task=...)``, yields dicts in the suite's ba
 | ``inpaint`` | ``image``, ``mask`` (``[1, H, W]``, 1 = hole to fill), ``masked_image`` (holes set to 0) |
 | ``depth`` | ``image``, ``depth`` (``[1, H, W]`` in [-1, 1], near = 1) |
 | ``edit`` | ``image`` (edited target), ``source`` (input image), ``caption`` (the instruction) |
+| ``canny`` | ``image``, ``canny`` (``[1, H, W]`` edge map in [-1, 1], edge = 1): the released canny-to-image model |
 
 Sources:
 
@@ -16,18 +17,22 @@ Sources:
   (:class:`~datamodules.photos.PhotoCropsDataModule`). SR degrades them on the fly
   (:mod:`datamodules.degradation`), inpainting draws free-form / box masks. ``depth`` uses the
   ``depth_estimator`` if given, else a **stand-in** (inverted, blurred luminance: not a depth
-  estimate); ``edit`` uses **stand-in** procedural instructions (``make it brighter``, ``make it
+  estimate); ``canny`` a **stand-in** edge map (thresholded Sobel magnitude of the luminance, not
+  OpenCV's Canny); ``edit`` uses **stand-in** procedural instructions (``make it brighter``, ``make it
   grayscale``, ``flip it horizontally``, ``invert the colors``) on the photos.
 * ``root`` set: ``sr`` and ``inpaint`` read every image under ``root/train`` and ``root/val`` (or
   ``root`` split by a seeded permutation) and crop ``size`` squares (DF2K/DIV2K, ImageNet);
   ``depth`` reads ``root/images/<stem>.<ext>`` with ``root/depth/<stem>.png|.npy`` (precomputed
-  by the user's estimator, or computed by ``depth_estimator``); ``edit`` reads
+  by the user's estimator, or computed by ``depth_estimator``); ``canny`` likewise
+  ``root/images`` with ``root/canny/<stem>.png`` (edge maps, e.g. OpenCV Canny); ``edit`` reads
   ``root/metadata.jsonl`` lines ``{"input": ..., "edited": ..., "instruction": ...}`` (paths
   relative to ``root``; the InstructPix2Pix triplets exported to files).
 
 ``predict_root`` points at the user's own inputs for ``predict``: for ``sr`` every image file
 there is a low-resolution input (``lr``); for ``inpaint`` every ``<stem>.<ext>`` with a
-``<stem>_mask.png`` beside it (white = fill); for ``depth`` depth maps; for ``edit`` a
+``<stem>_mask.png`` beside it (white = fill); for ``depth`` depth maps; for ``canny`` edge maps,
+each with an optional ``<stem>.txt`` prompt (all inputs have one or none does: then
+``model.init_args.prompt``); for ``edit`` a
 ``metadata.jsonl`` as above without ``edited``. ``predict_root`` may also be a list of files or
 folders or a ``.txt``/``.json`` manifest. Every input of any size is processed: it is fitted to
 the canvas (resize + pad, ``datamodules.predict_inputs``) and the output is mapped back, so SR
@@ -59,7 +64,7 @@ from datamodules.predict_inputs import expand_inputs, fit_to_canvas, predict_loa
 
 log = logging.getLogger(__name__)
 
-TASKS = ("sr", "inpaint", "depth", "edit")
+TASKS = ("sr", "inpaint", "depth", "edit", "canny")
 MASK_MODES = ("free_form", "box", "mixed")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 EDIT_INSTRUCTIONS = ("make it brighter", "make it grayscale", "flip it horizontally", "invert the colors")
@@ -128,6 +133,16 @@ def luminance_depth_stand_in(image: Tensor) -> Tensor:
     return (-blurred).reshape(lum.shape).clamp(-1, 1)
 
 
+def sobel_edges_stand_in(image: Tensor, threshold: float = 0.25) -> Tensor:
+    """STAND-IN, not OpenCV's Canny: thresholded Sobel magnitude of the luminance, in {-1, 1} (``[..., 1, H, W]``)."""
+    lum = (0.299 * image[..., 0:1, :, :] + 0.587 * image[..., 1:2, :, :] + 0.114 * image[..., 2:3, :, :])
+    flat = F.pad(lum.reshape(-1, 1, *lum.shape[-2:]), (1, 1, 1, 1), mode="replicate")
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
+    gx, gy = F.conv2d(flat, kx), F.conv2d(flat, kx.transpose(-1, -2))
+    edges = (torch.sqrt(gx * gx + gy * gy) > threshold * 8).float() * 2 - 1
+    return edges.reshape(lum.shape)
+
+
 def procedural_edit(image: Tensor, index: int) -> tuple[Tensor, str]:
     """STAND-IN editing triplet: one of :data:`EDIT_INSTRUCTIONS` applied to ``image``."""
     k = index % len(EDIT_INSTRUCTIONS)
@@ -175,6 +190,8 @@ class TaskDataset(Dataset):
             estimator = self.depth_estimator or luminance_depth_stand_in
             with torch.no_grad():
                 item["depth"] = estimator(image[None])[0].float()
+        elif self.task == "canny" and "canny" not in item:
+            item["canny"] = sobel_edges_stand_in(image[None])[0]
         elif self.task == "edit" and "source" not in item:
             edited, instruction = procedural_edit(image, index)
             item["source"], item["image"], item["caption"] = image, edited, instruction
@@ -219,8 +236,8 @@ def _crop(image: Tensor, size: int, train: bool, *others: Tensor) -> Any:
 
 
 class _DepthFolder(Dataset):
-    def __init__(self, pairs: list[tuple[Path, Optional[Path]]], size: int, train: bool) -> None:
-        self.pairs, self.size, self.train = pairs, size, train
+    def __init__(self, pairs: list[tuple[Path, Optional[Path]]], size: int, train: bool, key: str = "depth") -> None:
+        self.pairs, self.size, self.train, self.key = pairs, size, train, key
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -237,7 +254,7 @@ class _DepthFolder(Dataset):
             d = read_image(depth_path, mode="L")
         d = F.interpolate(d[None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0]
         image, d = _crop(image, self.size, self.train, d)
-        return {"image": image, "depth": d}
+        return {"image": image, self.key: d}
 
 
 class _EditFolder(Dataset):
@@ -285,6 +302,16 @@ class _PredictInputs(Dataset):
             self.items = expand_inputs(spec, key="data.predict_root", extensions=IMAGE_EXTENSIONS,
                                        exclude=lambda p: p.stem.endswith("_mask"))
         self.names = unique_names(self.items)
+        self.prompts: Optional[list[str]] = None
+        if task == "canny":
+            texts = [p.with_suffix(".txt") for p in self.items]
+            have = [t.is_file() for t in texts]
+            if any(have) and not all(have):
+                missing = next(t for t, h in zip(texts, have) if not h)
+                raise FileNotFoundError(f"data.predict_root: {missing} is missing (some canny inputs have a <stem>.txt "
+                                        "prompt: give every input one, or none to use model.init_args.prompt)")
+            if any(have):
+                self.prompts = [t.read_text().strip() for t in texts]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -302,6 +329,9 @@ class _PredictInputs(Dataset):
         if self.task == "depth":
             depth, info["placement"] = fit_to_canvas(read_image(path, mode="L"), side, side)
             return {"depth": depth, **info}
+        if self.task == "canny":
+            edges, info["placement"] = fit_to_canvas(read_image(path, mode="L"), side, side, fill=-1.0)
+            return {"canny": edges, **info, **({"caption": self.prompts[index]} if self.prompts else {})}
         mask_path = path.with_name(f"{path.stem}_mask.png")
         if not mask_path.is_file():
             raise FileNotFoundError(f"inpainting input {path} has no mask {mask_path} (white = region to fill)")
@@ -333,6 +363,10 @@ class CoDiTaskDataModule(EmbeddedDataModule):
         crops_per_image / short_side / images: embedded photo crops.
         val_crops_per_image: validation crops per photo (embedded) or per validation file (``root``; seeded
             random positions when > 1, the centre crop when 1).
+        test_pairs: size of the ``test`` set: that many seeded random crops of the validation files, each
+            with its own seeded degradation / mask (3,000 in ``configs/codi_sr.yaml``: the StableSR protocol
+            of Table 5.2, "3,000 randomly degraded image pairs"); ``None``: ``test`` is the validation split.
+            Needs ``root`` with image files (tasks ``sr`` / ``inpaint``).
     """
 
     STAND_IN = "embedded photos (stand-in)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
@@ -356,8 +390,14 @@ class CoDiTaskDataModule(EmbeddedDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         pin_memory: bool = False,
+        test_pairs: Optional[int] = None,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, seed, pin_memory)
+        if test_pairs is not None and (root is None or task not in ("sr", "inpaint") or int(test_pairs) < 1):
+            raise ValueError(f"data.init_args.test_pairs={test_pairs!r} needs a positive count, a data root and task sr or "
+                             f"inpaint (got root={root!r}, task={task!r}); set test_pairs: null to test on the val split")
+        self.test_pairs = None if test_pairs is None else int(test_pairs)
+        self._val_files: list[Path] = []
         if task not in TASKS:
             raise ValueError(f"task {task!r} is not one of {list(TASKS)}")
         if mask_mode not in MASK_MODES:
@@ -389,20 +429,21 @@ class CoDiTaskDataModule(EmbeddedDataModule):
             rows = [json.loads(line) for line in meta.read_text().splitlines() if line.strip()]
             cut = max(1, int(len(rows) * self.val_fraction))
             return _EditFolder(root, rows[cut:], self.size, True), _EditFolder(root, rows[:cut], self.size, False)
-        if self.task == "depth":
+        if self.task in ("depth", "canny"):
             files = _files(root / "images")
             if not files:
-                raise FileNotFoundError(f"depth task: no images under {root / 'images'}")
+                raise FileNotFoundError(f"{self.task} task: no images under {root / 'images'}")
             pairs = []
             for f in files:
-                found = [root / "depth" / f"{f.stem}{ext}" for ext in (".png", ".npy")]
+                found = [root / self.task / f"{f.stem}{ext}" for ext in (".png", ".npy")]
                 depth = next((p for p in found if p.is_file()), None)
-                if depth is None and self.depth_estimator is None:
-                    raise FileNotFoundError(f"depth task: {f} has no depth file ({found[0]} or {found[1]}) and no "
-                                            "depth_estimator is configured")
+                if depth is None and (self.task == "canny" or self.depth_estimator is None):
+                    raise FileNotFoundError(f"{self.task} task: {f} has no {self.task} file ({found[0]} or {found[1]})"
+                                            + (" and no depth_estimator is configured" if self.task == "depth" else ""))
                 pairs.append((f, depth))
             cut = max(1, int(len(pairs) * self.val_fraction))
-            return _DepthFolder(pairs[cut:], self.size, True), _DepthFolder(pairs[:cut], self.size, False)
+            return (_DepthFolder(pairs[cut:], self.size, True, self.task),
+                    _DepthFolder(pairs[:cut], self.size, False, self.task))
         if (root / "train").is_dir() and (root / "val").is_dir():
             train_files, val_files = _files(root / "train"), _files(root / "val")
         else:
@@ -413,6 +454,7 @@ class CoDiTaskDataModule(EmbeddedDataModule):
             train_files = [files[i] for i in order[cut:]]
         if not train_files or not val_files:
             raise FileNotFoundError(f"CoDiTaskDataModule: too few images under {root}")
+        self._val_files = val_files
         return (_FolderCrops(train_files, self.size, True),
                 _FolderCrops(val_files, self.size, False, self.val_crops_per_image, self.seed))
 
@@ -421,6 +463,21 @@ class CoDiTaskDataModule(EmbeddedDataModule):
         wrap = lambda base, split: TaskDataset(base, self.task, split, self.seed, self.degradation,  # noqa: E731
                                                self.mask_mode, self.depth_estimator)
         return wrap(train, "train"), wrap(val, "val")
+
+    def test_dataset(self) -> Dataset:
+        """``test_pairs`` seeded crops of the validation files with seeded conditions (the Table 5.2 protocol)."""
+        if not self._val_files:
+            self._base()
+        per_file = -(-self.test_pairs // len(self._val_files))
+        crops = _FolderCrops(self._val_files, self.size, False, per_file, self.seed + 1)
+        chosen = np.sort(np.random.default_rng([self.seed, 3]).permutation(len(crops))[: self.test_pairs])
+        return torch.utils.data.Subset(TaskDataset(crops, self.task, "test", self.seed + 1, self.degradation,
+                                                   self.mask_mode, self.depth_estimator), chosen.tolist())
+
+    def test_dataloader(self):
+        if self.test_pairs is None:
+            return super().test_dataloader()
+        return self._loader(self.test_dataset(), shuffle=False)
 
     def predict_dataloader(self):
         if self.predict_root is None:
@@ -450,4 +507,4 @@ def build_degradation_config(scale: int, overrides: Optional[dict[str, Any]]) ->
 
 
 __all__ = ["CoDiTaskDataModule", "MASK_MODES", "TASKS", "TaskDataset", "box_mask", "free_form_mask",
-           "luminance_depth_stand_in", "procedural_edit", "random_mask", "read_image"]
+           "luminance_depth_stand_in", "procedural_edit", "sobel_edges_stand_in", "random_mask", "read_image"]

@@ -1,4 +1,4 @@
-"""DPM-Solver++ (Lu et al. 2022), multistep, first or second order, as a core ``Sampler``.
+"""DPM-Solver++ and DPM-Solver (Lu et al. 2022), multistep, first or second order, as core ``Sampler``s.
 
 Needed by the LDM scaling study (thesis 001, Ch. 2, Fig. 2.11: DDIM vs DDPM vs DPM-Solver++ (2nd
 order), at most 20 steps) and CoDi's fast-solver rows (Table 5.2). Works on any VP-like affine path
@@ -11,6 +11,17 @@ with ``D_i = x0_i`` (first order) or ``x0_i + (x0_i - x0_{i-1}) / (2 r)``, ``r =
 ``solver_order=2``, ``final_sigmas_type='zero'``, ``lower_order_final=True``), the first step is first
 order and so is the final step when it lands on data (``noise_coef = 0``), where the update is
 ``x = D``. A test checks agreement with diffusers on a DDPM path.
+
+:class:`DPMSolverSampler` is the original DPM-Solver in its noise-prediction form (diffusers'
+``algorithm_type='dpmsolver'``; CoDi's "+ DPM Solver" row, Table 5.2) with ``E`` the implied noise:
+
+    x_{i+1} = (data_coef_{i+1} / data_coef_i) x_i - noise_coef_{i+1} (exp(h) - 1) E_i
+
+with ``E_i = eps_i`` (first order, = DDIM) or ``eps_i + (eps_i - eps_{i-1}) / (2 r)`` (2M). Written
+as ``noise_coef_{i+1} exp(h) = data_coef_{i+1} noise_coef_i / data_coef_i`` the step stays finite
+when it lands on data, where it is ``x = data_coef_{i+1} x0_i``.
+
+:func:`build_any_sampler` is the one name lookup of the core samplers plus these two.
 """
 from __future__ import annotations
 
@@ -84,4 +95,52 @@ class DPMSolverPlusPlusSampler(Sampler):
         return f"DPMSolverPlusPlusSampler(order={self.order}, lower_order_final={self.lower_order_final})"
 
 
-__all__ = ["DPMSolverPlusPlusSampler"]
+class DPMSolverSampler(DPMSolverPlusPlusSampler):
+    """DPM-Solver (noise-prediction form) multistep of order 1 or 2 (module docstring)."""
+
+    name = "dpm_solver"
+
+    def _plan(self, path: AffinePath, prediction_type: str, ts: Tensor) -> dict:
+        plan = super()._plan(path, prediction_type, ts)  # the grid checks, x0 coefficients and orders
+        a, s = path.data_coef(ts), path.noise_coef(ts)
+        p, q = [], []
+        for i in range(len(ts) - 1):
+            a0, a1, s0, s1 = float(a[i]), float(a[i + 1]), float(s[i]), float(s[i + 1])
+            p.append(a1 / a0)
+            q.append(-(a1 * s0 / a0 - s1))  # -noise_coef_{i+1} (exp(h) - 1)
+        plan.update(p=p, q=q, a=_floats(a[:-1]), s=_floats(s[:-1]))
+        return plan
+
+    def _run(self, denoiser, x, plan, generator, progress, t_dtype):
+        times = self._times(plan["t"], x, t_dtype)
+        prev = None
+        for i in _progress(range(len(plan["p"])), progress, self.name):
+            out = denoiser(x, times[i])
+            x0 = torch.add(x * plan["A"][i], out, alpha=plan["B"][i])
+            eps = (x - plan["a"][i] * x0) / plan["s"][i]
+            d = eps if plan["c"][i] == 0.0 or prev is None else torch.add(eps, eps - prev, alpha=plan["c"][i])
+            x = torch.add(x * plan["p"][i], d, alpha=plan["q"][i])
+            prev = eps
+        return x
+
+    def __repr__(self) -> str:
+        return f"DPMSolverSampler(order={self.order}, lower_order_final={self.lower_order_final})"
+
+
+#: names of the two DPM-Solvers (with the aliases the sweeps accept)
+DPM_SOLVERS = {"dpm_solver++": DPMSolverPlusPlusSampler, "dpmpp_2m": DPMSolverPlusPlusSampler,
+               "dpm_solver_pp": DPMSolverPlusPlusSampler, "dpm_solver": DPMSolverSampler}
+
+
+def build_any_sampler(name: str, **kwargs):
+    """A core sampler of :data:`diffusion.samplers.SAMPLERS` or one of :data:`DPM_SOLVERS` by name."""
+    if name in DPM_SOLVERS:
+        return DPM_SOLVERS[name](**kwargs)
+    from .samplers import SAMPLERS, build_sampler
+
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; valid names: {', '.join([*SAMPLERS, *DPM_SOLVERS])}")
+    return build_sampler(name, **kwargs)
+
+
+__all__ = ["DPM_SOLVERS", "DPMSolverPlusPlusSampler", "DPMSolverSampler", "build_any_sampler"]

@@ -54,3 +54,30 @@ def test_first_order_dpm_solver_equals_ddim() -> None:
     a = DPMSolverPlusPlusSampler(order=1).sample(toy, path, noise, grid)
     b = DDIMSampler().sample(toy, path, noise, grid)
     assert torch.allclose(a, b, atol=1e-8)
+
+
+@pytest.mark.parametrize("steps", [4, 10])
+def test_dpm_solver_2m_noise_form_matches_diffusers(steps: int) -> None:
+    """DPM-Solver (noise form, CoDi's '+ DPM Solver' row) against diffusers' algorithm_type='dpmsolver'."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from diffusion.dpm_solver import DPMSolverSampler, build_any_sampler
+
+    path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, 1000)
+    toy = _Toy(path)
+    noise = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    sched = DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                        prediction_type="v_prediction", solver_order=2, algorithm_type="dpmsolver",
+                                        timestep_spacing="linspace", final_sigmas_type="sigma_min")
+    sched.set_timesteps(steps)
+    x = noise.clone()
+    for k in sched.timesteps:
+        x = sched.step(toy.net(x, torch.full((2,), float(k), dtype=torch.float64)), k, x).prev_sample
+    # diffusers' noise form ends at the smallest training sigma (DDPM step 0), not at the data
+    ks = torch.cat([sched.timesteps.to(torch.float64), torch.zeros(1, dtype=torch.float64)])
+    grid = path.t_from_timestep(ks)
+    ours = build_any_sampler("dpm_solver").sample(toy, path, noise.clone(), grid)
+    assert isinstance(build_any_sampler("dpm_solver"), DPMSolverSampler)
+    assert torch.allclose(ours, x.to(ours.dtype), atol=1e-4, rtol=1e-4), (ours - x).abs().max()
+    with pytest.raises(ValueError, match="dpm_solver"):
+        build_any_sampler("dpm-solver")

@@ -16,8 +16,27 @@ condition ``c`` and is mixed into the backbone's encoder features:
   ``conv_in(z_t) + zero_conv(c)`` and its features enter the backbone's skips and mid block
   through zero-initialised 1x1 convolutions (added, the backbone trunk is unchanged).
 
-At initialisation both modes return exactly the backbone's output (tested). ``condition=None``
-runs the plain backbone (the teacher / text-to-image model).
+  ``hint='pixel'`` replaces that latent zero-conv by ControlNet's own pixel-space conditioning
+  embedding (diffusers' ``ControlNetConditioningEmbedding``: 3x3 convs 16-32-96-256 with stride-2
+  steps down to the latent grid, zero-initialised output) reading the condition image in [0, 1]:
+  exactly the layout of ControlNet checkpoints, which is how the authors' released PE-CoDi
+  canny-to-image weights are loaded (:mod:`lightning_modules.codi.released`).
+* ``mode='concat'`` (the "LDMs" rows of Tables 5.2/5.3, 865M: no extra branch): the condition is
+  concatenated to ``z_t`` at the backbone's input; ``conv_in`` is widened with zero weights for the
+  new channels (``components.unet_inputs.expand_conv_in``) ([GAP] the thesis gives only the
+  parameter count; input concatenation is the one design with exactly the backbone's 865M).
+
+At initialisation every mode returns exactly the backbone's output (tested). ``condition=None``
+runs the plain backbone (the teacher / text-to-image model; ``concat``: zeros in the new channels).
+
+``guidance`` (guided distillation's w-conditioned student, Meng et al. 2023, Table 5.1 GD): after
+:meth:`ConditionalAdapterUNet.enable_guidance_embedding` the guidance scale ``w`` enters the time
+embedding (backbone and copy) as ``Linear(sinusoid(1000 w))``, zero-initialised so the network starts
+as before ([GAP]: the thesis does not say how ``w`` is embedded; this is Meng et al.'s and LCM's choice
+of adding a ``w`` embedding to the timestep embedding).
+
+:meth:`ConditionalAdapterUNet.enable_gradient_checkpointing` checkpoints the backbone and the
+encoder copy's blocks alike (the copy is a third of CoDi's activations).
 """
 from __future__ import annotations
 
@@ -28,9 +47,9 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.components.network_info import count_parameters, zero_module
-from lightning_modules.components.unet_inputs import resize_conv2d
+from lightning_modules.components.unet_inputs import expand_conv_in, resize_conv2d
 
-ADAPTER_MODES = ("mu_gate", "controlnet")
+ADAPTER_MODES = ("mu_gate", "controlnet", "concat")
 MU_GRANULARITIES = ("global", "per_level")
 
 
@@ -69,9 +88,13 @@ class ConditionalAdapterUNet(nn.Module):
         backbone: a diffusers ``UNet2DConditionModel`` (the pretrained text-to-image LDM).
         condition_channels: channels of the condition tensor ``c`` (4 for a VAE latent, 5 for a
             masked-image latent plus the mask).
-        mode: ``'mu_gate'`` or ``'controlnet'``.
+        mode: ``'mu_gate'``, ``'controlnet'`` or ``'concat'``.
         mu_granularity: ``'global'`` or ``'per_level'`` (``mu_gate`` only).
         mu_init: initial value of mu (0 in the thesis; other values only for tests/ablations).
+        hint: ``controlnet`` only: ``'latent'`` (one zero 3x3 conv on the latent condition) or ``'pixel'``
+            (ControlNet's conditioning embedding on the pixel condition, ``hint_channels`` wide).
+        hint_channels: channels of the pixel embedding (ControlNet's 16, 32, 96, 256: three stride-2 steps,
+            the VAE's factor 8).
     """
 
     def __init__(
@@ -81,8 +104,13 @@ class ConditionalAdapterUNet(nn.Module):
         mode: str = "mu_gate",
         mu_granularity: str = "global",
         mu_init: float = 0.0,
+        hint: str = "latent",
+        hint_channels: tuple[int, ...] = (16, 32, 96, 256),
     ) -> None:
         super().__init__()
+        if hint not in ("latent", "pixel") or (hint == "pixel" and mode != "controlnet"):
+            raise ValueError(f"hint={hint!r}: 'latent', or 'pixel' with adapter mode 'controlnet' (got mode {mode!r})")
+        self.hint_input = hint
         if mode not in ADAPTER_MODES:
             raise ValueError(f"adapter mode {mode!r} is not one of {list(ADAPTER_MODES)}")
         if mu_granularity not in MU_GRANULARITIES:
@@ -93,7 +121,11 @@ class ConditionalAdapterUNet(nn.Module):
         self.condition_channels = int(condition_channels)
         self.config = backbone.config  # sample shape etc. are the backbone's
         device, dtype = backbone.conv_in.weight.device, backbone.conv_in.weight.dtype
-        if mode == "mu_gate":
+        self.latent_channels = int(backbone.conv_in.in_channels)
+        self.guidance_embedding: Optional[nn.Linear] = None
+        if mode == "concat":
+            expand_conv_in(backbone, self.latent_channels + self.condition_channels)
+        elif mode == "mu_gate":
             self.encoder = UNetEncoderCopy(backbone, self.condition_channels)
             levels = 1 if mu_granularity == "global" else len(backbone.down_blocks) + 2
             self.mu = nn.Parameter(torch.full((levels,), float(mu_init), device=device, dtype=dtype))
@@ -102,7 +134,13 @@ class ConditionalAdapterUNet(nn.Module):
             if device.type != "meta":
                 self.encoder.conv_in.load_state_dict(backbone.conv_in.state_dict())
             c0 = backbone.conv_in.out_channels
-            self.hint = zero_module(nn.Conv2d(self.condition_channels, c0, 3, padding=1, device=device, dtype=dtype))
+            if hint == "pixel":
+                from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
+
+                self.hint = ControlNetConditioningEmbedding(c0, self.condition_channels, tuple(hint_channels)).to(
+                    device=device, dtype=dtype)
+            else:
+                self.hint = zero_module(nn.Conv2d(self.condition_channels, c0, 3, padding=1, device=device, dtype=dtype))
             skip_channels = [c0]
             for block in backbone.down_blocks:
                 out = block.resnets[-1].out_channels
@@ -124,6 +162,28 @@ class ConditionalAdapterUNet(nn.Module):
         """PE-CoDi freezes the backbone (``False``); CoDi trains everything (``True``)."""
         self.backbone.requires_grad_(trainable)
 
+    def enable_guidance_embedding(self) -> None:
+        """Add the zero-initialised ``w`` embedding (module docstring); idempotent."""
+        if self.guidance_embedding is not None:
+            return
+        unet = self.backbone
+        proj_dim = int(unet.config.block_out_channels[0])
+        emb_dim = int(unet.time_embedding.linear_2.out_features)
+        weight = unet.conv_in.weight
+        self.guidance_embedding = zero_module(nn.Linear(proj_dim, emb_dim, device=weight.device, dtype=weight.dtype))
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Checkpoint the backbone's blocks and the encoder copy's (diffusers' ``gradient_checkpointing`` flags)."""
+        self.backbone.enable_gradient_checkpointing()
+        func = getattr(next((m for m in self.backbone.modules() if getattr(m, "gradient_checkpointing", False)), None),
+                       "_gradient_checkpointing_func", None)
+        if func is None:
+            return
+        for module in (self.encoder.modules() if hasattr(self, "encoder") else ()):
+            if hasattr(module, "gradient_checkpointing"):
+                module._gradient_checkpointing_func = func
+                module.gradient_checkpointing = True
+
     def parameter_counts(self) -> dict[str, int]:
         return {"backbone": count_parameters(self.backbone), "adapter": sum(p.numel() for p in self.adapter_parameters())}
 
@@ -138,19 +198,31 @@ class ConditionalAdapterUNet(nn.Module):
         encoder_hidden_states: Optional[Tensor] = None,
         condition: Optional[Tensor] = None,
         return_dict: bool = False,
+        guidance: Optional[Tensor] = None,
     ) -> Tensor:
         unet = self.backbone
-        if condition is None:
+        if self.mode == "concat":
+            if condition is None:
+                condition = sample.new_zeros(sample.shape[0], self.condition_channels, *sample.shape[2:])
+            sample, condition = torch.cat([sample, condition.to(sample.dtype)], dim=1), None
+        if condition is None and guidance is None:
             return unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
         timestep = torch.as_tensor(timestep, device=sample.device)
         if timestep.ndim == 0:
             timestep = timestep.expand(sample.shape[0])
         t_emb = unet.get_time_embed(sample=sample, timestep=timestep)
-        emb = unet.time_embedding(t_emb)
-        enc = self.encoder
-        c_emb = enc.time_embedding(t_emb)
+        w_emb = self._guidance(sample, guidance)
+        emb = unet.time_embedding(t_emb) + w_emb
         ctx = encoder_hidden_states
         h = unet.conv_in(sample)
+        if condition is None:  # the plain backbone (concat, or a w-conditioned call without condition)
+            skips = [h]
+            for block in unet.down_blocks:
+                h, res = _block_call(block, h, emb, ctx)
+                skips += list(res)
+            return self._decode(_mid_call(unet.mid_block, h, emb, ctx), emb, ctx, skips)
+        enc = self.encoder
+        c_emb = enc.time_embedding(t_emb) + w_emb
         if self.mode == "mu_gate":
             hc = enc.conv_in(condition.to(h.dtype))
             mu = self._gate(0)
@@ -178,6 +250,16 @@ class ConditionalAdapterUNet(nn.Module):
             hc = _mid_call(enc.mid_block, hc, c_emb, ctx)
             h = h + self.zero_mid(hc)
         return self._decode(h, emb, ctx, skips)
+
+    def _guidance(self, sample: Tensor, guidance: Optional[Tensor]):
+        """The ``w`` embedding (0 without ``guidance``); ``guidance`` needs :meth:`enable_guidance_embedding`."""
+        if guidance is None:
+            return 0.0
+        if self.guidance_embedding is None:
+            raise RuntimeError("a guidance input needs enable_guidance_embedding() (GuidedDistillation's guidance_range)")
+        w = torch.as_tensor(guidance, device=sample.device, dtype=torch.float32).reshape(-1).expand(sample.shape[0])
+        sinusoid = self.backbone.get_time_embed(sample=sample, timestep=w * 1000.0)
+        return self.guidance_embedding(sinusoid)
 
     def _decode(self, h: Tensor, emb: Tensor, ctx: Optional[Tensor], skips: list[Tensor]) -> Tensor:
         unet = self.backbone

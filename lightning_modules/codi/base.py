@@ -12,8 +12,11 @@ parametrisation, Ch. 1 Eq. 1.9) with the conditional adapter of
 * the task condition (:meth:`condition`): ``sr``: the LR image, bicubically upsampled to the HR
   size, through the VAE (4 channels); ``inpaint``: the masked image's latent plus the mask resized
   to the latent grid (5 channels); ``depth``: the depth map replicated to RGB through the VAE;
-  ``edit``: the source image's latent, the instruction as the text prompt ([GAP] the thesis does
-  not say how conditions are encoded; a VAE latent is the digest's inferred choice);
+  ``edit``: the source image's latent, the instruction as the text prompt; ``canny``: an edge map
+  (the authors' released canny-to-image model) ([GAP] the thesis does not say how conditions are
+  encoded; a VAE latent is the digest's inferred choice). ``condition_input: pixel`` (with the
+  ControlNet adapter) passes the condition *image* in [0, 1] instead, to ControlNet's pixel-space
+  conditioning embedding (the released weights' layout);
 * the DDPM path: SD's scaled-linear table (0.00085 -> 0.012, T = 1000), v-prediction (the
   thesis); ``prediction_type`` must agree with ``sd_path``'s ``scheduler/scheduler_config.json``
   (SD 2.1 is v-prediction, SD 2.1-base and SD 1.x are epsilon): a mismatch is refused at
@@ -38,7 +41,7 @@ from torch import Tensor, nn
 from diffusion.grids import discrete_grid
 from diffusion.paths import DiscreteDDPMPath
 from diffusion.predictions import to_data_and_noise
-from diffusion.samplers import build_sampler
+from diffusion.dpm_solver import build_any_sampler
 from lightning_modules.codi.adapter import ConditionalAdapterUNet
 from lightning_modules.components.consistency_sampler import ConsistencyMultistepSampler
 from lightning_modules.components.image_io import save_grid
@@ -57,7 +60,8 @@ SD_SOURCE = (
     "the thesis's parametrisation), fetched beforehand with "
     "`huggingface-cli download <id> --local-dir <path>`"
 )
-TASK_CONDITION_KEYS = {"sr": "lr", "inpaint": "masked_image", "depth": "depth", "edit": "source"}
+TASK_CONDITION_KEYS = {"sr": "lr", "inpaint": "masked_image", "depth": "depth", "edit": "source", "canny": "canny"}
+CONDITION_INPUTS = ("latent", "pixel")
 
 
 PREDICTION_TYPES = ("v_prediction", "epsilon")
@@ -99,8 +103,16 @@ class CoDiBase(DiffusionModule):
         unet_config / vae_config: diffusers config dicts used when ``sd_path`` is None (``vae_config``
             None too: identity "VAE", images are the latents; tests only).
         text_encoder: ``'sd'`` (the CLIP encoder of ``sd_path``) or ``'stand_in'`` (hashed words).
-        task: ``'sr'``, ``'inpaint'``, ``'depth'`` or ``'edit'``.
-        adapter: ``'mu_gate'`` (CoDi, Eq. 5.3) or ``'controlnet'`` (zero-convs, the CM baselines' branch).
+        task: ``'sr'``, ``'inpaint'``, ``'depth'``, ``'edit'`` or ``'canny'`` (edge-to-image, the released model).
+        condition_input: ``'latent'`` (the condition's VAE latent) or ``'pixel'`` (the condition image in [0, 1]
+            through ControlNet's conditioning embedding; ``adapter: controlnet``; not for inpainting).
+        hint_channels: widths of that pixel embedding (ControlNet's 16, 32, 96, 256; ``2^(len-1)`` must be the
+            VAE factor).
+        released_checkpoint: the authors' released PE-CoDi ControlNet (a diffusers ``ControlNetModel`` folder or
+            its ``.safetensors`` / ``.bin`` file) loaded into the encoder copy, hint net and zero-convs
+            (:mod:`lightning_modules.codi.released`); needs ``adapter: controlnet``, ``condition_input: pixel``.
+        adapter: ``'mu_gate'`` (CoDi, Eq. 5.3), ``'controlnet'`` (zero-convs, the CM baselines' branch and the
+            ControlNet rows) or ``'concat'`` (condition concatenated at the input: the 865M "LDMs" rows).
         mu_granularity: ``'global'`` or ``'per_level'``.
         train_backbone: ``True`` trains the backbone too (CoDi, CM); ``False`` trains only the copy and
             mu (PE-CoDi).
@@ -111,6 +123,15 @@ class CoDiBase(DiffusionModule):
             GD-II, or the distilled model of GD-I) whose ``network.*`` weights initialise this one.
         prediction_type: the network's output, ``'v_prediction'`` (the thesis) or ``'epsilon'``; checked
             against ``sd_path``'s scheduler config (a mismatch is an error); ``None`` reads it from there.
+        gradient_checkpointing: checkpoint the backbone's and the encoder copy's blocks (saves memory at 512 px).
+        row_label: method name of the results rows; ``None`` derives it (:meth:`method_label`) from the
+            class, adapter, sampler and steps so it matches ``benchmarks/paper_numbers.yaml``.
+        teacher_checkpoint: the frozen teacher of the distilling stages (CM-II stage 2, GD rounds, the
+            "- distilling PF-ODE" ablation): a Lightning checkpoint of the earlier stage / round, whose
+            ``network.*`` weights fill a copy of this network; ``None`` copies the starting network (the
+            pretrained LDM). The module adds the ``callbacks.teacher.TeacherCallback`` itself
+            (:meth:`configure_callbacks`), so no callback index is needed on the command line.
+        teacher_dtype: dtype of that teacher (e.g. ``bfloat16`` to halve its memory); ``None`` keeps the student's.
         metrics: Table 5.2 metrics for ``test`` (``fid``, ``lpips``: ``metrics`` package classes).
         results_file: JSONL file for results rows (relative to the run folder).
         dataset_name: ``dataset`` of the rows, as ``benchmarks/paper_numbers.yaml`` names it (rows on
@@ -128,6 +149,9 @@ class CoDiBase(DiffusionModule):
         text_encoder: str = "sd",
         stand_in_tokens: int = 8,
         task: str = "sr",
+        condition_input: str = "latent",
+        hint_channels: Sequence[int] = (16, 32, 96, 256),
+        released_checkpoint: Optional[str] = None,
         adapter: str = "mu_gate",
         mu_granularity: str = "global",
         train_backbone: bool = True,
@@ -141,6 +165,9 @@ class CoDiBase(DiffusionModule):
         gradient_checkpointing: bool = False,
         prediction_type: Optional[str] = "v_prediction",
         init_checkpoint: Optional[str] = None,
+        row_label: Optional[str] = None,
+        teacher_checkpoint: Optional[str] = None,
+        teacher_dtype: Optional[str] = None,
         metrics: Optional[dict[str, nn.Module]] = None,
         results_file: Optional[str] = "results/codi.jsonl",
         dataset_name: str = "embedded photos",
@@ -177,15 +204,35 @@ class CoDiBase(DiffusionModule):
             raise ValueError(f"image_size {image_size} is not a multiple of the VAE factor {factor}")
         latent_size = image_size // factor
         latent_channels = int(unet.config.in_channels)
-        condition_channels = latent_channels + (1 if task == "inpaint" else 0)
-        network = ConditionalAdapterUNet(unet, condition_channels, mode=adapter, mu_granularity=mu_granularity)
+        if condition_input not in CONDITION_INPUTS:
+            raise ValueError(f"model.init_args.condition_input={condition_input!r} is not one of {list(CONDITION_INPUTS)}")
+        if condition_input == "pixel":
+            if adapter != "controlnet" or task == "inpaint":
+                raise ValueError("model.init_args.condition_input: pixel needs adapter: controlnet and a task other than "
+                                 f"inpaint (got adapter {adapter!r}, task {task!r})")
+            if 2 ** (len(hint_channels) - 1) != factor:
+                raise ValueError(f"model.init_args.hint_channels={list(hint_channels)} downsamples by "
+                                 f"{2 ** (len(hint_channels) - 1)}, the VAE by {factor}")
+            condition_channels = 3
+        else:
+            condition_channels = latent_channels + (1 if task == "inpaint" else 0)
+        network = ConditionalAdapterUNet(unet, condition_channels, mode=adapter, mu_granularity=mu_granularity,
+                                         hint="pixel" if condition_input == "pixel" else "latent",
+                                         hint_channels=tuple(int(c) for c in hint_channels))
         if init_checkpoint is not None:
             load_network_weights(network, init_checkpoint)
+        if released_checkpoint is not None:
+            from lightning_modules.codi.released import import_released_controlnet
+
+            if condition_input != "pixel":
+                raise ValueError("model.init_args.released_checkpoint (the authors' ControlNet) needs "
+                                 "adapter: controlnet and condition_input: pixel")
+            import_released_controlnet(network, released_checkpoint)
         network.set_backbone_trainable(train_backbone)
         if gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
+            network.enable_gradient_checkpointing()
         path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, num_train_timesteps)
-        sampler_obj = ConsistencyMultistepSampler() if sampler == "consistency" else build_sampler(sampler)
+        sampler_obj = ConsistencyMultistepSampler() if sampler == "consistency" else build_any_sampler(sampler)
         super().__init__(
             network=network, path=path, prediction_type=prediction_type, sampler=sampler_obj,
             num_sampling_steps=num_sampling_steps, grid=grid, guidance_scale=guidance_scale,
@@ -202,10 +249,16 @@ class CoDiBase(DiffusionModule):
         self.register_frozen("text_encoder", build_prompt_encoder(encoder_path, context_dim, stand_in_tokens,
                                                                   key="model.init_args.sd_path"))
         self.task, self.prompt, self.image_size, self.latent_size = task, prompt, int(image_size), latent_size
+        self.condition_input, self.released_checkpoint = condition_input, released_checkpoint
         self.train_backbone = bool(train_backbone)
         self.metrics = nn.ModuleDict(metrics or {})
         self.results_file, self.dataset_name, self.results_table = results_file, dataset_name, results_table
-        self.uses_random_weights = sd_path is None
+        self.uses_random_weights = sd_path is None and released_checkpoint is None
+        self.row_label = row_label
+        if teacher_checkpoint is not None and not Path(teacher_checkpoint).expanduser().is_file():
+            raise FileNotFoundError(f"model.init_args.teacher_checkpoint: {teacher_checkpoint} does not exist "
+                                    "(train the earlier stage first; its checkpoints/last.ckpt)")
+        self.teacher_checkpoint, self.teacher_dtype = teacher_checkpoint, teacher_dtype
         self._eval_count = 0
         counts = network.parameter_counts()
         log.info("%s: backbone %.1fM, adapter %.1fM, trainable %.1fM", type(self).__name__, counts["backbone"] / 1e6,
@@ -213,7 +266,34 @@ class CoDiBase(DiffusionModule):
 
     def method_label(self) -> str:
         """The method name of results rows (matches benchmarks/paper_numbers.yaml where the method is there)."""
+        return self.row_label or self.derived_label()
+
+    def derived_label(self) -> str:
         return self.method_name
+
+    def steps_suffix(self) -> str:
+        """``", N steps"`` where the table's rows carry the step count (Table 5.2), else ``""`` (Table 5.3)."""
+        table = self.results_table or ""
+        return "" if table.startswith("Table 5.3") else f", {self.num_sampling_steps} steps"
+
+    # ------------------------------------------------------------------ the distillation teacher
+    def uses_teacher(self) -> bool:
+        """Whether training calls a frozen teacher (subclasses say)."""
+        return False
+
+    def check_teacher_use(self) -> None:
+        """Refuse a ``teacher_checkpoint`` no loss would read (subclasses call this once configured)."""
+        if self.teacher_checkpoint is not None and not self.uses_teacher():
+            raise ValueError(f"model.init_args.teacher_checkpoint is set but {type(self).__name__} with these settings "
+                             "uses no teacher (CoDi uses one only with intermediate: teacher)")
+
+    def configure_callbacks(self):
+        """The frozen teacher (``teacher_checkpoint``) as a ``TeacherCallback`` when this stage distils."""
+        if not self.uses_teacher():
+            return []
+        from callbacks.teacher import TeacherCallback
+
+        return [TeacherCallback(checkpoint_path=self.teacher_checkpoint, dtype=self.teacher_dtype)]
 
     # ------------------------------------------------------------------ checkpoint: metrics stay out
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -258,10 +338,11 @@ class CoDiBase(DiffusionModule):
     def condition(self, batch: Mapping[str, Any]) -> Tensor:
         """The task condition ``c`` on the latent grid (module docstring)."""
         side = self.image_size
+        to_condition = self.encode if self.condition_input == "latent" else (lambda image: ((image + 1) / 2).float())
         if self.task == "sr":
             lr = batch["lr"].to(self.device)
             up = F.interpolate(lr, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1)
-            return self.encode(up)
+            return to_condition(up)
         if self.task == "inpaint":
             masked_image = batch["masked_image"].to(self.device)
             if tuple(masked_image.shape[-2:]) != (side, side):  # inputs of another size: the model canvas
@@ -269,54 +350,79 @@ class CoDiBase(DiffusionModule):
             masked = self.encode(masked_image)
             mask = F.interpolate(batch["mask"].to(self.device).float(), size=masked.shape[-2:], mode="nearest")
             return torch.cat([masked, mask * 2 - 1], dim=1)
-        if self.task == "depth":
-            depth = batch["depth"].to(self.device)
-            depth = F.interpolate(depth, size=(side, side), mode="bilinear", align_corners=False)
-            return self.encode(depth.expand(-1, 3, -1, -1))
+        if self.task in ("depth", "canny"):
+            image = batch[self.task].to(self.device)
+            image = F.interpolate(image, size=(side, side), mode="bilinear", align_corners=False)
+            return to_condition(image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image)
         source = batch["source"].to(self.device)
-        return self.encode(F.interpolate(source, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1))
+        return to_condition(F.interpolate(source, size=(side, side), mode="bicubic", align_corners=False).clamp(-1, 1))
 
     # ------------------------------------------------------------------ network calls
     def network_output(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor,
-                       params: Optional[Mapping[str, Tensor]] = None, network: Optional[nn.Module] = None) -> Tensor:
-        """Raw output (``prediction_type``) of ``network`` (default: the student; ``params`` swap in other weights)."""
+                       params: Optional[Mapping[str, Tensor]] = None, network: Optional[nn.Module] = None,
+                       guidance: Optional[Tensor] = None) -> Tensor:
+        """Raw output (``prediction_type``) of ``network`` (default: the student; ``params`` swap in other weights;
+        ``guidance``: the ``w`` input of a w-conditioned network)."""
         net = network if network is not None else self.network
         k = self.path.network_time(t).to(z.dtype)
+        kwargs = {"encoder_hidden_states": ctx, "condition": cond}
+        if guidance is not None:
+            kwargs["guidance"] = guidance
         if params is None:
-            return net(z, k, encoder_hidden_states=ctx, condition=cond)
-        return torch.func.functional_call(net, dict(params), (z, k), {"encoder_hidden_states": ctx, "condition": cond},
-                                          strict=False)
+            return net(z, k, **kwargs)
+        return torch.func.functional_call(net, dict(params), (z, k), kwargs, strict=False)
 
     def data_and_noise(self, v: Tensor, z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         return to_data_and_noise(v, self.prediction_type, z, t, self.path)
 
-    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor) -> ConditionalDenoiser:
-        """The denoiser the samplers see (v-prediction of the student; distilled models override)."""
-        return ConditionalDenoiser(lambda z, t: self.network_output(z, t, cond, ctx), self.prediction_type)
+    def guided_output(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor, null_ctx: Optional[Tensor] = None,
+                      w: float = 1.0, params: Optional[Mapping[str, Tensor]] = None) -> Tensor:
+        """Network output with classifier-free guidance on the text: ``v_null + w (v_text - v_null)`` (both with the
+        image condition, as the authors' released pipeline); ``null_ctx=None`` or ``w = 1``: no guidance."""
+        v = self.network_output(z, t, cond, ctx, params=params)
+        if null_ctx is None or w == 1.0:
+            return v
+        v_null = self.network_output(z, t, cond, null_ctx, params=params)
+        return v_null + w * (v - v_null)
+
+    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor, null_ctx: Optional[Tensor] = None,
+                          w: float = 1.0) -> ConditionalDenoiser:
+        """The denoiser the samplers see (the student's output, text-guided with ``w``; distilled models override)."""
+        return ConditionalDenoiser(lambda z, t: self.guided_output(z, t, cond, ctx, null_ctx, w), self.prediction_type)
+
+    def text_guidance(self, guidance_scale: Optional[float] = None) -> float:
+        """The text CFG scale sampling applies (``guidance_scale`` of the module unless given)."""
+        return float(self.guidance_scale if guidance_scale is None else guidance_scale)
 
     # ------------------------------------------------------------------ sampling
     def sampling_grid(self, num_steps: int, device: torch.device) -> Tensor:
         return discrete_grid(self.path, num_steps, spacing=self.grid).to(device)
 
-    def nfe(self, num_steps: Optional[int] = None) -> int:
-        return int(num_steps or self.num_sampling_steps)
+    def nfe(self, num_steps: Optional[int] = None, sampler: Any = None, guidance_scale: Optional[float] = None) -> int:
+        """Network evaluations per sample: the steps, twice with text guidance (``w != 1``)."""
+        return int(num_steps or self.num_sampling_steps) * (2 if self.text_guidance(guidance_scale) != 1.0 else 1)
 
     @torch.no_grad()
     def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps: Optional[int] = None, sampler: Any = None,
                          generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None,
-                         use_condition: bool = True) -> Tensor:
-        """Images in [-1, 1] for the conditions of ``batch`` (``use_condition=False``: the plain backbone)."""
+                         use_condition: bool = True, guidance_scale: Optional[float] = None) -> Tensor:
+        """Images in [-1, 1] for the conditions of ``batch`` (``use_condition=False``: the plain backbone).
+
+        ``guidance_scale`` (default the module's): text CFG ``w`` with the empty prompt as null ([GAP] the thesis
+        samples SR without it, ``guidance_scale: 1``; the authors' released canny demo uses 8.5)."""
         cond = self.condition(batch) if use_condition else None
         size = cond.shape[0] if cond is not None else len(next(v for v in batch.values() if hasattr(v, "__len__")))
         ctx = self.context(batch, size)
+        w = self.text_guidance(guidance_scale)
+        null_ctx = self.context({"caption": [""] * size}, size) if w != 1.0 else None
         if noise is None:
             noise = torch.randn((size, *self.sample_shape), generator=generator, device=self.device)
         if sampler is None:
             sampler = self.sampler
         elif isinstance(sampler, str):
-            sampler = ConsistencyMultistepSampler() if sampler == "consistency" else build_sampler(sampler)
+            sampler = ConsistencyMultistepSampler() if sampler == "consistency" else build_any_sampler(sampler)
         grid = self.sampling_grid(num_steps or self.num_sampling_steps, noise.device)
-        latents = sampler.sample(self.sampling_denoiser(cond, ctx), self.path, noise, grid, generator=generator)
+        latents = sampler.sample(self.sampling_denoiser(cond, ctx, null_ctx, w), self.path, noise, grid, generator=generator)
         return self.decode_latents(latents).clamp(-1, 1)
 
     @torch.no_grad()
@@ -325,10 +431,11 @@ class CoDiBase(DiffusionModule):
                noise: Optional[Tensor] = None, progress: bool = False, batch: Optional[Mapping[str, Any]] = None) -> Tensor:
         """With ``batch``: conditional samples; without: the backbone's text-to-image samples (default prompt)."""
         if batch is not None:
-            return self.sample_for_batch(batch, num_steps=num_steps, sampler=sampler, generator=generator, noise=noise)
+            return self.sample_for_batch(batch, num_steps=num_steps, sampler=sampler, generator=generator, noise=noise,
+                                         guidance_scale=guidance_scale)
         dummy = {"caption": [self.prompt] * num_samples}
         return self.sample_for_batch(dummy, num_steps=num_steps, sampler=sampler, generator=generator, noise=noise,
-                                     use_condition=False)
+                                     use_condition=False, guidance_scale=guidance_scale)
 
     # ------------------------------------------------------------------ validation / predict / test
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
@@ -423,7 +530,8 @@ def load_network_weights(network: nn.Module, checkpoint: str) -> None:
     state = state.get("state_dict", state)
     own = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
     missing, unexpected = network.load_state_dict(own, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("backbone.")]:
+    # missing backbone keys: a PE stage saved without the frozen backbone; a missing w embedding stays zero
+    if unexpected or [k for k in missing if not k.startswith(("backbone.", "guidance_embedding."))]:
         raise RuntimeError(f"init_checkpoint {path} does not fit the network: missing {missing[:8]}, "
                            f"unexpected {unexpected[:8]}")
 

@@ -90,8 +90,19 @@ class CoDi(CoDiBase):
 
     method_name = "CoDi (Ours)"
 
-    def method_label(self) -> str:
-        return self.method_name if self.train_backbone else "PE-CoDi (Ours)"
+    def derived_label(self) -> str:
+        """``CoDi (Ours)`` / ``PE-CoDi (Ours)`` (+ ``, 4 steps`` in Table 5.2) and the Table 5.3 ablations."""
+        if not self.train_backbone:
+            return "PE-CoDi (Ours)" + self.steps_suffix()
+        label = self.method_name
+        if self.intermediate == "teacher":
+            label += " - distilling PF-ODE"
+        if self.lambda_eps == 0.0:
+            label += " - noise-consistency"
+        return label
+
+    def uses_teacher(self) -> bool:
+        return self.intermediate == "teacher"
 
     def __init__(
         self,
@@ -131,17 +142,20 @@ class CoDi(CoDiBase):
         if lpips is not None:
             self.register_frozen("lpips", lpips)
         self._warned_no_ema = False
+        self.check_teacher_use()
 
     # ------------------------------------------------------------------ the consistency function
     def consistency(self, z: Tensor, t: Tensor, cond: Optional[Tensor], ctx: Tensor,
-                    params: Optional[Mapping[str, Tensor]] = None) -> Tensor:
-        """``F(z_t, t, c)``: the boundary-parametrised clean latent (Eq. 5.2)."""
-        v = self.network_output(z, t, cond, ctx, params=params)
+                    params: Optional[Mapping[str, Tensor]] = None, null_ctx: Optional[Tensor] = None,
+                    w: float = 1.0) -> Tensor:
+        """``F(z_t, t, c)``: the boundary-parametrised clean latent (Eq. 5.2); ``null_ctx``/``w``: text CFG at sampling."""
+        v = self.guided_output(z, t, cond, ctx, null_ctx, w, params=params)
         x_hat, _ = self.data_and_noise(v, z, t)
         return self.boundary.apply(z, x_hat, t)
 
-    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor) -> ConditionalDenoiser:
-        return ConditionalDenoiser(lambda z, t: self.consistency(z, t, cond, ctx), "sample")
+    def sampling_denoiser(self, cond: Optional[Tensor], ctx: Tensor, null_ctx: Optional[Tensor] = None,
+                          w: float = 1.0) -> ConditionalDenoiser:
+        return ConditionalDenoiser(lambda z, t: self.consistency(z, t, cond, ctx, null_ctx=null_ctx, w=w), "sample")
 
     # ------------------------------------------------------------------ the loss of Eqs. 5.4-5.6
     def target_parameters(self) -> Optional[dict[str, Tensor]]:

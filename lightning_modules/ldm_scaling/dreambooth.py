@@ -28,8 +28,7 @@ import torch
 from torch import Tensor
 
 from lightning_modules.components.image_io import save_images
-from lightning_modules.ldm_scaling.module import ScaledLDM
-from lightning_modules.components.safe_load import safe_torch_load
+from lightning_modules.ldm_scaling.module import ScaledLDM, lightning_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class ScaledLDMDreamBooth(ScaledLDM):
             path = Path(init_checkpoint).expanduser()
             if not path.is_file():
                 raise FileNotFoundError(f"model.init_args.init_checkpoint: {path} does not exist (train a ScaledLDM first)")
-            state = safe_torch_load(path, key="model.init_args.init_checkpoint")["state_dict"]
+            state = lightning_state_dict(path)
             self.network.load_state_dict({k[len("network."):]: v for k, v in state.items() if k.startswith("network.")})
         self.instance_prompt, self.class_prompt = str(instance_prompt), str(class_prompt)
         self.prior_loss_weight = float(prior_loss_weight)

@@ -50,15 +50,21 @@ from lightning_modules.components.safe_load import safe_torch_load
 log = logging.getLogger(__name__)
 
 
+def lightning_state_dict(path: Path) -> dict:
+    """The ``state_dict`` of a Lightning checkpoint (``init_checkpoint``), read safely; one clear error otherwise."""
+    checkpoint = safe_torch_load(path, key="model.init_args.init_checkpoint")
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"model.init_args.init_checkpoint: {path} is not a Lightning checkpoint (no 'state_dict'); "
+                         "pass the last.ckpt of a ScaledLDM run")
+    return state
+
+
 def build_sampler_by_name(name: str) -> Any:
-    """Core samplers plus DPM-Solver++ (2M) from ``diffusion/dpm_solver.py``."""
-    if name in ("dpm_solver++", "dpmpp_2m", "dpm_solver_pp"):
-        from diffusion.dpm_solver import DPMSolverPlusPlusSampler
+    """Core samplers plus DPM-Solver++ (2M) and DPM-Solver (``diffusion.dpm_solver.build_any_sampler``)."""
+    from diffusion.dpm_solver import build_any_sampler
 
-        return DPMSolverPlusPlusSampler()
-    from diffusion.samplers import build_sampler
-
-    return build_sampler(name)
+    return build_any_sampler(name)
 
 
 class ScaledLDM(DiffusionModule):
@@ -278,7 +284,7 @@ class ScaledLDMSuperResolution(ScaledLDM):
             path = Path(init_checkpoint).expanduser()
             if not path.is_file():
                 raise FileNotFoundError(f"model.init_args.init_checkpoint: {path} does not exist (train a ScaledLDM first)")
-            state = safe_torch_load(path, key="model.init_args.init_checkpoint")["state_dict"]
+            state = lightning_state_dict(path)
             own = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
             self.network.load_state_dict(own)
         latent_channels = int(self.network.config.in_channels)
