@@ -32,12 +32,17 @@ demo: install
 	$(PY) -m benchmarks.leaderboard
 
 # The whole suite, SLURM cluster tests included (they install and start a one-node cluster).
+# Two pytest-xdist workers, one torch thread each (tests/conftest.py): many tests wait on
+# subprocess start-up and imports, so two workers keep both cores busy; the SLURM tests
+# share one worker (one cluster). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider $(XDIST)
 
 # Everything except the SLURM cluster tests.
 test-quick: install
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slurm"
+	$(PY) -m pytest -q -p no:cacheprovider $(XDIST) -m "not slurm"
 
 leaderboard: install
 	$(PY) -m benchmarks.leaderboard
