@@ -177,6 +177,8 @@ class PortraitPairGenerator(DiffusionModule):
         self.pair_guidance = float(guidance_scale)
         self.sigma_range = (sigma_min, sigma_max)
         self.gender_ids = gender_token_ids(text_encoder)
+        # predict needs no --ckpt_path when every part comes from pretrained files (cli.py's random-weights check)
+        self.loads_own_weights = sd_path is not None and (identity_checkpoint is not None or not use_identity)
         self._pairs: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ construction helpers
