@@ -203,3 +203,25 @@ def test_tiny_fit_lowers_the_loss(batch):
     with torch.no_grad():
         after = float(loss())
     assert after < 0.9 * before, (before, after)
+
+
+def test_training_free_baselines_sdedit_and_diffedit(batch):
+    from lightning_modules.portrait_editing import TrainingFreeEditor
+
+    from portrait_editing_helpers import VAE
+
+    torch.manual_seed(0)
+    common = dict(sd_path=None, unet_config=UNET, vae_config=VAE, text_encoder_config=TEXT, image_size=16,
+                  num_sampling_steps=4, mask_seeds=2)
+    sdedit = TrainingFreeEditor(method="sdedit", strength=0.5, **common).eval()
+    assert sdedit._start(0.5, 50) == 25 and sdedit._start(0.8, 50) == 10
+    out = sdedit.sample_for_batch(batch, generator=torch.Generator().manual_seed(0))
+    assert out.shape == batch["x_A"].shape and out.abs().max() <= 1
+    diffedit = TrainingFreeEditor(method="diffedit", **common).eval()
+    z = diffedit.encode(batch["x_A"])
+    same = diffedit.diffedit(batch["x_A"], batch["p_a"], batch["p_a"], 4)  # equal prompts: empty mask, input kept
+    assert torch.allclose(same, z, atol=1e-6)
+    edited = diffedit.diffedit(batch["x_A"], batch["p_a"], batch["p_b"], 4)
+    assert edited.shape == z.shape and torch.isfinite(edited).all()
+    with pytest.raises(ValueError, match="method"):
+        TrainingFreeEditor(method="p2p", **common)
