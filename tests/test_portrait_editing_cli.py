@@ -69,3 +69,26 @@ def test_bad_inputs_fail_with_one_clear_error(tmp_path):
     dm = PairGenerationDataModule(pose_pool=str(tmp_path / "poses"), size=16, num_identities=1)
     with pytest.raises(ValueError, match="holds no pose images"):
         dm.predict_dataloader()
+
+
+@pytest.fixture(scope="module")
+def table_5_1():
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    numbers = yaml.load((Path(__file__).resolve().parents[1] / "benchmarks" / "paper_numbers.yaml").read_text(), Loader=loader)
+    return {t["table"]: t for t in next(p for p in numbers["papers"] if p["paper"] == "portrait_editing")["tables"]}
+
+
+@pytest.mark.parametrize("overlay, switch", [("wo_prt", ("pretrained", False)), ("wo_spt", ("use_spatial", False)),
+                                             ("wo_iemb", ("use_image_embedding", False)), ("wo_mask", ("use_mask", False))])
+def test_ablation_overlays_switch_one_part_and_name_a_table_row(overlay, switch, table_5_1):
+    import yaml
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    cfg = yaml.safe_load((configs / "portrait_mcdm_ablations" / f"{overlay}.yaml").read_text())
+    assert cfg["model"]["init_args"] == {switch[0]: switch[1]}
+    evaluation = cfg["trainer"]["callbacks"][0]["init_args"]
+    table = table_5_1[evaluation["table"]]
+    assert evaluation["method"] in {row["method"] for row in table["rows"]}
+    assert evaluation["dataset"] == table["dataset"] and evaluation["split"] == table["split"]
