@@ -2,10 +2,11 @@
 
 * MCDM training: steps/s (forward + backward + AdamW on one fixed batch of embedded pairs) and peak memory.
 * MCDM editing: network evaluations per sampler step, counted on the UNet (the batch it sees per call and
-  the calls per step): nested three-condition CFG = 4 evaluations in 1 call; mask guidance doubles it
-  (8 in 2 calls); plus the mask's own cost (2 one-step runs per seed). Seconds per step with and without
-  the mask, and their ratio.
-* Pair generation: evaluations per Karras VE step (Eq. 5.2: 3 CFG terms x 2 = 6 per denoiser call; Heun: 2 calls).
+  the calls per step): nested three-condition CFG = 4 evaluations in 1 call; mask guidance adds the p_a
+  text pass only (5 in 1 call; 8 in 2 calls without pass sharing, also timed); plus the mask's own cost
+  (2 one-step runs per seed). Seconds per step with and without the mask, and their ratios.
+* Pair generation: evaluations per Karras VE step (Eq. 5.2: 3 CFG terms sharing the null pass = 4 per
+  denoiser call, one network call; Heun: 2 denoiser calls per step except the last).
 
     python -m benchmarks.perf_portrait_editing [--steps 10] [--size 32] [--device cpu|cuda]
 """
@@ -95,8 +96,11 @@ def main() -> None:
     x, t = torch.randn(2, *model.sample_shape, device=device), torch.full((2,), 0.5, device=device)
     results = {}
     with torch.no_grad():
-        for label, mask in (("nested CFG", None), ("mask-guided", torch.ones(2, 1, *model.sample_shape[1:], device=device))):
+        ones = torch.ones(2, 1, *model.sample_shape[1:], device=device)
+        for label, mask, share in (("nested CFG", None, True), ("mask-guided", ones, True), ("mask-guided unshared", ones, False)):
             den = model.edit_denoiser(cond_a, cond_b, null, mask)
+            if mask is not None:
+                den.share_passes = share
             counter.reset()
             den(x, t)
             calls, evals = counter.calls, counter.evaluations
@@ -113,7 +117,8 @@ def main() -> None:
         model.edit_mask(x_a, cond_a, cond_b, null)
         print(f"MCDM edit mask: {counter.evaluations:.0f} evaluations in {counter.calls} calls "
               f"({model.mask_seeds} seeds x 2 one-step runs x 4)")
-    print(f"ratio mask-guided / nested CFG step time: {results['mask-guided'] / results['nested CFG']:.2f}x")
+    print(f"ratio mask-guided / nested CFG step time: {results['mask-guided'] / results['nested CFG']:.2f}x; "
+          f"unshared / shared mask-guided: {results['mask-guided unshared'] / results['mask-guided']:.2f}x")
 
     gen_kwargs = tiny_args("portrait_pairs")
     gen_kwargs.pop("optimizer", None)
@@ -124,7 +129,7 @@ def main() -> None:
         gen.generate(identity, identity.clone(), ["santa"], ["woman"], num_steps=3)
     n = 3
     print(f"pair generation (Karras VE, {n} steps): {g_counter.evaluations / n:.1f} UNet evaluations per step in "
-          f"{g_counter.calls / n:.1f} calls (Eq. 5.2: 3 CFG terms x 2, Heun x 2 except the last step)")
+          f"{g_counter.calls / n:.1f} calls (Eq. 5.2: 3 CFG terms sharing the null pass = 4 per denoiser call, Heun x 2 except the last step)")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ def test_eq_5_2_applies_each_term_only_to_its_half():
     text = lambda v: {"text": torch.full((2, 1), float(v))}  # noqa: E731
     den = composed_pair_denoiser(_ConstNet(), text(1), text(2), text(3), {"text": torch.zeros(1, 1)}, (3, 8))
     out = den(x, t)
+    assert den.last_evaluations == 4, "three CFG terms share the empty-prompt pass: 4 evaluations in one call"
+    den.share_passes = False
+    assert torch.equal(den(x, t), out)
     # each CFG term: 0 + 7.5 (v - 0); left = 0.1*7.5*1 + 0.9*7.5*2, right = 0.1*7.5*1 + 0.9*7.5*3
     assert torch.allclose(out[..., :4], torch.full_like(out[..., :4], 0.75 + 13.5))
     assert torch.allclose(out[..., 4:], torch.full_like(out[..., 4:], 0.75 + 20.25))
@@ -96,7 +99,21 @@ def test_mcdm_step_costs_four_evaluations_in_one_call(mcdm, batch):
         den(torch.randn(2, *mcdm.sample_shape), torch.full((2,), 0.5))
     finally:
         handle.remove()
-    assert seen == [8] and mcdm.nfe_per_step(masked=False) == 4 and mcdm.nfe_per_step(masked=True) == 8
+    assert seen == [8] and mcdm.nfe_per_step(masked=False) == 4
+    cond_b = mcdm.conditions(x_a, batch["p_b"])
+    cond_a = {**cond_b, "text": mcdm.text_encoder(list(batch["p_a"]))}
+    masked = mcdm.edit_denoiser(cond_a, cond_b, null, torch.rand(2, 1, 8, 8))
+    seen.clear()
+    handle = mcdm.network.unet.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    try:
+        x, t = torch.randn(2, *mcdm.sample_shape), torch.full((2,), 0.5)
+        shared = masked(x, t)
+    finally:
+        handle.remove()
+    # p_a and p_b share the null / image / image+spatial passes: 5 evaluations, one call
+    assert seen == [10] and mcdm.nfe_per_step(masked=True) == 5 and masked.last_evaluations == 5
+    masked.share_passes = False
+    assert torch.allclose(masked(x, t), shared, atol=1e-5), "sharing passes changes nothing but the cost"
 
 
 def test_zero_initialised_conv_in_keeps_pretrained_output(tmp_path):
@@ -225,3 +242,20 @@ def test_training_free_baselines_sdedit_and_diffedit(batch):
     assert edited.shape == z.shape and torch.isfinite(edited).all()
     with pytest.raises(ValueError, match="method"):
         TrainingFreeEditor(method="p2p", **common)
+
+
+def test_full_size_mcdm_shapes_on_meta_device():
+    """SD-1.5 sizes (512 px, 64x64x4 latents, 768-d context, ViT-B/32's 50 tokens), no memory allocated."""
+    from diffusers import UNet2DConditionModel
+
+    from lightning_modules.portrait_editing import MCDMNetwork
+
+    sd15 = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=[320, 640, 1280, 1280],
+                down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+                up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3, cross_attention_dim=768, attention_head_dim=8)
+    with torch.device("meta"):
+        net = MCDMNetwork(UNet2DConditionModel.from_config(sd15), ImageEmbedAdapter(4, 64, 50, 768, 768), use_spatial=True)
+    assert tuple(net.unet.conv_in.weight.shape) == (320, 8, 3, 3)
+    unet_params = sum(p.numel() for p in net.unet.parameters())
+    assert 859_000_000 < unet_params < 860_600_000, unet_params  # SD-1.5's 859.5M + 4 x 320 x 9 new conv_in weights
+    assert tuple(net.adapter.latent_proj.weight.shape) == (768, 32 * 32) and tuple(net.adapter.mix.weight.shape) == (50, 54)

@@ -32,7 +32,8 @@ not given), normalised to ``[0, 1]`` per image (divided by its maximum; all zero
 blurred with a 5x5 Gaussian; the maps of ``mask_seeds = 10`` noise seeds are averaged and then
 thresholded at ``lambda`` (0.2 costume, 0.35 expression) ([choice] average-then-threshold as
 DiffEdit). Mask-guided noise at every step: ``eps_hat = eps~(.., p_b) * M + eps~(.., p_a) * (1 - M)``
-(two nested-CFG predictions: 8 passes per step, two calls). The mask lives at latent resolution.
+(two nested-CFG predictions whose shared passes -- null, image, image + spatial -- are evaluated once:
+5 passes per step in one call, ``diffusion.guidance.MaskedComposition``). The mask lives at latent resolution.
 
 Ablations (Table 5.1): ``pretrained=false`` (w/o Prt: the UNet's architecture with random
 weights), ``use_spatial=false`` (w/o Spt: no ``c_s``, conv_in stays 4 channels),
@@ -312,9 +313,13 @@ class MCDM(DiffusionModule):
                                       scale=scales, mode="nested", order=list(scales))
 
     def nfe_per_step(self, masked: Optional[bool] = None) -> int:
-        """Network evaluations per sampler step: 1 + guided conditions (4), twice with mask guidance."""
-        n = 1 + sum(1 for k in self.guidance_order if self.use[k])
-        return 2 * n if (self.use_mask if masked is None else masked) else n
+        """Network evaluations per sampler step, all in one call: 1 + guided conditions (4); with mask
+        guidance the ``p_a`` branch adds only the passes that contain the text (1 with text last: 5)."""
+        used = [k for k in self.guidance_order if self.use[k]]
+        n = 1 + len(used)
+        if not (self.use_mask if masked is None else masked):
+            return n
+        return n + (len(used) - used.index("text"))
 
     # ------------------------------------------------------------------ editing
     def _blur(self, x: Tensor) -> Tensor:
