@@ -116,7 +116,7 @@ def main() -> None:
         counter.reset()
         model.edit_mask(x_a, cond_a, cond_b, null)
         print(f"MCDM edit mask: {counter.evaluations:.0f} evaluations in {counter.calls} calls "
-              f"({model.mask_seeds} seeds x 2 one-step runs x 4)")
+              f"({model.mask_seeds} seeds x one shared call of 5 for the p_a and p_b steps)")
     print(f"ratio mask-guided / nested CFG step time: {results['mask-guided'] / results['nested CFG']:.2f}x; "
           f"unshared / shared mask-guided: {results['mask-guided unshared'] / results['mask-guided']:.2f}x")
 

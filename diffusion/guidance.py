@@ -353,6 +353,15 @@ class MaskedComposition:
         outs = dens[0]._evaluate(x_t, t, unique)
         return [d._combine([outs[j] for j in where], index, x_t, t) for d, index, where in plans]
 
+    def term_outputs(self, x_t: Tensor, t: Tensor) -> list[Tensor]:
+        """Each (non-zero-weight) term's own output, unweighted and unmasked, sharing passes when possible."""
+        t = as_time(t, x_t)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        if self.share_passes and self._shared():
+            return self._outputs(x_t, t)
+        return [d(x_t, t) for w, _, d in self.terms if w != 0.0]
+
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         if self.share_passes and self._shared():
             t = as_time(t, x_t)

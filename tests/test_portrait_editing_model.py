@@ -180,7 +180,13 @@ def test_edit_mask_zero_for_equal_prompts_and_full_mask_equals_unmasked(mcdm, ba
     cond_a = {**cond_b, "text": mcdm.text_encoder(list(batch["p_a"]))}
     same = mcdm.edit_mask(x_a, cond_b, cond_b, null)
     assert same.shape == (2, 1, 8, 8) and same.eq(0).all()
-    soft = mcdm.edit_mask(x_a, cond_a, cond_b, null, soft=True)
+    rows = []
+    handle = mcdm.network.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
+    try:
+        soft = mcdm.edit_mask(x_a, cond_a, cond_b, null, soft=True)
+    finally:
+        handle.remove()
+    assert rows == [5 * 2] * mcdm.mask_seeds, "per seed: the p_a and p_b steps in one call of 5 evaluations"
     assert soft.max() > 0 and soft.max() <= 1 + 1e-6
     x, t = torch.randn(2, *mcdm.sample_shape), torch.full((2,), 0.6)
     ones = torch.ones(2, 1, 8, 8)

@@ -27,7 +27,7 @@ spatial ``s2 = 3``, text ``s3 = 5``, in that order, ``e0 + s1 (e_im - e0) + s2 (
 s3 (e_im,s,p - e_im,s)``: 4 passes batched into one network call (``diffusion.guidance``).
 Edit mask (DiffEdit adapted): ``x_A``'s latent is noised to the middle of the 20-step schedule
 (step index ``mask_step = 10``, "for 10 steps"), one guided UniPC step is taken with ``p_a`` and
-one with ``p_b``; ``|z_{t-1} - z'_{t-1}|`` is averaged over the 4 latent channels ([?] the reduction is
+one with ``p_b`` (both predictions from one network call, 5 evaluations); ``|z_{t-1} - z'_{t-1}|`` is averaged over the 4 latent channels ([?] the reduction is
 not given), normalised to ``[0, 1]`` per image (divided by its maximum; all zero stays zero),
 blurred with a 5x5 Gaussian; the maps of ``mask_seeds = 10`` noise seeds are averaged and then
 thresholded at ``lambda`` (0.2 costume, 0.35 expression) ([choice] average-then-threshold as
@@ -77,6 +77,18 @@ class _Plain:
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self.net(x_t, t, self.cond)
+
+
+class _Fixed:
+    """A denoiser returning a precomputed prediction (one scheduler step from the state it was computed at)."""
+
+    prediction_type = "epsilon"
+
+    def __init__(self, out: Tensor) -> None:
+        self.out = out
+
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.out
 
 
 class MCDMNetwork(nn.Module):
@@ -342,14 +354,16 @@ class MCDM(DiffusionModule):
         start = min(self.mask_step, steps - 1) if num_steps is None else steps // 2
         z_a = self.encode(x_a, sample=False)
         timestep = int(self.sampler.timesteps(self.path, steps)[start])
-        den_a, den_b = self.guided_denoiser(cond_a, null), self.guided_denoiser(cond_b, null)
+        pair = MaskedComposition([(1.0, None, self.guided_denoiser(cond_b, null)), (1.0, None, self.guided_denoiser(cond_a, null))])
+        t = self.path.t_from_timestep(torch.tensor(float(timestep), dtype=torch.float64)).float().to(z_a.device).expand(z_a.shape[0])
         total = torch.zeros_like(z_a[:, :1])
         for s in range(self.mask_seeds):
             g = torch.Generator(device=z_a.device).manual_seed(seed + s)
             noise = torch.randn(z_a.shape, generator=g, device=z_a.device, dtype=z_a.dtype)
             z_t = self.sampler.add_noise(self.path, z_a, noise, timestep)
-            rec = self.sampler.run(den_a, self.path, z_t, steps, start=start, stop=start + 1)
-            tgt = self.sampler.run(den_b, self.path, z_t, steps, start=start, stop=start + 1)
+            eps_b, eps_a = pair.term_outputs(z_t, t)  # both guided predictions in one call (shared passes once)
+            rec = self.sampler.run(_Fixed(eps_a), self.path, z_t, steps, start=start, stop=start + 1)
+            tgt = self.sampler.run(_Fixed(eps_b), self.path, z_t, steps, start=start, stop=start + 1)
             diff = (tgt - rec).abs().mean(dim=1, keepdim=True)
             peak = diff.flatten(1).amax(dim=1).reshape(-1, 1, 1, 1)
             total += self._blur(torch.where(peak > 0, diff / peak.clamp_min(1e-12), torch.zeros_like(diff)))
