@@ -15,7 +15,8 @@
     {"task": "costume", "pairs": [{"x_A": "a/0001.png", "x_B": "b/0001.png", "direction": "santa",
                                    "p_a": "a woman, normal costume", "p_b": "a woman, Santa Claus costume"}, ...]}
 
-paths relative to the folder (a ``.jsonl`` file with one pair object per line is read too). The
+paths relative to the folder (a ``.jsonl`` file with one pair object per line is read too; the
+``pairs.rank<r>.json`` shares of a multi-GPU generation are joined). The
 1,000-pair validation set (§5.3: 100 pairs from the same pipeline + 900 without identity
 embeddings but with ChatGPT-written descriptions in the prompts) has the same layout in its own
 folder (``val_root``); an optional ``"subset"`` field per pair (``"ffhq_identity"`` /
@@ -120,8 +121,11 @@ def read_pair_manifest(root: str | Path, manifest: str = "pairs.json", task: Opt
         file_task = None
     else:
         data = json.loads(text)
-        pairs = data["pairs"] if isinstance(data, dict) else data
+        pairs = list(data["pairs"] if isinstance(data, dict) else data)
         file_task = data.get("task") if isinstance(data, dict) else None
+        for share in sorted(root.glob(f"{path.stem}.rank*.json")):  # other ranks' shares of a multi-GPU generation
+            extra = json.loads(share.read_text())
+            pairs += list(extra["pairs"] if isinstance(extra, dict) else extra)
     task = task or file_task or "costume"
     if not pairs:
         raise ValueError(f"pair manifest {path} lists no pairs")

@@ -26,7 +26,8 @@ One module, two jobs:
   the top clamped to the table). The canvas is decoded and split into ``x_A`` (left) and ``x_B``.
 
 Outputs (``<run>/predictions/pairs/``): ``<identity>__<direction>_A.png``, ``..._B.png``, the
-suite's ``manifest.json`` and ``pairs.json`` in the layout ``datamodules.portrait_pairs`` reads.
+suite's ``manifest.json`` and ``pairs.json`` in the layout ``datamodules.portrait_pairs`` reads
+(under several ranks, ranks > 0 write ``pairs.rank<r>.json``; the reader joins them).
 Ablation switches (Fig. 5.3): ``use_identity`` (c), ``use_pose`` (b).
 """
 from __future__ import annotations
@@ -311,7 +312,9 @@ class PortraitPairGenerator(DiffusionModule):
             self._pairs.append({"x_A": path_a.name, "x_B": path_b.name, "direction": directions[row], "p": p,
                                 "p_a": p_a, "p_b": p_b, "identity": str(batch["path"][row]) if "path" in batch else str(name),
                                 "subset": "ffhq_identity" if self.use_identity else "described"})
-        (writer.folder / "pairs.json").write_text(json.dumps({"task": self.task, "pairs": self._pairs}, indent=1))
+        rank = int(getattr(getattr(self, "_trainer", None), "global_rank", 0) or 0)  # under several ranks each writes its share (as manifest.json)
+        name = "pairs.json" if rank == 0 else f"pairs.rank{rank}.json"
+        (writer.folder / name).write_text(json.dumps({"task": self.task, "pairs": self._pairs}, indent=1))
 
     def predict_settings(self) -> dict[str, Any]:
         return {"module": type(self).__name__, "sampler": "karras_ve", "num_sampling_steps": self.num_sampling_steps,
