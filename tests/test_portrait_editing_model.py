@@ -11,7 +11,7 @@ from diffusion.guidance import ClassifierFreeGuidance
 from lightning_modules.portrait_editing import ImageEmbedAdapter, composed_pair_denoiser, half_masks
 from lightning_modules.portrait_editing.identity import IdentityEncoder, encode_with_pseudo_words, insert_tokens_before_word
 
-from portrait_editing_helpers import CLIP, TEXT, UNET, tiny_mcdm
+from portrait_editing_helpers import TEXT, UNET, tiny_mcdm
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +265,18 @@ def test_full_size_mcdm_shapes_on_meta_device():
     unet_params = sum(p.numel() for p in net.unet.parameters())
     assert 859_000_000 < unet_params < 860_600_000, unet_params  # SD-1.5's 859.5M + 4 x 320 x 9 new conv_in weights
     assert tuple(net.adapter.latent_proj.weight.shape) == (768, 32 * 32) and tuple(net.adapter.mix.weight.shape) == (50, 54)
+
+
+def test_identity_checkpoint_loads_the_trained_encoder(tmp_path):
+    from portrait_editing_helpers import tiny_generator
+
+    torch.manual_seed(0)
+    trained = tiny_generator(use_pose=False)
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"network.{k}": v + 1.0 for k, v in trained.network.state_dict().items()}}, ckpt)
+    loaded = tiny_generator(use_pose=False, identity_checkpoint=str(ckpt))
+    for key, value in trained.network.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[key], value + 1.0), key
+    torch.save({"state_dict": {"unet.x": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="identity encoder"):
+        tiny_generator(use_pose=False, identity_checkpoint=str(tmp_path / "other.ckpt"))
