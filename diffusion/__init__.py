@@ -14,8 +14,8 @@ Time convention: ``t`` in ``[0, 1]``, ``t = 0`` noise, ``t = 1`` data,
 * :mod:`diffusion.video_fusion`: progressive latent fusion of overlapping video windows.
 """
 from .denoisers import NetworkDenoiser, unwrap_output
-from .grids import TIMESTEP_SPACINGS, discrete_grid, flow_match_grid, karras_grid, shifted_grid, uniform_grid
-from .guidance import GUIDANCE_MODES, ClassifierFreeGuidance
+from .grids import TIMESTEP_SPACINGS, discrete_grid, flow_match_grid, geometric_grid, karras_grid, shifted_grid, uniform_grid
+from .guidance import GUIDANCE_MODES, ClassifierFreeGuidance, MaskedComposition
 from .paths import AffinePath, CosinePath, DiscreteDDPMPath, EDMPath, RectifiedFlowPath
 from .predictions import (
     PREDICTION_TYPES,
@@ -38,6 +38,7 @@ from .samplers import (
     EulerMaruyamaSampler,
     EulerSampler,
     HeunSampler,
+    KarrasVESampler,
     Sampler,
     build_sampler,
 )
@@ -63,10 +64,10 @@ __all__ = [
     "EDMLogNormalTimeSampler", "CubicTimeSampler", "shift_noise_level",
     "ConstantWeighting", "SNRWeighting", "MinSNRWeighting", "EDMWeighting", "epsilon_equivalent_weight",
     "time_warp", "time_warp_speed", "warped_loss_weight", "PathSwappedDenoiser",
-    "uniform_grid", "shifted_grid", "flow_match_grid", "karras_grid", "discrete_grid", "TIMESTEP_SPACINGS",
+    "uniform_grid", "shifted_grid", "flow_match_grid", "karras_grid", "geometric_grid", "discrete_grid", "TIMESTEP_SPACINGS",
     "Denoiser", "Sampler", "EulerSampler", "HeunSampler", "DDIMSampler", "DDPMSampler", "EulerAncestralSampler",
-    "EulerMaruyamaSampler", "EDMSampler", "SAMPLERS", "build_sampler",
-    "ClassifierFreeGuidance", "GUIDANCE_MODES",
+    "EulerMaruyamaSampler", "EDMSampler", "KarrasVESampler", "SAMPLERS", "build_sampler",
+    "ClassifierFreeGuidance", "GUIDANCE_MODES", "MaskedComposition",
     "NetworkDenoiser", "unwrap_output",
     "ProgressiveLatentFusion", "fusion_windows", "triangular_weights",
 ]

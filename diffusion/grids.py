@@ -20,6 +20,7 @@ __all__ = [
     "shifted_grid",
     "flow_match_grid",
     "karras_grid",
+    "geometric_grid",
     "discrete_grid",
     "TIMESTEP_SPACINGS",
 ]
@@ -97,6 +98,43 @@ def karras_grid(
     ramp = torch.linspace(0.0, 1.0, num_steps, dtype=torch.float64)  # [0.] when num_steps == 1
     inv_rho = 1.0 / rho
     sigmas = (sigma_max**inv_rho + ramp * (sigma_min**inv_rho - sigma_max**inv_rho)) ** rho
+    t = path.t_from_sigma(sigmas)
+    return torch.cat([t, torch.ones(1, dtype=torch.float64)])
+
+
+def geometric_grid(
+    path: AffinePath,
+    num_steps: int,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+) -> Tensor:
+    """Geometrically spaced noise levels ``sigma_max -> sigma_min`` (``N`` points) then ``sigma = 0``.
+
+    ``sigma_i = sigma_max (sigma_min / sigma_max)^(i / (N - 1))``: the placement of diffusers'
+    ``KarrasVeScheduler`` (the "Stochastic Karras VE" sampler of thesis 000, Ch. 5, §5.5.1), whose
+    ``schedule`` is ``s_max^2 (s_min^2 / s_max^2)^(i/(N-1))`` for its own ``sigma_min`` / ``sigma_max``:
+    the same grid with ``sigma_min = s_min^2`` and ``sigma_max = s_max^2`` here. Sigmas are in the
+    path's native unit (``path.t_from_sigma``). On a :class:`~diffusion.paths.DiscreteDDPMPath`
+    the defaults are the table's ends (SD 1.x: 0.0292 -> 14.61); elsewhere ``sigma_min`` /
+    ``sigma_max`` default to the path's attributes of those names.
+    """
+    num_steps = _check_steps(num_steps)
+    if isinstance(path, DiscreteDDPMPath):
+        ends = path.sigma(path.t_from_timestep(torch.tensor([0.0, path.num_train_timesteps - 1.0], dtype=torch.float64)))
+        sigma_min = float(ends[0]) if sigma_min is None else sigma_min
+        sigma_max = float(ends[1]) if sigma_max is None else sigma_max
+    sigma_min = getattr(path, "sigma_min", None) if sigma_min is None else sigma_min
+    sigma_max = getattr(path, "sigma_max", None) if sigma_max is None else sigma_max
+    if sigma_min is None or sigma_max is None:
+        raise ValueError(f"geometric_grid needs sigma_min and sigma_max for {path!r} (it has no defaults)")
+    sigma_min, sigma_max = float(sigma_min), float(sigma_max)
+    if not 0.0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    if num_steps == 1:
+        sigmas = torch.tensor([sigma_max], dtype=torch.float64)
+    else:
+        i = torch.arange(num_steps, dtype=torch.float64)
+        sigmas = sigma_max * (sigma_min / sigma_max) ** (i / (num_steps - 1))
     t = path.t_from_sigma(sigmas)
     return torch.cat([t, torch.ones(1, dtype=torch.float64)])
 

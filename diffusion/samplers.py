@@ -42,6 +42,7 @@ __all__ = [
     "EulerAncestralSampler",
     "EulerMaruyamaSampler",
     "EDMSampler",
+    "KarrasVESampler",
     "SAMPLERS",
     "build_sampler",
 ]
@@ -507,6 +508,34 @@ class EDMSampler(Sampler):
         )
 
 
+class KarrasVESampler(EDMSampler):
+    """Stochastic Karras VE (Karras et al. 2022, Alg. 2 as diffusers' ``KarrasVeScheduler`` runs it).
+
+    Thesis 000, Ch. 5, §5.5.1 generates the training pairs with "Stochastic Karras VE, T = 20".
+    This is :class:`EDMSampler` (Heun with churn, first-order last step) with diffusers'
+    ``KarrasVeScheduler`` defaults: ``s_churn = 80``, churn window ``[s_min, s_max] = [0.05, 50]``,
+    ``s_noise = 1.007``; use it on :func:`diffusion.grids.geometric_grid` (that scheduler's sigma
+    placement). Its pipeline draws the churn noise at every step even when ``gamma = 0``; here it
+    is drawn only when churn applies, so the random streams agree while the window holds every
+    step down to the first un-churned one (sigmas decrease, so that is the tail): tested against
+    diffusers in ``tests/test_portrait_editing_samplers.py``.
+    """
+
+    name = "karras_ve"
+
+    def __init__(
+        self,
+        churn: float = 80.0,
+        s_tmin: float = 0.05,
+        s_tmax: float = 50.0,
+        s_noise: float = 1.007,
+        second_order: bool = True,
+        init_noise: str = "noise_coef",
+        enable_grad: bool = False,
+    ) -> None:
+        super().__init__(churn, s_tmin, s_tmax, s_noise, second_order, init_noise, enable_grad)
+
+
 SAMPLERS: dict[str, type[Sampler]] = {
     "euler": EulerSampler,
     "heun": HeunSampler,
@@ -515,6 +544,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "euler_ancestral": EulerAncestralSampler,
     "euler_maruyama": EulerMaruyamaSampler,
     "edm": EDMSampler,
+    "karras_ve": KarrasVESampler,
 }
 
 

@@ -49,6 +49,7 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "lecture_dcgan": ("lecture", None),
     "lecture_pix2pix": ("lecture", None),
     "lfg_shadow": ("shadow_removal", "Table 7.1"),
+    "portrait_mcdm": ("portrait_editing", "Table 5.1 (costume editing)"),
     "ltt_gan": ("ltt_gan", "Table 6.1"),
     "vidm_content": ("vidm", "Table 3.2 (content generator)"),
     "vidm_motion": ("vidm", "Table 3.1 (256-UCF101)"),
@@ -67,6 +68,8 @@ NO_ROWS: dict[str, str] = {
     "lecture_vae": "likelihood model: test logs the ELBO / importance-sampled NLL, written as no row (lecture)",
     "lfg_shadow_pretrain": "pretraining stage; the fine-tuned model (lfg_shadow) writes Table 7.1",
     "ldm_scaling": "text-to-image scaling rows come from benchmarks/scaling_sweep.py",
+    "portrait_identity": "identity-encoder training stage (no table); the MCDM (portrait_mcdm) writes Table 5.1",
+    "portrait_pairs": "pair generation (predict writes the training pairs); the MCDM (portrait_mcdm) writes Table 5.1",
 }
 
 

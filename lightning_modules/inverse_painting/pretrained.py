@@ -11,18 +11,19 @@ External weights a full run needs (docs/inverse_painting.md):
 
 With a path set to ``null`` the part is built with random weights from its config dict (tests and
 tiny configs); the text tokenizer then falls back to :class:`HashWordTokenizer`, a documented
-stand-in (no vocabulary files are needed).
+stand-in (no vocabulary files are needed). The parts themselves live in
+``lightning_modules/components/sd_parts.py`` (shared with the portrait-editing paper); this file
+keeps Inverse Painting's sources of the weights in the error messages.
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from functools import partial
+from typing import Any, Mapping, Optional
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from lightning_modules.components.pretrained_paths import build_diffusers_model, require_files
+from lightning_modules.components import sd_parts
+from lightning_modules.components.sd_parts import HashWordTokenizer, vae_factor  # noqa: F401 (re-exported)
 
 SD_SOURCE = (
     "Realistic Vision V5.1 (thesis §6.2) in diffusers layout, e.g. huggingface.co/SG161222/Realistic_Vision_V5.1_noVAE "
@@ -32,135 +33,13 @@ CLIP_SOURCE = "a CLIP image encoder; the official code uses huggingface.co/opena
 
 
 def build_unet(path: Optional[str], config: Optional[Mapping[str, Any]], key: str, **overrides: Any) -> nn.Module:
-    """The SD UNet from ``path/unet`` or a random one from ``config``; ``overrides`` change the config.
-
-    With ``path``, the pretrained UNet loads at its own shape and ``in_channels`` / ``out_channels``
-    overrides are applied explicitly (:func:`~lightning_modules.components.unet_inputs.resize_unet_channels`:
-    what fits copied, new input weights zero, new output weights zero); never
-    ``ignore_mismatched_sizes``, which leaves the resized layers uninitialised under diffusers 0.42.
-    """
-    from diffusers import UNet2DConditionModel
-
-    from lightning_modules.components.unet_inputs import resize_unet_channels
-
-    if path is None:
-        if config is None:
-            raise ValueError(f"{key} is null and no unet_config was given")
-        return UNet2DConditionModel.from_config({**dict(config), **overrides})
-    shape = {k: overrides.pop(k) for k in ("in_channels", "out_channels") if k in overrides}
-    if overrides:
-        raise ValueError(f"{key}: a pretrained UNet takes only in_channels / out_channels overrides, got {sorted(overrides)}")
-    unet = build_diffusers_model(UNet2DConditionModel, key=key, path=path, subfolder="unet", source=SD_SOURCE)
-    return resize_unet_channels(unet, **shape)
+    """:func:`lightning_modules.components.sd_parts.build_unet` naming Realistic Vision V5.1 as the source."""
+    return sd_parts.build_unet(path, config, key, source=SD_SOURCE, **overrides)
 
 
 def build_vae(path: Optional[str], config: Optional[Mapping[str, Any]], key: str) -> nn.Module:
-    from diffusers import AutoencoderKL
-
-    return build_diffusers_model(AutoencoderKL, key=key, path=path, subfolder="vae", config=config, source=SD_SOURCE)
+    return sd_parts.build_vae(path, config, key, source=SD_SOURCE)
 
 
-class HashWordTokenizer:
-    """Stand-in tokenizer for random-weight text encoders: words -> stable hashed ids, BOS/EOS, padded.
-
-    Not CLIP's BPE: used only when ``sd_path`` is null (tests, tiny configs).
-    """
-
-    def __init__(self, vocab_size: int, max_length: int = 77) -> None:
-        if vocab_size < 4:
-            raise ValueError("vocab_size must be >= 4")
-        self.vocab_size, self.model_max_length = int(vocab_size), int(max_length)
-        self.bos, self.eos, self.pad = 0, 1, 1
-
-    def word_id(self, word: str) -> int:
-        digest = hashlib.sha1(word.encode("utf-8")).digest()
-        return 2 + int.from_bytes(digest[:4], "little") % (self.vocab_size - 2)
-
-    def __call__(self, texts: Sequence[str]) -> Tensor:
-        rows = []
-        for text in texts:
-            ids = [self.bos] + [self.word_id(w) for w in text.lower().split()][: self.model_max_length - 2] + [self.eos]
-            rows.append(ids + [self.pad] * (self.model_max_length - len(ids)))
-        return torch.tensor(rows, dtype=torch.long)
-
-
-class TextEncoder(nn.Module):
-    """The frozen SD text encoder ``g_p``: strings -> ``[B, 77, D]`` token embeddings."""
-
-    def __init__(self, path: Optional[str], config: Optional[Mapping[str, Any]], key: str) -> None:
-        super().__init__()
-        from transformers import CLIPTextConfig, CLIPTextModel
-
-        if path is None:
-            if config is None:
-                raise ValueError(f"{key} is null and no text_encoder_config was given")
-            self.model = CLIPTextModel(CLIPTextConfig(**dict(config)))
-            self.tokenizer: Any = HashWordTokenizer(self.model.config.vocab_size, self.model.config.max_position_embeddings)
-        else:
-            from transformers import CLIPTokenizer
-
-            root = Path(path).expanduser()
-            require_files(root, key, ["text_encoder/config.json", "tokenizer/vocab.json"], SD_SOURCE)
-            self.model = CLIPTextModel.from_pretrained(str(root), subfolder="text_encoder", local_files_only=True)
-            self.tokenizer = CLIPTokenizer.from_pretrained(str(root), subfolder="tokenizer", local_files_only=True)
-        self.max_length = int(self.model.config.max_position_embeddings)
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.config.hidden_size)
-
-    def token_ids(self, texts: Sequence[str]) -> Tensor:
-        if isinstance(self.tokenizer, HashWordTokenizer):
-            return self.tokenizer(texts)
-        return self.tokenizer(list(texts), padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt").input_ids
-
-    @torch.no_grad()
-    def forward(self, texts: Sequence[str]) -> Tensor:
-        ids = self.token_ids(texts).to(next(self.model.parameters()).device)
-        return self.model(input_ids=ids).last_hidden_state
-
-
-class ClipImageEncoder(nn.Module):
-    """Frozen CLIP image encoder: images in ``[-1, 1]`` -> one feature vector ``[B, D]``.
-
-    ``feature="pooled"`` takes the pooled (post-layernorm CLS) output, ``hidden_size`` wide (768 for
-    ViT-B/32, the code's choice); ``"projected"`` the projected image embedding.
-    """
-
-    MEAN = (0.48145466, 0.4578275, 0.40821073)
-    STD = (0.26862954, 0.26130258, 0.27577711)
-
-    def __init__(self, path: Optional[str], config: Optional[Mapping[str, Any]], key: str, feature: str = "pooled") -> None:
-        super().__init__()
-        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-        if feature not in ("pooled", "projected"):
-            raise ValueError(f"feature must be 'pooled' or 'projected', got {feature!r}")
-        if path is None:
-            if config is None:
-                raise ValueError(f"{key} is null and no clip_config was given")
-            self.model = CLIPVisionModelWithProjection(CLIPVisionConfig(**dict(config)))
-        else:
-            root = require_files(path, key, ["config.json"], CLIP_SOURCE)
-            self.model = CLIPVisionModelWithProjection.from_pretrained(str(root), local_files_only=True)
-        self.feature = feature
-        self.image_size = int(self.model.config.image_size)
-        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.config.hidden_size if self.feature == "pooled" else self.model.config.projection_dim)
-
-    @torch.no_grad()
-    def forward(self, images: Tensor) -> Tensor:
-        x = torch.nn.functional.interpolate(images.float(), size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        x = ((x + 1) / 2 - self.mean) / self.std
-        out = self.model(pixel_values=x.to(next(self.model.parameters()).dtype))
-        if self.feature == "projected":
-            return out.image_embeds.float()
-        return self.model.vision_model.post_layernorm(out.last_hidden_state[:, 0]).float()
-
-
-def vae_factor(vae: nn.Module) -> int:
-    return 2 ** (len(vae.config.block_out_channels) - 1)
+TextEncoder = partial(sd_parts.TextEncoder, source=SD_SOURCE)
+ClipImageEncoder = partial(sd_parts.ClipImageEncoder, source=CLIP_SOURCE)
