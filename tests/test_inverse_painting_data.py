@@ -38,12 +38,12 @@ def test_timelapse_reader_on_a_fake_layout(tmp_path: Path) -> None:
     painting = TimelapseFolder(tmp_path / "train" / "a")
     assert painting.times == [0.0, 5.0, 30.0, 70.0], "white start + frames up to the target"
     assert painting.text == ["none", "sky", "mountain", "tree"]
-    stack = painting.frames((8, 8))
+    stack = painting.frames((8, 8), "stretch")
     assert stack.shape == (4, 3, 8, 8)
     assert torch.all(stack[0] == 1), "a white canvas is synthesised"
     assert stack[3].mean() == pytest.approx(100 / 127.5 - 1, abs=1e-3)
 
-    dm = PaintingTimelapseDataModule(root=str(tmp_path), size=8, window=2, batch_size=2)
+    dm = PaintingTimelapseDataModule(root=str(tmp_path), size=8, window=2, batch_size=2, fit="stretch")
     dm.setup()
     pairs = dm.train_dataset.pairs
     assert pairs == [(0, 0, 1), (0, 0, 2), (0, 1, 2), (0, 1, 3), (0, 2, 3)]
@@ -58,6 +58,31 @@ def test_timelapse_reader_on_a_fake_layout(tmp_path: Path) -> None:
     dm2 = PaintingTimelapseDataModule(root=str(tmp_path), size=8, predict_images=[str(tmp_path / "mine.png")])
     target = next(iter(dm2.predict_dataloader()))
     assert target["target"].shape == (1, 3, 8, 8) and target["name"] == ["mine"]
+    assert torch.all(target["canvas"][0, :, 1:6] == 1) and torch.all(target["canvas"][0, :, 6:] == -1) and "text" not in target, "white start canvas inside the painting's box"
+    assert target["placement"][0].content_width == 8 and target["placement"][0].content_height == 5
+
+
+def test_consecutive_pairs_by_default_aspect_kept_and_resumable_loader(tmp_path: Path) -> None:
+    from datamodules.resumable import ResumableSampler
+
+    frames = {"1_00:05.jpg": 200, "2_00:30.jpg": 150, "3_01:10.jpg": 100}
+    for split in ("train", "val"):
+        _painting(tmp_path / split / "a", frames)  # 12 x 10 (H x W) frames
+    dm = PaintingTimelapseDataModule(root=str(tmp_path), size=8, batch_size=1)
+    dm.setup()
+    assert dm.train_dataset.pairs == [(0, 0, 1), (0, 1, 2), (0, 2, 3)], "consecutive keyframes, as the official dataset.py"
+    item = dm.train_dataset[1]
+    # 12x10 -> content 8x7 (long side 8), padded with black on the 8x8 canvas: the painting is not squashed
+    columns = (item["next"] > -1).any(0).any(0)
+    assert int(columns.sum()) == 7 and bool((item["next"][:, :, ~columns] == -1).all())
+    white = dm.train_dataset[0]["canvas"]
+    assert bool((white[:, :, columns] == 1).all()), "the synthesised white canvas carries the same border"
+    stretched = PaintingTimelapseDataModule(root=str(tmp_path), size=8, fit="stretch")
+    stretched.setup()
+    assert bool((stretched.train_dataset[1]["next"] > -1).all())
+    assert isinstance(dm.train_dataloader().sampler, ResumableSampler), "mid-epoch resumable like the other readers"
+    with pytest.raises(ValueError, match="data.init_args.fit"):
+        PaintingTimelapseDataModule(root=str(tmp_path), fit="crop")
 
 
 def test_missing_root_names_the_key(tmp_path: Path) -> None:
