@@ -100,3 +100,39 @@ def test_embedded_pairs_have_exact_masks() -> None:
         assert torch.equal(item["mask"][0].bool(), changed), "mask = union of the step masks = changed pixels"
         assert torch.equal(item["unfinished"][0].bool(), (item["canvas"] != item["target"]).any(0))
         assert item["delta"] > 0 and item["text"] in dm.vocabulary
+
+
+def _official_tree(root: Path) -> None:
+    """A tiny tree in the official layout (ArmastusChen/inverse_painting data/sample_data + text/ of the processed data)."""
+    frames = {"1_0:15": 250, "2_0:40": 200, "3_0:53": 150, "4_1:12": 120, "5_1:28": 100, "6_2:00": 90}
+    for split in ("train", "val"):
+        video = root / split / "rgb" / "example"
+        video.mkdir(parents=True)
+        for name, grey in frames.items():
+            Image.fromarray(np.full((6, 9, 3), grey, np.uint8)).save(video / f"{name}.jpg")
+        # 4_1:12 was removed in pre-processing (not listed); 6_2:00 comes after the target
+        (video / "last_aligned_frame_inv.json").write_text(json.dumps({"5_1:28": ["1_0:15", "2_0:40", "3_0:53"]}))
+        text = root / split / "text" / "example"
+        text.mkdir(parents=True)
+        for cur, nxt, word in (("white_5_1:28", "2_0:40", "Sky"), ("2_0:40", "3_0:53", "Mountain"), ("3_0:53", "5_1:28", "Tree")):
+            (text / f"{cur}.json").write_text(json.dumps({"ref_img_name": "5_1:28", "cur_image_name": cur,
+                                                          "next_image_name": nxt, "prompt": "...", "next_text": word}))
+
+
+def test_official_layout_converter_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from datamodules.painting_timelapse_convert import main
+
+    _official_tree(tmp_path / "official")
+    assert main([str(tmp_path / "official"), str(tmp_path / "ours")]) == 0
+    assert "2 paintings" in capsys.readouterr().out
+    folder = tmp_path / "ours" / "train" / "example"
+    assert sorted(p.name for p in folder.glob("*.jpg")) == ["2_0:40.jpg", "3_0:53.jpg", "5_1:28.jpg"], \
+        "first candidate dropped (white canvas instead), unlisted and post-target frames not copied"
+    painting = TimelapseFolder(folder)
+    assert painting.times == [0.0, 40.0, 53.0, 88.0] and painting.text == ["none", "Sky", "Mountain", "Tree"]
+    dm = PaintingTimelapseDataModule(root=str(tmp_path / "ours"), size=8)
+    dm.setup()
+    assert len(dm.train_dataset) == 3 and dm.train_dataset[2]["text"] == "Tree" and dm.train_dataset[2]["delta"] == 35.0
+    (tmp_path / "official" / "val" / "rgb" / "example" / "last_aligned_frame_inv.json").write_text("{not json")
+    assert main([str(tmp_path / "official"), str(tmp_path / "again")]) == 2
+    assert "last_aligned_frame_inv.json: not valid JSON" in capsys.readouterr().err
