@@ -337,6 +337,9 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
             (``num_paintings`` in total, ``val_fraction`` of them validation).
         vocabulary: instruction words for the ``instruction`` index (the stand-in classifier).
         max_test_paintings: cap on test sequences (``null``: all).
+        test_items: what ``test`` reads from the validation split: ``"sequences"`` (whole paintings,
+            the chained model's Table 6.1 protocol) or ``"pairs"`` (GT consecutive pairs, the stage
+            configs' single-update analysis, §6.9).
     """
 
     STAND_IN = "embedded procedural paintings (stand-in for time-lapses)"  # the results rows' ``dataset`` when ``root`` is null (metrics.results_rows.dataset_field)
@@ -357,6 +360,7 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
         seconds_per_canvas: float = 60.0,
         vocabulary: Sequence[str] = PAINTING_VOCABULARY,
         max_test_paintings: Optional[int] = None,
+        test_items: str = "sequences",
         batch_size: int = 1,
         num_workers: int = 0,
         val_fraction: float = 0.1,
@@ -379,6 +383,9 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
         self.min_step_seconds, self.seconds_per_canvas = float(min_step_seconds), float(seconds_per_canvas)
         self.vocabulary = tuple(vocabulary)
         self.max_test_paintings = max_test_paintings
+        if test_items not in ("sequences", "pairs"):
+            raise ValueError(f"data.init_args.test_items must be 'sequences' or 'pairs', got {test_items!r}")
+        self.test_items = test_items
         self.sources: dict[str, _PaintingSource] = {}
         self.save_hyperparameters()
 
@@ -411,6 +418,8 @@ class PaintingTimelapseDataModule(EmbeddedDataModule):
         return PairDataset(sources["train"], self.window, self.vocabulary), PairDataset(sources["val"], self.window, self.vocabulary)
 
     def test_dataloader(self) -> DataLoader:
+        if self.test_items == "pairs":
+            return self.val_dataloader()
         source = self._sources()["val"]
         dataset: Dataset = SequenceDataset(source)
         if self.max_test_paintings is not None:

@@ -81,8 +81,7 @@ def test_tiny_rollout_predict_and_evaluation_write_files(tmp_path: Path) -> None
     from lightning_modules.inverse_painting import InversePainting, write_rollout
 
     torch.manual_seed(0)
-    chain = InversePainting(renderer(), mask_generator(), text_generator(), max_keyframes=3, num_sampling_steps=2,
-                            difference_mask=None, results_file=str(tmp_path / "rows.jsonl"))
+    chain = InversePainting(renderer(), mask_generator(), text_generator(), max_keyframes=3, num_sampling_steps=2)
     chain.eval()
     target = pair_batch(1)["target"]
     result = chain.paint(target, torch.Generator().manual_seed(0))
@@ -98,12 +97,14 @@ def test_tiny_rollout_predict_and_evaluation_write_files(tmp_path: Path) -> None
     with av.open(str(tmp_path / "painting" / "timelapse.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 4
     # evaluation of one painting against a fake "real" sequence, then the results rows
+    from lightning_modules.inverse_painting import PaintingProcessMetrics
+
     real = torch.stack([torch.ones(3, SIZE, SIZE), target[0] * 0.5, target[0]])
-    values = chain.evaluate_painting(result, real, torch.tensor([0.0, 30.0, 90.0]))
-    assert 0 <= values["max_iou"] <= 1 and values["lpips"] >= 0
-    chain._painted = 1
-    computed = chain.metric_values()
+    metric = PaintingProcessMetrics(lpips_backbone=None)
+    metric.update([result], {"frames": real[None], "times": torch.tensor([[0.0, 30.0, 90.0]])})
+    computed = {k: float(v) for k, v in metric.compute().items()}
     assert set(computed) == {"LPIPS", "max-IoU", "DDC", "DTS"}
+    assert 0 <= computed["max-IoU"] <= 1 and computed["LPIPS"] >= 0
     assert abs(computed["DTS"] - 0.5) < 1e-6, "|1.5 min - 1.0 min|"
 
 
@@ -139,11 +140,12 @@ def test_renderer_computes_step_masks_with_d_on_real_batches() -> None:
         renderer().sample(1)
 
 
-def test_tiny_test_run_writes_results_rows(tmp_path: Path) -> None:
+def test_tiny_test_run_writes_results_rows_through_the_evaluation_callback(tmp_path: Path) -> None:
     from lightning.pytorch import Trainer
 
+    from callbacks.evaluation import EvaluationCallback
     from datamodules.painting_timelapse import PaintingTimelapseDataModule
-    from lightning_modules.inverse_painting import InversePainting
+    from lightning_modules.inverse_painting import InversePainting, PaintingProcessMetrics
     from metrics.results_rows import read_rows
 
     from metrics.fid import FrechetInceptionDistance
@@ -156,18 +158,23 @@ def test_tiny_test_run_writes_results_rows(tmp_path: Path) -> None:
             return x.float().flatten(-2).mean(-1).flatten(1)[:, -3:] if x.ndim == 5 else x.float().mean((2, 3))
 
     torch.manual_seed(0)
-    rows_file = tmp_path / "rows.jsonl"
     fid = FrechetInceptionDistance(MeanColour(), num_features=3)
     fvd = FrechetVideoDistance(MeanColour(), num_features=3)
+    metric = PaintingProcessMetrics(lpips_backbone=None, fid=fid, fvd=fvd, fvd_frames=4)
+    evaluation = EvaluationCallback({"process": metric}, stages=["test"], per_batch_generation=True, real_key="frames",
+                                    paper="inverse_painting", table="Table 6.1", split="validation", progress_bar=False,
+                                    results_dir=str(tmp_path), results_file="rows.jsonl",
+                                    metric_names={f"process_{k}": k for k in ("LPIPS", "max-IoU", "DDC", "DTS", "FID", "FVD")})
     chain = InversePainting(renderer(), mask_generator(), text_generator(), max_keyframes=2, num_sampling_steps=1,
-                            results_file=str(rows_file), method_name="Ours (tiny, random)", fid=fid, fvd=fvd, fvd_frames=4)
+                            method_name="Ours-TE")
     data = PaintingTimelapseDataModule(size=SIZE, num_paintings=4, num_strokes=3, val_fraction=0.5, max_test_paintings=2)
     trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=str(tmp_path))
+                      enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=[evaluation])
     trainer.test(chain, datamodule=data)
-    rows = read_rows([str(rows_file)])
+    rows = read_rows([str(tmp_path / "rows.jsonl")])
     assert {r.metric for r in rows} == {"LPIPS", "max-IoU", "DDC", "DTS", "FID", "FVD"}
-    assert all(r.paper == "inverse_painting" and r.weights == "random" and r.data == "embedded" and r.num_samples == 2 for r in rows)
+    assert all(r.paper == "inverse_painting" and r.method == "Ours-TE" and r.weights == "random" and r.data == "embedded"
+               and r.num_samples == 2 and r.nfe == chain.nfe() and r.extra["interval_s"] == 20.0 for r in rows)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ docs/inverse_painting.md lists what is implemented, the documented choices and t
 """
 from .difference_mask import DifferenceMask
 from .encoders import CanvasFeatureEncoder, NeRFPositionalEncoding, NextClipGenerator, TimeEncoder
+from .evaluation import InstructionAccuracy, PaintingProcessMetrics, StepMaskIoU
 from .mask_generator import MaskInstructionGenerator
 from .module import InversePainting
 from .renderer import InversePaintingRenderer, RendererNetwork
@@ -27,6 +28,7 @@ __all__ = [
     "CanvasFeatureEncoder",
     "ClosedVocabularyInstructionClassifier",
     "DifferenceMask",
+    "InstructionAccuracy",
     "InstructionBackend",
     "InversePainting",
     "InversePaintingRenderer",
@@ -34,8 +36,10 @@ __all__ = [
     "MaskInstructionGenerator",
     "NeRFPositionalEncoding",
     "NextClipGenerator",
+    "PaintingProcessMetrics",
     "RendererNetwork",
     "Rollout",
+    "StepMaskIoU",
     "StopCriterion",
     "TextInstructionGenerator",
     "TimeEncoder",

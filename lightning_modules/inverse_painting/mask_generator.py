@@ -89,6 +89,7 @@ class MaskInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
         self.latent_scale = float(getattr(vae.config, "scaling_factor", 0.18215))
         self.vae_factor = vae_factor(vae)
         self.use_text, self.use_time = use_text, use_time
+        self.uses_random_weights = sd_path is None  # rows say weights: random
         self.mask_threshold = float(mask_threshold)
         self.optimizer_factory = optimizer
 
@@ -162,6 +163,17 @@ class MaskInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
 
     #: no sampler: Lightning's batch progress bar stays
     predict_counts_sampler_steps = False
+
+    def method_label(self) -> str:
+        """The rows' method in ``paper_numbers.yaml`` "Sec. 6.3 text: instruction generators" (GT text at test)."""
+        return "Mask generator with GT text (ours)" if self.use_text else "Mask generator without text condition"
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], **_: Any) -> Tensor:
+        """``M̂_t`` for each GT pair (GT canvas, GT text, GT Δt): the §6.9 single-update analysis,
+        scored by ``StepMaskIoU`` through the EvaluationCallback (``per_batch_generation``)."""
+        unfinished, _mask = self._masks(batch)
+        return self.predict_mask(batch["target"], batch["canvas"], batch["delta"], batch.get("text"), unfinished)
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """``M̂_t`` for each painting of a ``predict`` batch (``datamodules.painting_timelapse``):

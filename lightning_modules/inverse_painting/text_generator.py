@@ -184,7 +184,7 @@ class LlavaInstructionBackend(InstructionBackend):
             if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
                 raise ValueError(f"model.init_args.backend.init_args.torch_dtype: {torch_dtype!r} is not a torch floating dtype "
                                  "(bfloat16, float16, float32)")
-        self.image_order, self.torch_dtype = image_order, dtype
+        self.image_order, self.torch_dtype, self.model_path = image_order, dtype, model_path
         self.prompt, self.max_new_tokens = prompt, int(max_new_tokens)
         if model_path is None:
             if model_config is None:
@@ -311,6 +311,11 @@ class TextInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
     def is_stand_in(self) -> bool:
         return bool(self.backend.is_stand_in)
 
+    @property
+    def uses_random_weights(self) -> bool:
+        """A stand-in backend or a LLaVA built from ``model_config`` (no ``model_path``): rows say weights: random."""
+        return bool(self.backend.is_stand_in or getattr(self.backend, "model_path", None) is None)
+
     def configure_optimizers(self) -> Any:
         return self.optimizer_factory(self.trainable_parameters())
 
@@ -369,6 +374,16 @@ class TextInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
 
     #: no sampler: Lightning's batch progress bar stays
     predict_counts_sampler_steps = False
+
+    def method_label(self) -> str:
+        """The rows' method in ``paper_numbers.yaml`` "Sec. 6.3 text: instruction generators"."""
+        return "Text generator (stand-in classifier, not the paper's)" if self.is_stand_in else "Text generator (ours)"
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], **_: Any) -> list[str]:
+        """``p̂_t`` for each GT pair (GT current canvas): the §6.9 single-update analysis, scored by
+        ``InstructionAccuracy`` through the EvaluationCallback (``per_batch_generation``)."""
+        return self.generate(batch["target"], batch["canvas"])
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """``p̂_t`` for each painting of a ``predict`` batch (``target`` + ``canvas``, white unless
