@@ -194,3 +194,31 @@ def test_ablation_renderers_train_and_render(flags: dict) -> None:
     image = model.render(batch["canvas"], batch["target"], 20.0, batch["text"], batch["mask"], num_steps=1,
                          generator=torch.Generator().manual_seed(0))
     assert image.shape == batch["canvas"].shape and image.abs().max() <= 1
+
+
+def test_generator_analysis_metrics_single_update_and_whole_sequences() -> None:
+    """§6.9 analysis (code, not the paper's numbers): predicted-text masks on GT pairs, InGT / LCS on rollouts."""
+    from lightning_modules.inverse_painting import (
+        InstructionAccuracy, InstructionSequenceAgreement, InversePainting, Rollout, StepMaskIoU,
+    )
+    from lightning_modules.inverse_painting.evaluation import lcs_length
+
+    assert lcs_length(["sky", "sky", "tree", "grass"], ["sky", "grass", "tree"]) == 2
+    torch.manual_seed(0)
+    chain = InversePainting(renderer(), mask_generator(), text_generator(), max_keyframes=1, num_sampling_steps=1).eval()
+    batch = pair_batch(2)
+    masks = chain.sample_for_batch(batch)  # pair batch: g_text on the GT canvas, then g_mask with its answer
+    assert masks.shape == (2, 1, SIZE, SIZE) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    iou = StepMaskIoU()
+    iou.update(batch["mask"], batch)
+    assert float(iou.compute()) == 1.0, "the GT mask against itself"
+    accuracy = InstructionAccuracy()
+    accuracy.update([batch["text"][0].upper() + ".", "nothing"], batch)
+    assert float(accuracy.compute()) == 50.0, "case and a final period do not count"
+    frames = torch.zeros(4, 3, 2, 2)
+    process = Rollout(frames=frames, times=[0.0, 20.0, 40.0, 60.0], texts=["sky", "tree", "sky"], masks=[], stopped="limit",
+                      seconds={})
+    sequence = InstructionSequenceAgreement()
+    sequence.update([process], {"text": [["none", "sky", "grass", "tree"]]})
+    values = {k: float(v) for k, v in sequence.compute().items()}
+    assert values == pytest.approx({"InGT": 100.0, "LCS": 200.0 / 3}), "all 3 in the GT set; LCS (sky, tree) holds 2 of 3"

@@ -12,7 +12,7 @@ docs/inverse_painting.md lists what is implemented, the documented choices and t
 """
 from .difference_mask import DifferenceMask
 from .encoders import CanvasFeatureEncoder, NeRFPositionalEncoding, NextClipGenerator, TimeEncoder
-from .evaluation import InstructionAccuracy, PaintingProcessMetrics, StepMaskIoU
+from .evaluation import InstructionAccuracy, InstructionSequenceAgreement, PaintingProcessMetrics, StepMaskIoU
 from .mask_generator import MaskInstructionGenerator
 from .module import InversePainting
 from .renderer import InversePaintingRenderer, RendererNetwork
@@ -30,6 +30,7 @@ __all__ = [
     "DifferenceMask",
     "InstructionAccuracy",
     "InstructionBackend",
+    "InstructionSequenceAgreement",
     "InversePainting",
     "InversePaintingRenderer",
     "LlavaInstructionBackend",

@@ -14,6 +14,12 @@ these metrics read those outputs together with the real batch (``takes_batch = T
 * :class:`InstructionAccuracy` (§6.9, "a single canvas update with GT current image"): the text
   generator's answer for each GT pair against the GT instruction, in percent ([choice]
   case-insensitive exact match after stripping spaces and a final period).
+* :class:`InstructionSequenceAgreement` (§6.9, whole sequences): the instructions of each generated
+  process against the painting's GT instruction sequence: ``InGT`` = percent of generated
+  instructions that appear among the GT ones (order ignored; 91%), ``LCS`` = percent of generated
+  instructions inside the longest common subsequence with the GT sequence (78%). [choice] Per
+  painting, then averaged; sequences as generated (one instruction per keyframe, repeats kept), the
+  white canvas' "none" left out of the GT.
 * :class:`StepMaskIoU` (§6.9): the mask generator's ``M̂_t`` for each GT pair against the GT step mask
   ``M_t`` (``batch["mask"]``, or ``D(I_t, I_{t-1}, 0.2)`` on real data), IoU per pair, averaged
   ([choice] two empty masks count as IoU 1).
@@ -143,6 +149,44 @@ class InstructionAccuracy(Metric):
         return 100.0 * self.correct / self.total.clamp_min(1)
 
 
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two sequences (dynamic programming)."""
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        row = [0]
+        for j, y in enumerate(b):
+            row.append(previous[j] + 1 if x == y else max(previous[j + 1], row[j]))
+        previous = row
+    return previous[-1]
+
+
+class InstructionSequenceAgreement(Metric):
+    """``InGT`` and ``LCS`` (percent) of generated instruction sequences vs the GT ones (§6.9: 91% / 78%)."""
+
+    takes_batch = True
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for state in ("in_gt", "lcs", "count"):
+            self.add_state(state, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, processes: Sequence[Any], batch: Mapping[str, Any]) -> None:  # type: ignore[override]
+        for i, process in enumerate(processes):
+            generated = [normalise_instruction(t) for t in process.texts]
+            truth = [normalise_instruction(t) for t in list(batch["text"][i])[1:]]
+            if not generated:
+                continue
+            self.in_gt += sum(t in set(truth) for t in generated) / len(generated)
+            self.lcs += lcs_length(generated, truth) / len(generated)
+            self.count += 1
+
+    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+        n = self.count.clamp_min(1)
+        return {"InGT": 100.0 * self.in_gt / n, "LCS": 100.0 * self.lcs / n}
+
+
 class StepMaskIoU(Metric):
     """Mean per-pair IoU of predicted step masks ``[B, 1, H, W]`` against ``M_t`` (§6.9: 0.70 / 0.64 / 0.58).
 
@@ -178,4 +222,4 @@ class StepMaskIoU(Metric):
         return self.iou_sum / self.count.clamp_min(1)
 
 
-__all__ = ["InstructionAccuracy", "PaintingProcessMetrics", "StepMaskIoU", "normalise_instruction", "uniform_frames"]
+__all__ = ["InstructionAccuracy", "InstructionSequenceAgreement", "lcs_length", "PaintingProcessMetrics", "StepMaskIoU", "normalise_instruction", "uniform_frames"]

@@ -263,9 +263,18 @@ class InversePainting(PredictOutputsMixin, LightningModule):
 
     @torch.no_grad()
     def sample_for_batch(self, batch: Mapping[str, Any], *, generator: Optional[torch.Generator] = None,
-                         num_steps: Optional[int] = None, **_: Any) -> list[Rollout]:
-        """One §6.6 rollout per painting of a test batch (target = the last real frame), for the
-        EvaluationCallback (``per_batch_generation``); scored by ``PaintingProcessMetrics``."""
+                         num_steps: Optional[int] = None, **_: Any) -> Any:
+        """For the EvaluationCallback (``per_batch_generation``):
+
+        * sequence batches (``frames``, ``times``: ``data.test_items: sequences``): one §6.6 rollout per
+          painting (target = the last real frame) -> ``PaintingProcessMetrics`` (Table 6.1) and
+          ``InstructionSequenceAgreement`` (§6.9 whole sequences);
+        * pair batches (``canvas``, ``target``, ``delta``: ``data.test_items: pairs``): the §6.9
+          single update with the *predicted* text: ``g_text`` on the GT canvas, then ``g_mask`` with
+          that text -> the masks ``[B, 1, H, W]`` for ``StepMaskIoU`` ("Mask generator with predicted text").
+        """
+        if "frames" not in batch:
+            return self.masks_from_predicted_text(batch)
         frames = batch["frames"]
         results = []
         for i in range(frames.shape[0]):
@@ -276,6 +285,16 @@ class InversePainting(PredictOutputsMixin, LightningModule):
             self._keyframes += len(result.times) - 1
             results.append(result)
         return results
+
+    @torch.no_grad()
+    def masks_from_predicted_text(self, batch: Mapping[str, Any]) -> Tensor:
+        """``g_mask(I_T, I_{t-1}, D(I_T, I_{t-1}), g_text(I_{t-1}, I_T), Δt)`` on GT pairs (§6.9: IoU 0.64)."""
+        if self.mask_generator is None:
+            raise ValueError("the predicted-text mask analysis needs model.init_args.mask_generator")
+        canvas, target = batch["canvas"], batch["target"]
+        text = self.text_generator.generate(target, canvas) if self.text_generator is not None else None
+        unfinished = batch.get("unfinished")
+        return self.mask_generator.predict_mask(target, canvas, batch["delta"], text, unfinished)
 
     def _paint_steps(self, target: Tensor, generator: torch.Generator, num_steps: int) -> Rollout:
         saved = self.num_sampling_steps
