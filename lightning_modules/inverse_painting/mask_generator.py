@@ -19,6 +19,9 @@ A UNet regressor with the SD UNet design and **no noise input** (timestep fixed 
   upsampled (nearest) to the image.
 * ``use_time: false`` is Table 6.1's Ours-TE in this network (§6.9: "omitting the time interval in the
   pipeline"): no ``g_t`` and no time token (77 text tokens; a single zero token when text is off too).
+* ``released_checkpoint``: the authors' released mask generator (``checkpoints/RP/checkpoint-global_step-80000.ckpt``
+  of ArmastusChen/inverse_painting), imported by :mod:`.released`; it needs the official-code settings
+  ``time_encoding: official`` and ``unet_time_input: false`` (``configs/inverse_painting_released/mask.yaml``).
 * ``predict`` writes one mask per user painting (``<name>.png``, white = paint here), cropped back to the
   painting's aspect ratio.
 """
@@ -48,6 +51,12 @@ class MaskInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
             parts from the config dicts.
         use_text: condition on the instruction text (``false``: the "no text" analysis, §6.9).
         use_time: condition on ``Δt`` through ``g_t`` (``false``: Ours-TE).
+        time_encoding: ``"scaled"`` (Δt / 100, default) or ``"official"`` (the code's map, see
+            ``encoders.TimeEncoder``).
+        unet_time_input: ``false`` runs the UNet without a timestep embedding, as the official mask
+            UNet does (its forward passes no ``temb``): every resnet's ``time_emb_proj`` is zeroed and
+            frozen, which adds exactly nothing. ``true`` (default) feeds timestep 0 ("no noise input").
+        released_checkpoint: the authors' released mask generator file (see :mod:`.released`).
         time_hidden: hidden sizes of ``g_t``.
         mask_threshold: probability threshold of the predicted mask.
         difference_mask: ``D`` for batches without ``unfinished`` / ``mask`` (real data) and for the
@@ -62,6 +71,9 @@ class MaskInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
         text_encoder_config: Optional[dict] = None,
         use_text: bool = True,
         use_time: bool = True,
+        time_encoding: str = "scaled",
+        unet_time_input: bool = True,
+        released_checkpoint: Optional[str] = None,
         time_hidden: Sequence[int] = (256, 512),
         mask_threshold: float = 0.2,
         difference_mask: Optional[DifferenceMask] = None,
@@ -76,7 +88,7 @@ class MaskInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         context_dim = int(self.unet.config.cross_attention_dim)
-        self.time_encoder = TimeEncoder(context_dim, time_hidden) if use_time else None
+        self.time_encoder = TimeEncoder(context_dim, time_hidden, mode=time_encoding) if use_time else None
         self.register_frozen("vae", vae)
         if use_text:
             text_encoder = TextEncoder(sd_path, text_encoder_config, "model.init_args.sd_path")
@@ -89,9 +101,29 @@ class MaskInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
         self.latent_scale = float(getattr(vae.config, "scaling_factor", 0.18215))
         self.vae_factor = vae_factor(vae)
         self.use_text, self.use_time = use_text, use_time
-        self.uses_random_weights = sd_path is None  # rows say weights: random
+        self.unet_time_input = bool(unet_time_input)
+        self.released_checkpoint = released_checkpoint
+        if released_checkpoint is not None:
+            from .released import import_released_mask_generator
+
+            import_released_mask_generator(self, released_checkpoint)
+        if not self.unet_time_input:
+            self._drop_unet_time_input()
+        self.uses_random_weights = sd_path is None and released_checkpoint is None  # rows say weights: random
+        self.loads_own_weights = released_checkpoint is not None  # cli.py: test / predict need no --ckpt_path
         self.mask_threshold = float(mask_threshold)
         self.optimizer_factory = optimizer
+
+    def _drop_unet_time_input(self) -> None:
+        """Zero and freeze every ``time_emb_proj``: the resnets then add nothing from the timestep."""
+        for module in self.unet.modules():
+            projection = getattr(module, "time_emb_proj", None)
+            if isinstance(projection, torch.nn.Linear):
+                with torch.no_grad():
+                    projection.weight.zero_()
+                    if projection.bias is not None:
+                        projection.bias.zero_()
+                projection.requires_grad_(False)
 
     def configure_optimizers(self) -> Any:
         return self.optimizer_factory(self.trainable_parameters())
