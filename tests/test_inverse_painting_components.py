@@ -246,3 +246,29 @@ def test_released_mask_generator_imports_exactly_from_the_official_layout(tmp_pa
         from lightning_modules.inverse_painting.released import import_released_mask_generator
 
         import_released_mask_generator(ours, "fake.ckpt", state=wrong)
+
+
+def test_ours_te_mask_generator_has_no_time_token() -> None:
+    """Table 6.1 Ours-TE drops Δt everywhere: the mask generator has no g_t, its output ignores Δt (code test)."""
+    import yaml
+
+    from inverse_painting_helpers import mask_generator, pair_batch
+
+    torch.manual_seed(0)
+    model = mask_generator(use_time=False).eval()
+    assert model.time_encoder is None and not any("time_encoder" in n for n, _ in model.named_parameters())
+    batch = pair_batch(2)
+    with torch.no_grad():
+        a = model.logits(batch["target"], batch["canvas"], batch["unfinished"], torch.tensor([5.0, 5.0]), batch["text"])
+        b = model.logits(batch["target"], batch["canvas"], batch["unfinished"], torch.tensor([90.0, 90.0]), batch["text"])
+    assert torch.equal(a, b)
+    timed = mask_generator().eval()
+    with torch.no_grad():
+        c = timed.logits(batch["target"], batch["canvas"], batch["unfinished"], torch.tensor([5.0, 5.0]), batch["text"])
+        d = timed.logits(batch["target"], batch["canvas"], batch["unfinished"], torch.tensor([90.0, 90.0]), batch["text"])
+    assert not torch.equal(c, d), "with g_t the interval changes the mask"
+    from pathlib import Path
+
+    overlay_file = Path(__file__).resolve().parents[1] / "configs" / "inverse_painting_ablations" / "ours_te.yaml"
+    overlay = yaml.safe_load(overlay_file.read_text())["model"]["init_args"]
+    assert overlay["renderer"]["init_args"]["use_time"] is False and overlay["mask_generator"]["init_args"]["use_time"] is False

@@ -77,6 +77,41 @@ def test_text_classifier_stand_in_learns_and_tiny_llava_runs() -> None:
     assert len(answers) == 1 and isinstance(answers[0], str)
 
 
+def test_text_generator_prompt_order_bf16_and_checkpointing() -> None:
+    """§6.3: the chapter's question verbatim, [I_{t-1} | I_T] as it reads; bf16 weights + gradient checkpointing (code)."""
+    from datamodules.painting_timelapse import ANNOTATION_PROMPT, INSTRUCTION_PROMPT
+    from lightning_modules.inverse_painting import LlavaInstructionBackend
+    from lightning_modules.inverse_painting.common import instruction_image
+
+    assert INSTRUCTION_PROMPT == ("There are two images side by side. The left image is an intermediate stage in a painting "
+                                  "process of the right image. Please tell me what content should be painted next? The answer "
+                                  "should be less than 2 words.")
+    assert ANNOTATION_PROMPT.startswith("There are two images side by side. The right image is the next step of the left image")
+    target, canvas = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    assert torch.equal(instruction_image(target, canvas)[..., :4], canvas), "the intermediate stage on the left"
+    assert torch.equal(instruction_image(target, canvas, "target_current")[..., :4], target), "Eq. 6.2's literal order"
+    llava = LlavaInstructionBackend(
+        model_config=dict(
+            vision_config=dict(model_type="clip_vision_model", hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+                               num_attention_heads=2, image_size=16, patch_size=8, projection_dim=16),
+            text_config=dict(model_type="llama", hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             num_key_value_heads=2, vocab_size=96, max_position_embeddings=128),
+            vision_feature_layer=-1),
+        lora=dict(r=2, lora_alpha=4, target_modules=r".*language_model.*\.(q_proj|v_proj)"),
+        torch_dtype="bfloat16", gradient_checkpointing=True,
+    ).train()
+    base = [p for n, p in llava.named_parameters() if "lora_" not in n]
+    adapters = [p for n, p in llava.named_parameters() if "lora_" in n]
+    assert all(p.dtype == torch.bfloat16 for p in base) and all(p.dtype == torch.float32 for p in adapters)
+    assert llava.model.base_model.model.is_gradient_checkpointing
+    batch = pair_batch(2)
+    loss = llava.loss(batch["target"], batch["canvas"], batch["text"])
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None and torch.isfinite(p.grad).all() for p in adapters)
+    with pytest.raises(ValueError, match="torch_dtype"):
+        LlavaInstructionBackend(model_config={}, torch_dtype="int8")
+
+
 def test_tiny_rollout_predict_and_evaluation_write_files(tmp_path: Path) -> None:
     from lightning_modules.inverse_painting import InversePainting, write_rollout
 
