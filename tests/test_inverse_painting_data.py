@@ -136,3 +136,31 @@ def test_official_layout_converter_command(tmp_path: Path, capsys: pytest.Captur
     (tmp_path / "official" / "val" / "rgb" / "example" / "last_aligned_frame_inv.json").write_text("{not json")
     assert main([str(tmp_path / "official"), str(tmp_path / "again")]) == 2
     assert "last_aligned_frame_inv.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_tiny_stage_and_tiny_chain_build_the_same_renderer_and_mask_generator() -> None:
+    """The documented stage -> chain flow (fit the stage, load it with *_checkpoint) needs the same shapes (issue 17.7)."""
+    import yaml
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+
+    def merged(name: str, *path: str) -> dict:
+        out: dict = {}
+        for file in (configs / f"{name}.yaml", configs / "tiny" / f"{name}.yaml"):
+            node = yaml.safe_load(file.read_text())["model"]["init_args"]
+            for key in path:
+                node = node.get(key, {}).get("init_args", {})
+            out.update(node)
+        return out
+
+    shape_keys = ("canvas_mode", "unet_config", "vae_config", "text_encoder_config", "clip_config", "clip_hidden", "time_hidden",
+                  "use_text", "use_mask", "use_time", "use_reference_net", "use_clip", "image_size")
+    default = lambda k: True if k.startswith("use_") else None  # noqa: E731 - the modules' defaults
+    stage, chained = merged("inverse_painting_renderer"), merged("inverse_painting", "renderer")
+    assert {k: stage.get(k, default(k)) for k in shape_keys} == {k: chained.get(k, default(k)) for k in shape_keys}
+    stage, chained = merged("inverse_painting_mask"), merged("inverse_painting", "mask_generator")
+    mask_keys = ("unet_config", "vae_config", "text_encoder_config", "time_hidden", "use_text", "use_time")
+    assert ({k: stage.get(k, default(k)) for k in mask_keys if k != "unet_config"}
+            == {k: chained.get(k, default(k)) for k in mask_keys if k != "unet_config"})
+    strip = lambda c: {k: v for k, v in c.items() if k not in ("in_channels", "out_channels")}  # noqa: E731 - set by the module
+    assert strip(stage["unet_config"]) == strip(chained["unet_config"])
