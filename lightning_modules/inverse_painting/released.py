@@ -13,7 +13,8 @@ What ArmastusChen/inverse_painting released (README, "Download Pretrained Models
   the thesis layout this suite builds (docs/inverse_painting.md, "Released weights").
 * ``checkpoints/TP_llava`` (text generator) and ``TP_llava_annotator`` (GT-text annotator): merged
   LLaVA-1.5-7B folders in the original ``liuhaotian/llava`` format. Convert them to the HF format with
-  transformers' ``convert_llava_weights_to_hf`` and set ``backend.init_args.model_path`` (``lora: null``).
+  ``src/transformers/models/llava/convert_llava_weights_to_hf.py`` of the transformers repository (not in
+  the pip wheel) and set ``backend.init_args.model_path`` (``lora: null``); not tested here.
 * ``base_ckpt/realisticVisionV51_v51VAE`` and ``base_ckpt/clip-vit-base-patch32`` are the base models
   (``sd_path``, ``clip_path``).
 
