@@ -104,6 +104,8 @@ def test_text_generator_prompt_order_bf16_and_checkpointing() -> None:
     adapters = [p for n, p in llava.named_parameters() if "lora_" in n]
     assert all(p.dtype == torch.bfloat16 for p in base) and all(p.dtype == torch.float32 for p in adapters)
     assert llava.model.base_model.model.is_gradient_checkpointing
+    pixels = llava.pixel_values(target, canvas)  # [4 x 8] pair -> 8 x 8 square, pad rows = the CLIP mean colour
+    assert pixels.dtype == torch.bfloat16 and float(pixels[0, :, 0].float().abs().max()) < 0.02
     batch = pair_batch(2)
     loss = llava.loss(batch["target"], batch["canvas"], batch["text"])
     loss.backward()

@@ -226,13 +226,15 @@ class LlavaInstructionBackend(InstructionBackend):
 
     # -- inputs ----------------------------------------------------------------------------
     def pixel_values(self, target: Tensor, canvas: Tensor) -> Tensor:
-        """The pair image (``image_order``) padded to a square with white (LLaVA-1.5 'pad' aspect mode), CLIP-normalised."""
+        """The pair image (``image_order``) padded to a square with the CLIP mean colour (LLaVA-1.5's
+        ``image_aspect_ratio: pad``, ``expand2square`` with the processor's mean as background), CLIP-normalised."""
         image = instruction_image(target, canvas, self.image_order).float()
-        h, w = image.shape[-2:]
+        b, _, h, w = image.shape
         side = max(h, w)
         top, left = (side - h) // 2, (side - w) // 2
-        image = F.pad(image, (left, side - w - left, top, side - h - top), value=1.0)
-        image = F.interpolate(image, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        square = (self.mean * 2 - 1).to(image).expand(b, 3, side, side).clone()
+        square[..., top : top + h, left : left + w] = image
+        image = F.interpolate(square, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         pixels = ((image + 1) / 2 - self.mean) / self.std
         return pixels if self.torch_dtype is None else pixels.to(self.torch_dtype)
 
