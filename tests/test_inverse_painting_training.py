@@ -240,7 +240,13 @@ def test_generator_analysis_metrics_single_update_and_whole_sequences() -> None:
     )
     from lightning_modules.inverse_painting.evaluation import lcs_length
 
+    from lightning_modules.inverse_painting import ClosedVocabularyInstructionClassifier, TextInstructionGenerator
+
     assert lcs_length(["sky", "sky", "tree", "grass"], ["sky", "grass", "tree"]) == 2
+    baseline = TextInstructionGenerator(ClosedVocabularyInstructionClassifier(image_size=16, width=8),
+                                        method_name="Pretrained LLaVA (initialisation)")
+    assert baseline.method_label() == "Pretrained LLaVA (initialisation)" and not baseline.loads_own_weights
+    assert text_generator().method_label().startswith("Text generator (stand-in")
     torch.manual_seed(0)
     chain = InversePainting(renderer(), mask_generator(), text_generator(), max_keyframes=1, num_sampling_steps=1).eval()
     batch = pair_batch(2)

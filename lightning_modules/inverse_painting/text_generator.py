@@ -184,7 +184,7 @@ class LlavaInstructionBackend(InstructionBackend):
             if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
                 raise ValueError(f"model.init_args.backend.init_args.torch_dtype: {torch_dtype!r} is not a torch floating dtype "
                                  "(bfloat16, float16, float32)")
-        self.image_order, self.torch_dtype, self.model_path = image_order, dtype, model_path
+        self.image_order, self.torch_dtype, self.model_path, self.lora = image_order, dtype, model_path, lora
         self.prompt, self.max_new_tokens = prompt, int(max_new_tokens)
         if model_path is None:
             if model_config is None:
@@ -303,11 +303,15 @@ class TextInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
     Batches: ``target``, ``canvas`` and the GT instruction ``text`` of the next step.
     """
 
-    def __init__(self, backend: InstructionBackend, optimizer: OptimizerCallable = torch.optim.AdamW) -> None:
+    def __init__(self, backend: InstructionBackend, optimizer: OptimizerCallable = torch.optim.AdamW,
+                 method_name: Optional[str] = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backend"])
         self.backend = backend
         self.optimizer_factory = optimizer
+        self.method_name = method_name
+        # a pretrained LLaVA used as it is (no LoRA to train: the §6.9 "pretrained LLaVA" baseline) needs no checkpoint
+        self.loads_own_weights = bool(getattr(backend, "model_path", None) and getattr(backend, "lora", None) is None)
 
     @property
     def is_stand_in(self) -> bool:
@@ -378,7 +382,9 @@ class TextInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
     predict_counts_sampler_steps = False
 
     def method_label(self) -> str:
-        """The rows' method in ``paper_numbers.yaml`` "Sec. 6.3 text: instruction generators"."""
+        """The rows' method in ``paper_numbers.yaml`` "Sec. 6.3 text: instruction generators" (``method_name`` overrides)."""
+        if self.method_name:
+            return self.method_name
         return "Text generator (stand-in classifier, not the paper's)" if self.is_stand_in else "Text generator (ours)"
 
     @torch.no_grad()
