@@ -29,6 +29,11 @@ Conditional papers (pose transfer, video from references) generate one output pe
 item for distribution metrics too: with ``per_batch_generation`` the callback feeds the
 outputs of ``sample_for_batch`` to every metric instead of calling ``sample(n)``; with
 ``flatten_frames`` paired metrics see video batches ``[B, T, C, H, W]`` as ``B * T`` images.
+Metrics that declare ``takes_batch = True`` compare more than one image per item (whole painting
+processes of their own length, instruction strings): they get ``update(outputs, batch)`` with
+whatever ``sample_for_batch`` returned (a tensor or a list, one entry per item) and the real batch.
+The rows' ``method`` is ``method`` when given, else the module's ``method_label()`` /
+``method_name``; a module's ``results_row_extra()`` (a dict) is added to every row's ``extra``.
 
 Under DDP each rank draws its share of the samples with its own seed, the
 metrics reduce their states across ranks, and rank 0 writes the rows.
@@ -73,6 +78,14 @@ def _is_distribution_metric(metric: Metric) -> bool:
 def _batch_conditions(metric: Metric) -> dict[str, str]:
     """A conditioned metric's ``{update argument: batch key}`` (empty for the other kinds)."""
     return dict(getattr(metric, "batch_conditions", None) or {})
+
+
+def _module_method(pl_module: Any) -> str:
+    """The method name a module gives its rows: ``method_label()``, else ``method_name``, else its class."""
+    if callable(getattr(pl_module, "method_label", None)):
+        return str(pl_module.method_label())
+    name = getattr(pl_module, "method_name", None)
+    return str(name) if name else type(pl_module).__name__
 
 
 def _flatten(name: str, value: Any) -> dict[str, float]:
@@ -239,7 +252,7 @@ class EvaluationCallback(Callback):
                 f"sample_for_batch(batch, ...)` (one output per real item); the module only offers `sample`. "
                 f"Use distribution metrics (FID/KID/FVD) or add sample_for_batch."
             )
-        if not hasattr(pl_module, "sample"):
+        if not self.per_batch_generation and not hasattr(pl_module, "sample"):
             raise TypeError(f"EvaluationCallback: {type(pl_module).__name__} has no `sample(num_samples, ...)` method")
 
     def _enabled(self, trainer: L.Trainer, stage: str) -> bool:
@@ -300,6 +313,12 @@ class EvaluationCallback(Callback):
         options = {k: v for k, v in (("num_steps", self.num_steps), ("sampler", self.sampler),
                                      ("guidance_scale", self.guidance_scale)) if v is not None}
         preds = pl_module.sample_for_batch(subset, generator=generator, **options)  # type: ignore[operator]
+        batch_metrics = {n: m for n, m in self.metrics.items() if getattr(m, "takes_batch", False)}
+        for metric in batch_metrics.values():
+            metric.update(preds, subset)
+        if len(batch_metrics) == len(self.metrics):
+            self._paired_count += len(preds)
+            return
         target = subset[self.real_key].to(preds.device)
         if self.per_batch_generation:
             for metric in self._distribution.values():
@@ -319,6 +338,8 @@ class EvaluationCallback(Callback):
                 raise KeyError(f"EvaluationCallback: mask_key={self.mask_key!r} is not in the batch (keys: {sorted(subset)})")
             mask = subset[self.mask_key].to(preds.device)
         for metric in self._paired.values():
+            if getattr(metric, "takes_batch", False):
+                continue
             if mask is not None and len(inspect.signature(metric.update).parameters) >= 3:
                 metric.update(preds, target, mask)
             else:
@@ -500,7 +521,7 @@ class EvaluationCallback(Callback):
         provenance = run_provenance(trainer)
         common = dict(
             paper=self.paper,
-            method=self.method or type(pl_module).__name__,
+            method=self.method or _module_method(pl_module),
             dataset=dataset,
             split=self.split or ("val" if stage == "validation" else "test"),
             resolution=resolution,
@@ -513,6 +534,7 @@ class EvaluationCallback(Callback):
             data=data,
         )
         paired_total = self._count(trainer, self._paired_count) if (self._paired or self._conditioned) else 0
+        module_extra = dict(pl_module.results_row_extra()) if hasattr(pl_module, "results_row_extra") else {}
         real_total = self._count(trainer, self._real_seen)
         rows = []
         for key, value in results.items():
@@ -525,6 +547,7 @@ class EvaluationCallback(Callback):
                 evaluator=describe_evaluator(self.metrics[origin[key]]),
                 extra={
                     "stage": stage,
+                    **module_extra,
                     **provenance,
                     **dataset_extra,
                     **({"table": self.table} if self.table else {}),

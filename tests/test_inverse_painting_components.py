@@ -5,6 +5,7 @@ Random weights throughout: these tests check the code's defining properties, not
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -201,3 +202,73 @@ def test_full_size_renderer_network_on_the_meta_device() -> None:
     assert counts["time_encoder"] == 21 * 256 + 256 + 256 * 512 + 512 + 512 * 768 + 768
     assert counts["clip_generator"] == 1536 * 768 + 768 + 768 * 384 + 384 + 384 * 768 + 768
     assert net.canvas_encoder.num_conv_layers == 9
+
+
+def test_released_mask_generator_imports_exactly_from_the_official_layout(tmp_path) -> None:
+    """A synthetic checkpoint with the official key names and shapes (RP_state_dict: a diffusers UNet with 9 in /
+    1 out channels; PE_state_dict: fc1/fc2/fc3) loads with nothing missing and reproduces the official forward:
+    input [E(cur), E(ref), M_d], no timestep embedding, tokens [PE, text]. Random weights: tests code, not numbers."""
+    from diffusers import UNet2DConditionModel
+
+    from lightning_modules.components.released_weights import ReleasedWeightsError
+    from lightning_modules.inverse_painting.common import downsample_mask
+    from inverse_painting_helpers import mask_generator
+
+    torch.manual_seed(0)
+    official_unet = UNet2DConditionModel(**{**UNET, "in_channels": 9, "out_channels": 1})
+    fc = [torch.nn.Linear(21, 8), torch.nn.Linear(8, 16), torch.nn.Linear(16, 16)]
+    file = tmp_path / "checkpoint-global_step-80000.ckpt"
+    torch.save({"RP_state_dict": official_unet.state_dict(), "global_step": 80000,
+                "PE_state_dict": {f"fc{i + 1}.{k}": v for i, layer in enumerate(fc) for k, v in layer.state_dict().items()}}, file)
+    with pytest.raises(ReleasedWeightsError, match="time_encoding: official, unet_time_input: false"):
+        mask_generator(released_checkpoint=str(file))
+    ours = mask_generator(released_checkpoint=str(file), time_encoding="official", unet_time_input=False).eval()
+    assert ours.released_checkpoint == str(file) and not ours.uses_random_weights and ours.loads_own_weights
+    assert torch.equal(ours.time_encoder.mlp[4].weight, fc[2].weight)
+
+    target, canvas = torch.rand(1, 3, 16, 16) * 2 - 1, torch.ones(1, 3, 16, 16)
+    unfinished, delta, text = (target.mean(1, keepdim=True) > 0).float(), torch.tensor([23.0]), ["mountain"]
+    with torch.no_grad():
+        mine = ours.logits(target, canvas, unfinished, delta, text)
+        zt, zc = ours.encode(target), ours.encode(canvas)
+        x = torch.tensor([[min(1.0, round(23.0 / 5) * 5 / 100) * 2 - 1]])  # the official PE_type 'abs' map
+        angles = x * (2.0 ** torch.arange(10.0)) * math.pi
+        pe = torch.cat([x, torch.stack([angles.sin(), angles.cos()], -1).flatten(1)], 1)
+        token = fc[2](torch.relu(fc[1](torch.relu(fc[0](pe)))))[:, None]
+        hooks = [m.register_forward_hook(lambda m, i, o: torch.zeros_like(o)) for n, m in official_unet.named_modules() if n.endswith("time_emb_proj")]
+        reference = official_unet(torch.cat([zc, zt, downsample_mask(unfinished, zt.shape[-2:])], 1), 0,
+                                  encoder_hidden_states=torch.cat([token, ours.text_encoder(text)], 1)).sample
+        for hook in hooks:
+            hook.remove()
+    assert torch.allclose(mine, reference, atol=1e-5), (mine - reference).abs().max()
+    wrong = {"RP_state_dict." + k: v for k, v in UNet2DConditionModel(**{**UNET, "in_channels": 8}).state_dict().items()}
+    with pytest.raises(ReleasedWeightsError, match="other shapes.*conv_in"):
+        from lightning_modules.inverse_painting.released import import_released_mask_generator
+
+        import_released_mask_generator(ours, "fake.ckpt", state=wrong)
+
+
+def test_ours_te_mask_generator_has_no_time_token() -> None:
+    """Table 6.1 Ours-TE drops Δt everywhere: the mask generator has no g_t, its output ignores Δt (code test)."""
+    import yaml
+
+    from inverse_painting_helpers import mask_generator, pair_batch
+
+    torch.manual_seed(0)
+    model = mask_generator(use_time=False).eval()
+    assert model.time_encoder is None and not any("time_encoder" in n for n, _ in model.named_parameters())
+    batch = pair_batch(2)
+    with torch.no_grad():
+        a = model.logits(batch["target"], batch["canvas"], batch["unfinished"], torch.tensor([5.0, 5.0]), batch["text"])
+        b = model.logits(batch["target"], batch["canvas"], batch["unfinished"], torch.tensor([90.0, 90.0]), batch["text"])
+    assert torch.equal(a, b)
+    timed = mask_generator().eval()
+    with torch.no_grad():
+        c = timed.logits(batch["target"], batch["canvas"], batch["unfinished"], torch.tensor([5.0, 5.0]), batch["text"])
+        d = timed.logits(batch["target"], batch["canvas"], batch["unfinished"], torch.tensor([90.0, 90.0]), batch["text"])
+    assert not torch.equal(c, d), "with g_t the interval changes the mask"
+    from pathlib import Path
+
+    overlay_file = Path(__file__).resolve().parents[1] / "configs" / "inverse_painting_ablations" / "ours_te.yaml"
+    overlay = yaml.safe_load(overlay_file.read_text())["model"]["init_args"]
+    assert overlay["renderer"]["init_args"]["use_time"] is False and overlay["mask_generator"]["init_args"]["use_time"] is False

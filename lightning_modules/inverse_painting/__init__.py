@@ -12,6 +12,7 @@ docs/inverse_painting.md lists what is implemented, the documented choices and t
 """
 from .difference_mask import DifferenceMask
 from .encoders import CanvasFeatureEncoder, NeRFPositionalEncoding, NextClipGenerator, TimeEncoder
+from .evaluation import InstructionAccuracy, InstructionSequenceAgreement, PaintingProcessMetrics, StepMaskIoU
 from .mask_generator import MaskInstructionGenerator
 from .module import InversePainting
 from .renderer import InversePaintingRenderer, RendererNetwork
@@ -27,15 +28,19 @@ __all__ = [
     "CanvasFeatureEncoder",
     "ClosedVocabularyInstructionClassifier",
     "DifferenceMask",
+    "InstructionAccuracy",
     "InstructionBackend",
+    "InstructionSequenceAgreement",
     "InversePainting",
     "InversePaintingRenderer",
     "LlavaInstructionBackend",
     "MaskInstructionGenerator",
     "NeRFPositionalEncoding",
     "NextClipGenerator",
+    "PaintingProcessMetrics",
     "RendererNetwork",
     "Rollout",
+    "StepMaskIoU",
     "StopCriterion",
     "TextInstructionGenerator",
     "TimeEncoder",

@@ -31,5 +31,24 @@ def upsample_mask(mask: Tensor, size: Sequence[int]) -> Tensor:
 
 
 def side_by_side(left: Tensor, right: Tensor) -> Tensor:
-    """The text generator's image prompt: horizontal concatenation ``[left | right]``."""
+    """Horizontal concatenation ``[left | right]``."""
     return torch.cat([left, right], dim=-1)
+
+
+#: ``image_order`` of the text generator: which image is on the left.
+IMAGE_ORDERS = ("current_target", "target_current")
+
+
+def instruction_image(target: Tensor, canvas: Tensor, order: str = "current_target") -> Tensor:
+    """The text generator's image prompt (§6.3).
+
+    ``"current_target"`` (default) is ``[I_{t-1} | I_T]``: the order the chapter's own question
+    describes ("The left image is an intermediate stage in a painting process of the right image")
+    and the official code's ``[cur | ref]``. ``"target_current"`` is the literal ``[I_T, I_{t-1}]``
+    of Eq. 6.2, which contradicts that question.
+    """
+    if order == "current_target":
+        return side_by_side(canvas, target)
+    if order == "target_current":
+        return side_by_side(target, canvas)
+    raise ValueError(f"image_order must be one of {list(IMAGE_ORDERS)}, got {order!r}")

@@ -3,8 +3,11 @@
 * :class:`NeRFPositionalEncoding` + :class:`TimeEncoder` (``g_t``): the interval ``Δt`` ->
   ``[x, sin(2^k π x), cos(2^k π x)]_{k<10}`` (21-d) -> MLP 21 -> 256 -> 512 -> 768 (ReLU after the
   first two layers, linear last) -> one 768-d cross-attention token.
-  [choice] The thesis does not give the normalisation of ``Δt``; the official code uses
-  ``PE_time_max = 100`` s, so ``x = Δt / time_scale`` with ``time_scale = 100``.
+  [choice] The thesis does not give the normalisation of ``Δt``; the default is
+  ``x = Δt / time_scale`` with ``time_scale = 100`` (the code's ``PE_time_max``).
+  ``mode="official"`` is the official code's exact map (``PE_type: abs``): ``Δt`` rounded to a
+  multiple of ``round_to`` (5 s), divided by ``time_scale``, clamped to [0, 1], then ``2x - 1``
+  (needed to run the authors' released weights).
 * :class:`NextClipGenerator` (``g_c``): concat(CLIP(I_{t-1}), CLIP(I_T)) 1536 -> 768 -> 384 -> 768
   (ReLU except last): the predicted CLIP embedding of the next keyframe (thesis sizes; the
   code's 1024/512 hidden sizes are not used).
@@ -60,10 +63,15 @@ class NeRFPositionalEncoding(nn.Module):
 class TimeEncoder(nn.Module):
     """``g_t``: ``Δt`` in seconds ``[B]`` -> one token ``[B, 1, out_dim]`` (21 -> 256 -> 512 -> 768)."""
 
-    def __init__(self, out_dim: int = 768, hidden: Sequence[int] = (256, 512), num_freqs: int = 10, time_scale: float = 100.0) -> None:
+    MODES = ("scaled", "official")
+
+    def __init__(self, out_dim: int = 768, hidden: Sequence[int] = (256, 512), num_freqs: int = 10, time_scale: float = 100.0,
+                 mode: str = "scaled", round_to: float = 5.0) -> None:
         super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"time_encoding must be one of {list(self.MODES)}, got {mode!r}")
         self.encoding = NeRFPositionalEncoding(num_freqs)
-        self.time_scale = float(time_scale)
+        self.time_scale, self.mode, self.round_to = float(time_scale), mode, float(round_to)
         dims = [self.encoding.out_dim, *hidden, out_dim]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
@@ -72,8 +80,16 @@ class TimeEncoder(nn.Module):
                 layers.append(nn.ReLU())
         self.mlp = nn.Sequential(*layers)
 
+    def normalise(self, seconds: Tensor) -> Tensor:
+        """``Δt`` seconds -> the scalar the positional encoding sees (see the module docstring)."""
+        if self.mode == "scaled":
+            return seconds / self.time_scale
+        if self.round_to > 1:
+            seconds = torch.round(seconds / self.round_to) * self.round_to
+        return (seconds / self.time_scale).clamp(0.0, 1.0) * 2 - 1
+
     def forward(self, seconds: Tensor) -> Tensor:
-        return self.mlp(self.encoding(seconds / self.time_scale)).unsqueeze(1)
+        return self.mlp(self.encoding(self.normalise(seconds))).unsqueeze(1)
 
 
 class NextClipGenerator(nn.Module):

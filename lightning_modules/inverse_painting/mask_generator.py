@@ -17,6 +17,13 @@ A UNet regressor with the SD UNet design and **no noise input** (timestep fixed 
   lr 1e-5, batch 1. [code] Initialised from the RV5.1 UNet (``conv_in`` / ``conv_out`` resized explicitly: components.unet_inputs),
   the predicted probability is thresholded at 0.2 (``mask_threshold``); the binary mask is
   upsampled (nearest) to the image.
+* ``use_time: false`` is Table 6.1's Ours-TE in this network (§6.9: "omitting the time interval in the
+  pipeline"): no ``g_t`` and no time token (77 text tokens; a single zero token when text is off too).
+* ``released_checkpoint``: the authors' released mask generator (``checkpoints/RP/checkpoint-global_step-80000.ckpt``
+  of ArmastusChen/inverse_painting), imported by :mod:`.released`; it needs the official-code settings
+  ``time_encoding: official`` and ``unet_time_input: false`` (``configs/inverse_painting_released/mask.yaml``).
+* ``predict`` writes one mask per user painting (``<name>.png``, white = paint here), cropped back to the
+  painting's aspect ratio.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from lightning_modules.components.frozen_parts import FrozenPartsModule
+from lightning_modules.components.predict_outputs import PredictOutputsMixin, names_of
 
 from .common import downsample_mask, upsample_mask
 from .difference_mask import DifferenceMask
@@ -35,13 +43,20 @@ from .encoders import TimeEncoder
 from .pretrained import TextEncoder, build_unet, build_vae, vae_factor
 
 
-class MaskInstructionGenerator(FrozenPartsModule):
+class MaskInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
     """``g_mask`` as a LightningModule (``configs/inverse_painting_mask.yaml``).
 
     Args:
         sd_path: SD-1.5-family diffusers folder (UNet init, VAE, text encoder); ``null`` = random
             parts from the config dicts.
         use_text: condition on the instruction text (``false``: the "no text" analysis, §6.9).
+        use_time: condition on ``Δt`` through ``g_t`` (``false``: Ours-TE).
+        time_encoding: ``"scaled"`` (Δt / 100, default) or ``"official"`` (the code's map, see
+            ``encoders.TimeEncoder``).
+        unet_time_input: ``false`` runs the UNet without a timestep embedding, as the official mask
+            UNet does (its forward passes no ``temb``): every resnet's ``time_emb_proj`` is zeroed and
+            frozen, which adds exactly nothing. ``true`` (default) feeds timestep 0 ("no noise input").
+        released_checkpoint: the authors' released mask generator file (see :mod:`.released`).
         time_hidden: hidden sizes of ``g_t``.
         mask_threshold: probability threshold of the predicted mask.
         difference_mask: ``D`` for batches without ``unfinished`` / ``mask`` (real data) and for the
@@ -55,6 +70,10 @@ class MaskInstructionGenerator(FrozenPartsModule):
         vae_config: Optional[dict] = None,
         text_encoder_config: Optional[dict] = None,
         use_text: bool = True,
+        use_time: bool = True,
+        time_encoding: str = "scaled",
+        unet_time_input: bool = True,
+        released_checkpoint: Optional[str] = None,
         time_hidden: Sequence[int] = (256, 512),
         mask_threshold: float = 0.2,
         difference_mask: Optional[DifferenceMask] = None,
@@ -69,7 +88,7 @@ class MaskInstructionGenerator(FrozenPartsModule):
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         context_dim = int(self.unet.config.cross_attention_dim)
-        self.time_encoder = TimeEncoder(context_dim, time_hidden)
+        self.time_encoder = TimeEncoder(context_dim, time_hidden, mode=time_encoding) if use_time else None
         self.register_frozen("vae", vae)
         if use_text:
             text_encoder = TextEncoder(sd_path, text_encoder_config, "model.init_args.sd_path")
@@ -81,9 +100,30 @@ class MaskInstructionGenerator(FrozenPartsModule):
         self.register_frozen("difference_mask", difference_mask if difference_mask is not None else DifferenceMask())
         self.latent_scale = float(getattr(vae.config, "scaling_factor", 0.18215))
         self.vae_factor = vae_factor(vae)
-        self.use_text = use_text
+        self.use_text, self.use_time = use_text, use_time
+        self.unet_time_input = bool(unet_time_input)
+        self.released_checkpoint = released_checkpoint
+        if released_checkpoint is not None:
+            from .released import import_released_mask_generator
+
+            import_released_mask_generator(self, released_checkpoint)
+        if not self.unet_time_input:
+            self._drop_unet_time_input()
+        self.uses_random_weights = sd_path is None and released_checkpoint is None  # rows say weights: random
+        self.loads_own_weights = released_checkpoint is not None  # cli.py: test / predict need no --ckpt_path
         self.mask_threshold = float(mask_threshold)
         self.optimizer_factory = optimizer
+
+    def _drop_unet_time_input(self) -> None:
+        """Zero and freeze every ``time_emb_proj``: the resnets then add nothing from the timestep."""
+        for module in self.unet.modules():
+            projection = getattr(module, "time_emb_proj", None)
+            if isinstance(projection, torch.nn.Linear):
+                with torch.no_grad():
+                    projection.weight.zero_()
+                    if projection.bias is not None:
+                        projection.bias.zero_()
+                projection.requires_grad_(False)
 
     def configure_optimizers(self) -> Any:
         return self.optimizer_factory(self.trainable_parameters())
@@ -96,11 +136,13 @@ class MaskInstructionGenerator(FrozenPartsModule):
         """``[B, 1, h, w]`` logits of the next region at latent resolution."""
         zt, zc = self.encode(target), self.encode(canvas)
         x = torch.cat([zt, zc, downsample_mask(unfinished, zt.shape[-2:]).to(zt.dtype)], dim=1)
-        tokens = [self.time_encoder(delta.to(x.device).float())]
+        tokens = [self.time_encoder(delta.to(x.device).float())] if self.time_encoder is not None else []
         if self.use_text:
             if text is None:
                 raise ValueError("the mask generator uses text (use_text=true) but none was given")
             tokens.insert(0, self.text_encoder(list(text)).to(x.device))
+        if not tokens:  # neither text nor time: one zero token keeps cross-attention defined
+            tokens = [torch.zeros(x.shape[0], 1, int(self.unet.config.cross_attention_dim), device=x.device, dtype=x.dtype)]
         timestep = torch.zeros(x.shape[0], device=x.device)
         return self.unet(x, timestep, encoder_hidden_states=torch.cat(tokens, dim=1)).sample
 
@@ -150,3 +192,40 @@ class MaskInstructionGenerator(FrozenPartsModule):
             delta_t = delta_t.expand(canvas.shape[0])
         probability = torch.sigmoid(self.logits(target, canvas, unfinished, delta_t, text).float())
         return upsample_mask((probability > self.mask_threshold).float(), target.shape[-2:])
+
+    #: no sampler: Lightning's batch progress bar stays
+    predict_counts_sampler_steps = False
+
+    def method_label(self) -> str:
+        """The rows' method in ``paper_numbers.yaml`` "Sec. 6.3 text: instruction generators" (GT text at test)."""
+        return "Mask generator with GT text (ours)" if self.use_text else "Mask generator without text condition"
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], **_: Any) -> Tensor:
+        """``M̂_t`` for each GT pair (GT canvas, GT text, GT Δt): the §6.9 single-update analysis,
+        scored by ``StepMaskIoU`` through the EvaluationCallback (``per_batch_generation``)."""
+        unfinished, _mask = self._masks(batch)
+        return self.predict_mask(batch["target"], batch["canvas"], batch["delta"], batch.get("text"), unfinished)
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """``M̂_t`` for each painting of a ``predict`` batch (``datamodules.painting_timelapse``):
+        ``target``, ``canvas`` (white unless ``predict_canvases``), ``delta``, ``text`` (when the
+        user gave none, [choice] the empty instruction ""), written as ``<name>.png``."""
+        from datamodules.predict_inputs import restore_from_canvas
+
+        target, canvas = batch["target"], batch["canvas"]
+        b = target.shape[0]
+        text = list(batch["text"]) if "text" in batch else ([""] * b if self.use_text else None)
+        delta = batch.get("delta", torch.full((b,), 20.0))
+        masks = self.predict_mask(target, canvas, torch.as_tensor(delta, dtype=torch.float32, device=canvas.device), text)
+        writer = self.prediction_writer("masks", {"module": type(self).__name__, "mask_threshold": self.mask_threshold,
+                                                  "use_text": self.use_text, "use_time": self.use_time})
+        placements = batch.get("placement")
+        for i, name in enumerate(names_of(batch, batch_idx, b)):
+            mask = masks[i].float().cpu()
+            if placements is not None:
+                mask = restore_from_canvas(mask, placements[i], interpolation="nearest", max_side=max(mask.shape[-2:]))
+            path = writer.save_image(mask * 2 - 1, name)
+            source = batch["path"][i] if "path" in batch else f"predict split, batch {batch_idx} item {i}"
+            writer.record(source, [path], size=list(mask.shape[-2:]), text=text[i] if text else None,
+                          delta_s=float(torch.as_tensor(delta).reshape(-1)[i]), area=float(mask.mean()))

@@ -3,15 +3,19 @@
 * ``fit`` trains the three networks on the same pair batches. They share no parameters and their
   losses are independent (§6.5: "the three networks are independent and can be trained in
   parallel"), so the summed loss with one optimizer holding one parameter group per network (its
-  own lr: renderer 1e-5, mask 1e-5, text 1e-4) is the same as training them side by side.
-  Each network can also be trained alone with its own config and loaded here with
-  ``*_checkpoint`` (a Lightning checkpoint of that network's module).
+  own lr: renderer 1e-5, mask 1e-5, text 1e-4) gives each network the gradient it would get alone.
+  It is **not** the same run as the three stage configs, though: the joint run has one
+  ``max_steps`` (the stages: renderer 200k steps, mask 80k steps, text 10 epochs), one batch size
+  (the stages: 1, 1, 16), one precision and one data size (renderer/mask 512 px, LLaVA 336 px), and
+  one gradient clip over all parameters. For the paper's schedule train each network with its own
+  config and load it here with ``*_checkpoint`` (a Lightning checkpoint of that network's module).
 * ``predict`` takes finished paintings (``data.init_args.predict_images``) and writes, per
   painting, the time-lapse as MP4 and GIF plus the keyframes, masks and instructions
   (:func:`lightning_modules.inverse_painting.rollout.write_rollout`).
-* ``test`` rolls out every validation painting and evaluates §6.8 with the suite's metrics:
-  LPIPS against the generated frame nearest in time, max-IoU of difference masks, DDC, DTS,
-  (FID / FVD when configured), written as results rows.
+* ``test`` rolls out every validation painting (``sample_for_batch``) and the config's
+  ``callbacks.evaluation.EvaluationCallback`` scores §6.8 with
+  :class:`~.evaluation.PaintingProcessMetrics` (LPIPS against the generated frame nearest in time,
+  max-IoU of difference masks, DDC, DTS, FID / FVD when configured) and writes the Table 6.1 rows.
 
 Ablations (Table 6.1) are config overlays in ``configs/inverse_painting_ablations/``.
 """
@@ -19,28 +23,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, Metric
 
-from metrics.painting import DistanceCurveDifference, TimeSpentDifference
 from metrics.perceptual import LPIPSNetwork
 from datamodules.predict_inputs import restore_from_canvas
 from lightning_modules.components.predict_outputs import PredictOutputsMixin, names_of
-from metrics.segmentation import MaxIoU
 
-from .difference_mask import DifferenceMask, MinSizeLPIPS
+from .difference_mask import MinSizeLPIPS
+from .evaluation import uniform_frames  # noqa: F401 - re-exported (moved to .evaluation)
 from .mask_generator import MaskInstructionGenerator
 from .renderer import InversePaintingRenderer
 from .rollout import Rollout, StopCriterion, rollout, write_rollout
 from .text_generator import TextInstructionGenerator
 from lightning_modules.components.safe_load import safe_torch_load
-from lightning_modules.components.run_dir import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,6 @@ def load_stage(module: nn.Module, path: Optional[str], key: str) -> None:
     module.load_state_dict(state["state_dict"], strict=True)
 
 
-def uniform_frames(video: Tensor, count: int) -> Tensor:
-    """``count`` frames of ``video [K, ...]`` evenly spaced over its index range (repeats when ``K < count``).
-
-    [choice] FVD needs fixed-length clips; the thesis does not say how a whole process becomes one,
-    so each real and generated process is resampled to ``fvd_frames`` (16, I3D's clip) frames.
-    """
-    index = torch.linspace(0, video.shape[0] - 1, count, device=video.device).round().long()
-    return video.index_select(0, index)
-
-
 class InversePainting(PredictOutputsMixin, LightningModule):
     """Text generator + mask generator + renderer with the §6.6 rollout and the §6.8 evaluation.
 
@@ -77,15 +67,11 @@ class InversePainting(PredictOutputsMixin, LightningModule):
         interval: ``Δ̂`` in seconds (20; 10 and 30 in Table 6.1).
         max_keyframes: step limit of the rollout.
         stop_eps: the LPIPS stop threshold (1e-3).
-        lpips_backbone: AlexNet weights of the LPIPS network used by the stop criterion and the
-            metrics; ``null`` = random backbone (tests; results rows say ``weights: random``).
-        difference_mask: ``D`` for the IoU metric (LPIPS, α 0.2); ``null`` builds it on the
-            same backbone file.
+        lpips_backbone: AlexNet weights of the LPIPS network of the stop criterion; ``null`` =
+            random backbone (tests; results rows say ``weights: random``).
         train_stages: networks that ``fit`` trains (``renderer``, ``mask``, ``text``).
         learning_rates: per-network learning rates of the joint optimizer.
-        fid: an optional FID metric (``metrics.fid.FrechetInceptionDistance``) between generated
-            frames and GT video frames; ``fvd`` an optional ``metrics.video.FrechetVideoDistance``.
-        results_file: JSONL file (relative to the run folder) for ``test`` rows.
+        method_name: the rows' method (Table 6.1 names: ``Ours``, ``Ours-TE``, ...).
     """
 
     def __init__(
@@ -101,20 +87,15 @@ class InversePainting(PredictOutputsMixin, LightningModule):
         stop_eps: float = 1e-3,
         num_sampling_steps: Optional[int] = None,
         lpips_backbone: Optional[str] = None,
-        difference_mask: Optional[DifferenceMask] = None,
         train_stages: tuple[str, ...] = ("renderer", "mask", "text"),
         learning_rates: Optional[dict[str, float]] = None,
         weight_decay: float = 0.01,
-        fid: Optional[Metric] = None,
-        fvd: Optional[Metric] = None,
-        fvd_frames: int = 16,
         method_name: str = "Ours",
-        results_file: Optional[str] = "results/inverse_painting.jsonl",
         fps: float = 2.0,
         predict_seed: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["renderer", "mask_generator", "text_generator", "difference_mask", "fid", "fvd"])
+        self.save_hyperparameters(ignore=["renderer", "mask_generator", "text_generator"])
         if renderer.use["mask"] and mask_generator is None:
             raise ValueError("model.init_args.mask_generator is null but the renderer uses masks (use_mask: true)")
         if renderer.use["text"] and text_generator is None:
@@ -127,6 +108,11 @@ class InversePainting(PredictOutputsMixin, LightningModule):
         if text_generator is not None:
             load_stage(text_generator, text_checkpoint, "model.init_args.text_checkpoint")
         self.renderer, self.mask_generator, self.text_generator = renderer, mask_generator, text_generator
+        # the stages' own files (stage checkpoints, the authors' released mask generator) make a test /
+        # predict without --ckpt_path meaningful (cli.py)
+        self.released_checkpoint = getattr(mask_generator, "released_checkpoint", None)
+        self.loads_own_weights = bool(renderer_checkpoint and (mask_checkpoint or self.released_checkpoint or mask_generator is None)
+                                      and (text_checkpoint or text_generator is None))
         unknown = set(train_stages) - {"renderer", "mask", "text"}
         if unknown:
             raise ValueError(f"train_stages has unknown names {sorted(unknown)}; use renderer, mask, text")
@@ -135,15 +121,8 @@ class InversePainting(PredictOutputsMixin, LightningModule):
         self.weight_decay = float(weight_decay)
         self.interval, self.max_keyframes, self.stop_eps = float(interval), int(max_keyframes), float(stop_eps)
         self.num_sampling_steps = num_sampling_steps
-        lpips = MinSizeLPIPS(LPIPSNetwork("alex", lpips_backbone))
-        self.lpips = lpips.requires_grad_(False)
-        self.difference_mask = (difference_mask or DifferenceMask(backbone_weights=lpips_backbone)).requires_grad_(False)
-        self.lpips_metric = MeanMetric()
-        self.max_iou = MaxIoU()
-        self.ddc = DistanceCurveDifference(lpips_network=lpips)
-        self.dts = TimeSpentDifference()
-        self.fid, self.fvd, self.fvd_frames = fid, fvd, int(fvd_frames)
-        self.method_name, self.results_file, self.fps = method_name, results_file, float(fps)
+        self.lpips = MinSizeLPIPS(LPIPSNetwork("alex", lpips_backbone)).requires_grad_(False)
+        self.method_name, self.fps = method_name, float(fps)
         self.predict_seed = int(predict_seed)
         self._painted = 0
         self._keyframes = 0
@@ -171,7 +150,7 @@ class InversePainting(PredictOutputsMixin, LightningModule):
         return torch.optim.AdamW(groups, weight_decay=self.weight_decay)
 
     def _is_saved(self, key: str) -> bool:
-        if key.startswith(("lpips.", "difference_mask.", "ddc.", "fid.", "fvd.")):
+        if key.startswith(("lpips.",)):
             return False
         for prefix, stage in (("renderer.", self.renderer), ("mask_generator.", self.mask_generator), ("text_generator.", self.text_generator)):
             if stage is not None and key.startswith(prefix):
@@ -268,86 +247,71 @@ class InversePainting(PredictOutputsMixin, LightningModule):
             del info
 
     # ------------------------------------------------------------------ evaluation (§6.8)
-    @torch.no_grad()
-    def evaluate_painting(self, generated: Rollout, real_frames: Tensor, real_times: Tensor) -> dict[str, float]:
-        """Update every metric with one painting; returns its per-painting values."""
-        gen = generated.frames.to(real_frames.device)
-        gen_times = torch.tensor(generated.times, device=real_frames.device)
-        # LPIPS: each real frame vs the generated frame nearest in time
-        nearest = (real_times[:, None] - gen_times[None, :]).abs().argmin(1)
-        lpips_value = self.lpips(real_frames, gen[nearest]).mean()
-        self.lpips_metric.update(lpips_value)
-        # max-IoU of consecutive difference masks
-        gen_masks = self.difference_mask(gen[1:], gen[:-1])[:, 0] if gen.shape[0] > 1 else torch.zeros_like(gen[:1, 0])
-        real_masks = self.difference_mask(real_frames[1:], real_frames[:-1])[:, 0]
-        iou = self.max_iou.painting_score(gen_masks, real_masks)
-        self.max_iou.update(gen_masks, real_masks)
-        # DDC / DTS
-        self.ddc.update(gen, real_frames, real_frames[-1], generated_times=gen_times.cpu(), real_times=real_times.cpu())
-        self.dts.update(gen_times.cpu(), real_times.cpu())
-        if self.fid is not None:
-            self.fid.update(real_frames, real=True)
-            self.fid.update(gen, real=False)
-        if self.fvd is not None:
-            self.fvd.update(uniform_frames(gen, self.fvd_frames)[None], real=False)
-            self.fvd.update(uniform_frames(real_frames, self.fvd_frames)[None], real=True)
-        return {"lpips": float(lpips_value), "max_iou": float(iou)}
+    @property
+    def uses_random_weights(self) -> bool:
+        """Random renderer weights or a random LPIPS backbone: rows say ``weights: random``."""
+        return bool(self.renderer.uses_random_weights or self.hparams.lpips_backbone is None)
 
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        for i in range(batch["frames"].shape[0]):
-            generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx * 1000 + i)
-            frames = batch["frames"][i]
-            result = self.paint(frames[-1:].contiguous(), generator)
-            self.evaluate_painting(result, frames, batch["times"][i].float())
+    @property
+    def guidance_scale(self) -> float:
+        return float(self.renderer.guidance.get("text", 1.0))
+
+    def nfe(self, num_steps: Optional[int] = None) -> int:
+        """Network passes per rendered keyframe (sampler steps x (1 + guided conditions))."""
+        steps = num_steps or self.num_sampling_steps or self.renderer.num_sampling_steps
+        return int(self.renderer.nfe_per_step() * steps)
+
+    def results_row_extra(self) -> dict[str, Any]:
+        """Added to every results row by the EvaluationCallback."""
+        return {"interval_s": self.interval, "keyframes": self._keyframes, "guidance_scales": dict(self.renderer.guidance),
+                "text_backend_stand_in": bool(self.text_generator is not None and self.text_generator.is_stand_in)}
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], *, generator: Optional[torch.Generator] = None,
+                         num_steps: Optional[int] = None, **_: Any) -> Any:
+        """For the EvaluationCallback (``per_batch_generation``):
+
+        * sequence batches (``frames``, ``times``: ``data.test_items: sequences``): one §6.6 rollout per
+          painting (target = the last real frame) -> ``PaintingProcessMetrics`` (Table 6.1) and
+          ``InstructionSequenceAgreement`` (§6.9 whole sequences);
+        * pair batches (``canvas``, ``target``, ``delta``: ``data.test_items: pairs``): the §6.9
+          single update with the *predicted* text: ``g_text`` on the GT canvas, then ``g_mask`` with
+          that text -> the masks ``[B, 1, H, W]`` for ``StepMaskIoU`` ("Mask generator with predicted text").
+        """
+        if "frames" not in batch:
+            return self.masks_from_predicted_text(batch)
+        frames = batch["frames"]
+        results = []
+        for i in range(frames.shape[0]):
+            seed = self.predict_seed + self._painted
+            gen = torch.Generator(device=self.device).manual_seed(seed) if generator is None else generator
+            result = self.paint(frames[i][-1:].contiguous(), gen) if num_steps is None else self._paint_steps(frames[i][-1:], gen, num_steps)
             self._painted += 1
             self._keyframes += len(result.times) - 1
+            results.append(result)
+        return results
+
+    @torch.no_grad()
+    def masks_from_predicted_text(self, batch: Mapping[str, Any]) -> Tensor:
+        """``g_mask(I_T, I_{t-1}, D(I_T, I_{t-1}), g_text(I_{t-1}, I_T), Δt)`` on GT pairs (§6.9: IoU 0.64)."""
+        if self.mask_generator is None:
+            raise ValueError("the predicted-text mask analysis needs model.init_args.mask_generator")
+        canvas, target = batch["canvas"], batch["target"]
+        text = self.text_generator.generate(target, canvas) if self.text_generator is not None else None
+        unfinished = batch.get("unfinished")
+        return self.mask_generator.predict_mask(target, canvas, batch["delta"], text, unfinished)
+
+    def _paint_steps(self, target: Tensor, generator: torch.Generator, num_steps: int) -> Rollout:
+        saved = self.num_sampling_steps
+        self.num_sampling_steps = int(num_steps)
+        try:
+            return self.paint(target.contiguous(), generator)
+        finally:
+            self.num_sampling_steps = saved
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Nothing to compute here: the EvaluationCallback calls :meth:`sample_for_batch` and scores."""
+        return None
 
     def on_test_epoch_start(self) -> None:
         self._painted, self._keyframes = 0, 0
-
-    def metric_values(self) -> dict[str, float]:
-        values = {"LPIPS": float(self.lpips_metric.compute()), "max-IoU": float(self.max_iou.compute()),
-                  "DDC": float(self.ddc.compute()), "DTS": float(self.dts.compute())}
-        if self.fid is not None:
-            values["FID"] = float(self.fid.compute())
-        if self.fvd is not None:
-            values["FVD"] = float(self.fvd.compute())
-        return values
-
-    def on_test_epoch_end(self) -> None:
-        from metrics.results_rows import (
-            ResultRow, append_rows, dataset_field, git_commit, infer_data_flag, run_config_path, run_provenance, utc_now,
-        )
-
-        values = self.metric_values()
-        for name, value in values.items():
-            self.log(f"test/{name}", value, sync_dist=False)
-        if not self.results_file or self._trainer is None:
-            return
-        provenance = run_provenance(self.trainer)
-        if not self.trainer.is_global_zero:
-            return
-        data = infer_data_flag(self.trainer)
-        dataset, dataset_extra = dataset_field(self.trainer, "painting time-lapse videos (authors' dataset)", data)
-        random = self.renderer.uses_random_weights or self.hparams.lpips_backbone is None
-        h, w = self.renderer.image_size
-        rows = []
-        for name, value in values.items():
-            rows.append(ResultRow(
-                paper="inverse_painting", method=self.method_name, dataset=dataset,
-                split="validation", resolution=f"{h}x{w}", num_samples=int(self._painted),
-                nfe=int(self.renderer.nfe_per_step() * (self.num_sampling_steps or self.renderer.num_sampling_steps)),
-                guidance=float(self.renderer.guidance.get("text", 1.0)), metric=name, value=value,
-                evaluator={"LPIPS": "lpips alex, nearest-in-time generated frame", "max-IoU": "difference masks D(alpha=0.2)",
-                           "DDC": "DTW of LPIPS-to-target curves", "DTS": "|duration difference| minutes"}.get(name, name),
-                config=run_config_path(self.trainer), commit=git_commit(), date=utc_now(),
-                weights="random" if random else "pretrained", data=data,
-                extra={"interval_s": self.interval, "keyframes": self._keyframes, "guidance_scales": dict(self.renderer.guidance),
-                       "text_backend_stand_in": bool(self.text_generator is not None and self.text_generator.is_stand_in),
-                       "table": "Table 6.1", **provenance, **dataset_extra},
-            ))
-        target = self.results_file
-        if not os.path.isabs(target):
-            target = os.path.join(run_dir(self.trainer), target)
-        append_rows(target, rows)
-        log.info("InversePainting: %d results rows -> %s", len(rows), target)

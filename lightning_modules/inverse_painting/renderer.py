@@ -262,13 +262,19 @@ class InversePaintingRenderer(DiffusionModule):
         return self.vae.decode((latents / self.latent_scale).to(self.vae.dtype)).sample.float()
 
     # ------------------------------------------------------------------ conditions
-    def conditions(self, canvas: Tensor, target: Tensor, delta: Tensor, text: Optional[Sequence[str]], mask: Optional[Tensor]) -> dict[str, Tensor]:
-        """All condition tensors of a batch (before dropout / guidance) plus the ungided ``canvas`` input."""
+    def conditions(self, canvas: Tensor, target: Tensor, delta: Tensor, text: Optional[Sequence[str]], mask: Optional[Tensor],
+                   drop_missing: bool = False) -> dict[str, Tensor]:
+        """All condition tensors of a batch (before dropout / guidance) plus the unguided ``canvas`` input.
+
+        ``drop_missing`` (``predict`` on a user's files): a text or mask that was not given is the
+        dropped (zero) condition the renderer was trained with 10% of the time (§6.5), instead of an error.
+        """
         b, device = canvas.shape[0], canvas.device
-        dim = self.network.context_dim
         cond: dict[str, Tensor] = {}
         parts = [canvas]
         if self.use["mask"]:
+            if mask is None and drop_missing:
+                mask = torch.zeros(b, 1, *canvas.shape[-2:], device=device)
             if mask is None:
                 raise ValueError("this renderer uses the step mask M_t (use_mask=true) but none was given")
             cond["mask"] = mask.float()
@@ -276,9 +282,12 @@ class InversePaintingRenderer(DiffusionModule):
             parts.append(target)  # Ours-RN: the target painting goes through g_f instead
         cond["canvas"] = torch.cat(parts, dim=1)
         if self.use["text"]:
-            if text is None:
+            if text is None and drop_missing:
+                cond["text"] = torch.zeros_like(self.text_encoder([""] * b)).to(device)
+            elif text is None:
                 raise ValueError("this renderer uses text instructions (use_text=true) but none were given")
-            cond["text"] = self.text_encoder(list(text)).to(device)
+            else:
+                cond["text"] = self.text_encoder(list(text)).to(device)
         if self.use["time"]:
             cond["time"] = self.network.time_encoder(delta.to(device).float())
         if self.use["clip"]:
@@ -384,11 +393,12 @@ class InversePaintingRenderer(DiffusionModule):
         num_steps: Optional[int] = None,
         guidance: Optional[Mapping[str, float]] = None,
         generator: Optional[torch.Generator] = None,
+        drop_missing: bool = False,
     ) -> Tensor:
         """One keyframe ``I_t`` ``[B, 3, H, W]`` from ``I_{t-1}``, ``I_T``, ``Δt`` (+ text, mask) (§6.6 step 3)."""
         b = canvas.shape[0]
         delta_t = torch.as_tensor(delta, dtype=torch.float32, device=canvas.device).expand(b) if not isinstance(delta, Tensor) or delta.ndim == 0 else delta
-        cond = self.conditions(canvas, target, delta_t, text, mask)
+        cond = self.conditions(canvas, target, delta_t, text, mask, drop_missing=drop_missing)
         noise = torch.randn((b, *self.sample_shape), generator=generator, device=canvas.device)
         grid = self.sampling_grid(num_steps or self.num_sampling_steps, canvas.device)
         self.write_reference(target, generator)
@@ -410,11 +420,28 @@ class InversePaintingRenderer(DiffusionModule):
         return 1 + sum(1 for k in self.guidance_order if self.use.get(k, False))
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """One rendered step per pair of the batch, written as PNGs (the chained rollout is ``InversePainting``)."""
-        generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
-        images = self.render(batch["canvas"], batch["target"], batch["delta"], batch.get("text"), batch.get("mask"), generator=generator)
+        """One rendered step ``I_t`` per painting of the batch, written as ``<input name>.png``.
+
+        Batches of ``datamodules.painting_timelapse`` ``predict``: ``target`` (the user's painting,
+        padded to the model's size), ``canvas`` (white unless ``predict_canvases``), ``delta``
+        (``predict_interval``) and ``text`` when given. [choice] Without a step mask (the renderer
+        alone has no ``g_mask``) it uses ``M_d = D(I_T, I_{t-1}, 0.2)`` (the unfinished region) when
+        ``difference_mask`` is set, else the dropped (zero) mask; a missing text is the dropped text.
+        The output is cropped back to the painting's aspect ratio (long side = the model's).
+        The chained time-lapse is ``InversePainting``'s predict.
+        """
+        canvas, target = batch["canvas"], batch["target"]
+        delta = batch.get("delta", torch.full((canvas.shape[0],), 20.0))
+        mask = batch.get("mask")
+        if mask is None and self.use["mask"] and self.difference_mask is not None:
+            mask = self.difference_mask(target, canvas)
+        seed = self.predict_seed + batch_idx
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        images = self.render(canvas, target, delta, batch.get("text"), mask, generator=generator, drop_missing=True)
         writer = self.prediction_writer(str(getattr(self.sampler, "name", "sampler")), self.predict_settings())
-        self.write_batch_images(writer, images, batch, batch_idx, seed=self.predict_seed + batch_idx)
+        self.write_batch_images(writer, images, batch, batch_idx, max_side=max(images.shape[-2:]), seed=seed,
+                                delta_s=[float(d) for d in torch.as_tensor(delta).reshape(-1)],
+                                text=list(batch["text"]) if "text" in batch else None)
 
 
 class _Plain:

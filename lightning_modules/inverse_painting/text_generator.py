@@ -1,8 +1,20 @@
 """Text instruction generator ``g_text`` (thesis 000, Ch. 6, §6.3) behind one interface, two backends.
 
-``p̂_t = g_text([I_T, I_{t-1}], p)``: the image prompt is the horizontal concatenation of the target
-and the current canvas, ``p`` the fixed question (``datamodules.painting_timelapse.INSTRUCTION_PROMPT``),
-the answer a short instruction ("sky", "clouds", "mountain", ...).
+``p̂_t = g_text([·, ·], p)``: the image prompt is the horizontal concatenation of the current canvas
+and the target, ``p`` the chapter's question verbatim (``datamodules.painting_timelapse.INSTRUCTION_PROMPT``:
+"... The left image is an intermediate stage in a painting process of the right image. ..."),
+the answer a short instruction ("sky", "clouds", "mountain", ...). Image order: Eq. 6.2 writes
+``[I_T, I_{t-1}]`` but the question it is asked with puts the intermediate stage on the left, as the
+official code does (``[cur | ref]``); the default ``image_order: current_target`` follows the question,
+``target_current`` is Eq. 6.2's literal order (:func:`.common.instruction_image`).
+
+Memory (§6.3: LLaVA-1.5-7B, LoRA, batch 16, one A100): ``torch_dtype: bfloat16`` keeps the frozen 7B
+weights in bf16 (14.1 GB instead of 28.2 GB), ``gradient_checkpointing: true`` stores one hidden state
+per decoder layer instead of every activation. Estimate for batch 16 x ~640 tokens (576 image + prompt):
+weights 14.1 GB + LoRA r128 on the LLM's 7 linear layers (320M params, fp32 with AdamW states and grads,
+16 B/param) 5.1 GB + checkpointed activations ~2.7 GB + one layer's recompute ~2.5 GB + fp32 logits
+1.3 GB, about 26-30 GB; without checkpointing the activations alone are ~45 GB (SDPA) to ~80 GB (eager
+attention), which does not fit an 80 GB GPU next to the weights.
 
 Backends (``TextInstructionGenerator(backend=...)``):
 
@@ -30,8 +42,9 @@ from datamodules.paintings import PAINTING_VOCABULARY
 from datamodules.painting_timelapse import INSTRUCTION_PROMPT
 
 from lightning_modules.components.frozen_parts import FrozenPartsModule
+from lightning_modules.components.predict_outputs import PredictOutputsMixin, names_of
 
-from .common import side_by_side
+from .common import IMAGE_ORDERS, instruction_image
 
 LLAVA_SOURCE = "LLaVA-1.5-7B in HF format, huggingface.co/llava-hf/llava-1.5-7b-hf (conversion of liuhaotian/llava-v1.5-7b)"
 
@@ -49,15 +62,19 @@ class InstructionBackend(nn.Module):
 
 
 class ClosedVocabularyInstructionClassifier(InstructionBackend):
-    """STAND-IN (not the paper's method): CNN over ``[I_T | I_{t-1}]`` -> one of ``vocabulary``.
+    """STAND-IN (not the paper's method): CNN over ``[I_{t-1} | I_T]`` (``image_order``) -> one of ``vocabulary``.
 
     ``vocabulary[0]`` is never predicted when it is ``"none"`` (the white canvas' label).
     """
 
     is_stand_in = True
 
-    def __init__(self, vocabulary: Sequence[str] = PAINTING_VOCABULARY, image_size: int = 64, width: int = 32) -> None:
+    def __init__(self, vocabulary: Sequence[str] = PAINTING_VOCABULARY, image_size: int = 64, width: int = 32,
+                 image_order: str = "current_target") -> None:
         super().__init__()
+        if image_order not in IMAGE_ORDERS:
+            raise ValueError(f"image_order must be one of {list(IMAGE_ORDERS)}, got {image_order!r}")
+        self.image_order = image_order
         self.vocabulary = tuple(vocabulary)
         self.image_size = int(image_size)
         layers: list[nn.Module] = []
@@ -69,7 +86,7 @@ class ClosedVocabularyInstructionClassifier(InstructionBackend):
         self.head = nn.Linear(channels, len(self.vocabulary))
 
     def logits(self, target: Tensor, canvas: Tensor) -> Tensor:
-        image = F.interpolate(side_by_side(target, canvas).float(), size=(self.image_size, 2 * self.image_size), mode="bilinear", align_corners=False)
+        image = F.interpolate(instruction_image(target, canvas, self.image_order).float(), size=(self.image_size, 2 * self.image_size), mode="bilinear", align_corners=False)
         logits = self.head(self.features(image))
         if self.vocabulary[0] == "none":
             logits = logits.clone()
@@ -133,9 +150,15 @@ class LlavaInstructionBackend(InstructionBackend):
             (``{vision_config: ..., text_config: ...}``) and the :class:`WordTokenizer` stand-in.
         lora: peft ``LoraConfig`` arguments (``r``, ``lora_alpha``, ``lora_dropout``,
             ``target_modules``); ``null`` trains no adapter (inference with a merged model).
-        prompt: the question ``p``.
+        prompt: the question ``p`` (default the chapter's, verbatim).
+        image_order: ``"current_target"`` (``[I_{t-1} | I_T]``, as the question reads; default) or
+            ``"target_current"`` (Eq. 6.2's literal order).
         max_new_tokens: greedy decoding length (answers have < 2 words).
         vocabulary: words the stand-in tokenizer knows (tiny config only).
+        torch_dtype: dtype of the loaded LLaVA weights (``"bfloat16"`` for the 7B model on one GPU;
+            ``null`` = float32). LoRA adapters stay float32 (peft's default adapter upcast).
+        gradient_checkpointing: recompute the language model's (and vision tower's) activations in
+            the backward pass (non-reentrant), for batch 16 within one 80 GB GPU.
     """
 
     def __init__(
@@ -144,18 +167,32 @@ class LlavaInstructionBackend(InstructionBackend):
         model_config: Optional[dict] = None,
         lora: Optional[dict] = None,
         prompt: str = INSTRUCTION_PROMPT,
+        image_order: str = "current_target",
         max_new_tokens: int = 4,
         vocabulary: Sequence[str] = PAINTING_VOCABULARY,
+        torch_dtype: Optional[str] = None,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         from transformers import LlavaConfig, LlavaForConditionalGeneration
 
+        if image_order not in IMAGE_ORDERS:
+            raise ValueError(f"model.init_args.backend.init_args.image_order must be one of {list(IMAGE_ORDERS)}, got {image_order!r}")
+        dtype = None
+        if torch_dtype is not None:
+            dtype = getattr(torch, str(torch_dtype), None)
+            if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+                raise ValueError(f"model.init_args.backend.init_args.torch_dtype: {torch_dtype!r} is not a torch floating dtype "
+                                 "(bfloat16, float16, float32)")
+        self.image_order, self.torch_dtype, self.model_path, self.lora = image_order, dtype, model_path, lora
         self.prompt, self.max_new_tokens = prompt, int(max_new_tokens)
         if model_path is None:
             if model_config is None:
                 raise ValueError("model.init_args.backend.init_args.model_path is null and no model_config was given")
             config = LlavaConfig(**dict(model_config))
             model = LlavaForConditionalGeneration(config)
+            if dtype is not None:
+                model = model.to(dtype)
             words = list(vocabulary) + prompt.lower().replace("?", " ?").replace(".", " .").split() + ["user:", "assistant:"]
             self.tokenizer: Any = WordTokenizer(words, config.text_config.vocab_size)
             self.processor = None
@@ -166,7 +203,8 @@ class LlavaInstructionBackend(InstructionBackend):
             from lightning_modules.components.pretrained_paths import require_files
 
             root = require_files(model_path, "model.init_args.backend.init_args.model_path", ["config.json"], LLAVA_SOURCE)
-            model = LlavaForConditionalGeneration.from_pretrained(str(root), local_files_only=True)
+            model = LlavaForConditionalGeneration.from_pretrained(str(root), local_files_only=True,
+                                                                  **({"torch_dtype": dtype} if dtype is not None else {}))
             self.processor = AutoProcessor.from_pretrained(str(root), local_files_only=True)
             self.tokenizer = self.processor.tokenizer
         self.image_token = int(model.config.image_token_index)
@@ -174,6 +212,10 @@ class LlavaInstructionBackend(InstructionBackend):
         self.image_size = int(vision.image_size)
         tokens = (self.image_size // int(vision.patch_size)) ** 2
         self.num_image_tokens = tokens + (1 if model.config.vision_feature_select_strategy == "full" else 0)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+        self.gradient_checkpointing = bool(gradient_checkpointing)
         if lora is not None:
             from peft import LoraConfig, get_peft_model
 
@@ -184,14 +226,17 @@ class LlavaInstructionBackend(InstructionBackend):
 
     # -- inputs ----------------------------------------------------------------------------
     def pixel_values(self, target: Tensor, canvas: Tensor) -> Tensor:
-        """``[I_T | I_{t-1}]`` padded to a square with white (LLaVA-1.5 'pad' aspect mode), CLIP-normalised."""
-        image = side_by_side(target, canvas).float()
-        h, w = image.shape[-2:]
+        """The pair image (``image_order``) padded to a square with the CLIP mean colour (LLaVA-1.5's
+        ``image_aspect_ratio: pad``, ``expand2square`` with the processor's mean as background), CLIP-normalised."""
+        image = instruction_image(target, canvas, self.image_order).float()
+        b, _, h, w = image.shape
         side = max(h, w)
         top, left = (side - h) // 2, (side - w) // 2
-        image = F.pad(image, (left, side - w - left, top, side - h - top), value=1.0)
-        image = F.interpolate(image, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        return ((image + 1) / 2 - self.mean) / self.std
+        square = (self.mean * 2 - 1).to(image).expand(b, 3, side, side).clone()
+        square[..., top : top + h, left : left + w] = image
+        image = F.interpolate(square, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        pixels = ((image + 1) / 2 - self.mean) / self.std
+        return pixels if self.torch_dtype is None else pixels.to(self.torch_dtype)
 
     def _text_ids(self, text: str) -> list[int]:
         if isinstance(self.tokenizer, WordTokenizer):
@@ -252,21 +297,30 @@ class LlavaInstructionBackend(InstructionBackend):
         return [self.tokenizer.decode([t for t in g if t != eos], skip_special_tokens=True).strip() for g in generated]
 
 
-class TextInstructionGenerator(FrozenPartsModule):
+class TextInstructionGenerator(PredictOutputsMixin, FrozenPartsModule):
     """``g_text`` as a LightningModule (``configs/inverse_painting_text.yaml``): trains / runs a backend.
 
     Batches: ``target``, ``canvas`` and the GT instruction ``text`` of the next step.
     """
 
-    def __init__(self, backend: InstructionBackend, optimizer: OptimizerCallable = torch.optim.AdamW) -> None:
+    def __init__(self, backend: InstructionBackend, optimizer: OptimizerCallable = torch.optim.AdamW,
+                 method_name: Optional[str] = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backend"])
         self.backend = backend
         self.optimizer_factory = optimizer
+        self.method_name = method_name
+        # a pretrained LLaVA used as it is (no LoRA to train: the §6.9 "pretrained LLaVA" baseline) needs no checkpoint
+        self.loads_own_weights = bool(getattr(backend, "model_path", None) and getattr(backend, "lora", None) is None)
 
     @property
     def is_stand_in(self) -> bool:
         return bool(self.backend.is_stand_in)
+
+    @property
+    def uses_random_weights(self) -> bool:
+        """A stand-in backend or a LLaVA built from ``model_config`` (no ``model_path``): rows say weights: random."""
+        return bool(self.backend.is_stand_in or getattr(self.backend, "model_path", None) is None)
 
     def configure_optimizers(self) -> Any:
         return self.optimizer_factory(self.trainable_parameters())
@@ -323,3 +377,30 @@ class TextInstructionGenerator(FrozenPartsModule):
             return self.backend.generate(target, canvas)
         finally:
             self.backend.train(was_training)
+
+    #: no sampler: Lightning's batch progress bar stays
+    predict_counts_sampler_steps = False
+
+    def method_label(self) -> str:
+        """The rows' method in ``paper_numbers.yaml`` "Sec. 6.3 text: instruction generators" (``method_name`` overrides)."""
+        if self.method_name:
+            return self.method_name
+        return "Text generator (stand-in classifier, not the paper's)" if self.is_stand_in else "Text generator (ours)"
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], **_: Any) -> list[str]:
+        """``p̂_t`` for each GT pair (GT current canvas): the §6.9 single-update analysis, scored by
+        ``InstructionAccuracy`` through the EvaluationCallback (``per_batch_generation``)."""
+        return self.generate(batch["target"], batch["canvas"])
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """``p̂_t`` for each painting of a ``predict`` batch (``target`` + ``canvas``, white unless
+        ``predict_canvases``): one ``<name>.txt`` per input, the instruction also in ``manifest.json``."""
+        answers = self.generate(batch["target"], batch["canvas"])
+        writer = self.prediction_writer("instructions", {"module": type(self).__name__, "backend": type(self.backend).__name__,
+                                                         "stand_in": self.is_stand_in})
+        for i, name in enumerate(names_of(batch, batch_idx, len(answers))):
+            path = writer.path_for(name, ext=".txt")
+            path.write_text(answers[i] + "\n")
+            source = batch["path"][i] if "path" in batch else f"predict split, batch {batch_idx} item {i}"
+            writer.record(source, [path], instruction=answers[i])
