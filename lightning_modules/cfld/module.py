@@ -7,16 +7,21 @@ Implements seed 003 Sec. 3 (Fig. 2) on top of :class:`DiffusionModule` (digest 0
 * **Conditions** (Sec. 3.2-3.3): :class:`~lightning_modules.cfld.network.CFLDNetwork` (Swin-B
   source encoder, perception-refined decoder prompt, hybrid-granularity query biases, pose
   adapter on the 21-channel pose map of :mod:`lightning_modules.cfld.pose`).
-* **Loss** (Eqs. 3, 5): noise-prediction MSE of source -> target plus the source -> source
-  reconstruction, one mean over the 2B UNet samples as the authors' code does ([R]: the
-  loss is ``(L_mse + L_rec) / 2``); cubic timesteps ``k = floor((1 - u^3) T)`` (Sec. 3.3,
-  :class:`diffusion.CubicTimeSampler`).
-* **Condition dropout** (Sec. 3.3, eta = 20%): the prompt is replaced by the learnable null
-  prompt independently per UNet sample. The paper says the pose is dropped too; the authors'
-  code keeps pose features and HGA biases (digest A11-2): switches ``drop_pose`` / ``drop_hga``
-  (defaults follow the code).
-* **Optimisation** (Sec. 4.1): Adam, lr 1e-4 (= 5e-7 x batch 224 [R]), linear warm-up over
-  1000 steps from 0.1 lr, x0.1 at epoch 50, 100 epochs.
+* **Loss** (Eqs. 3, 5, 6): ``L_overall = L_mse + L_rec``, the noise-prediction MSE of
+  source -> target plus the source -> source reconstruction (``loss_reduction="sum"``, default);
+  the authors' code takes one mean over the 2B UNet samples, i.e. half of it
+  (``"mean"``, ``configs/cfld_official_code.yaml``); cubic timesteps ``k = floor((1 - u^3) T)``
+  (Sec. 3.3, :class:`diffusion.CubicTimeSampler`).
+* **Condition dropout** (Sec. 3.3, eta = 20%): "drop both x_s and x_p": the prompt becomes the
+  learnable null prompt and the pose features and HGA biases are zeroed, independently per UNet
+  sample (``drop_pose`` / ``drop_hga`` true, default). The authors' code drops only the prompt
+  (digest A11-2; the official-code preset).
+* **Optimisation** (Sec. 4.1): Adam, lr "5e-7 scaled by the total batch size"
+  (``lr_per_sample: 5e-7`` x per-device batch x devices x accumulation; 1.12e-4 at 224), linear
+  warm-up over 1000 steps from 0.1 lr (the start factor is the authors'), x0.1 at epoch 50,
+  100 epochs. The authors' code uses a fixed 1e-4 (``lr_per_sample: null``, the optimizer's lr).
+* **Released weights** (:mod:`lightning_modules.cfld.released`): ``released_checkpoint`` loads
+  the authors' DeepFashion checkpoint folder into the network exactly (key map, strict check).
 * **Sampling** (Sec. 3.3, Eq. 7): DDPM, 50 steps ("leading" spacing, ``steps_offset=1`` as
   SD's scheduler config), cumulative guidance
   ``e(0,0) + w_pose [e(0,p) - e(0,0)] + w_app [e(s,p) - e(0,p)]`` with both weights 2.0
@@ -133,7 +138,10 @@ class CFLD(DiffusionModule):
             ``null`` builds UNet and VAE from ``unet_config`` / ``vae_config`` with random weights.
         unet_config, vae_config: diffusers config dicts used when ``sd_path`` is null.
         swin: :class:`SwinEncoder` hyper-parameters (Swin-B: embed 128, depths 2-2-18-2, window 16).
-        swin_checkpoint: Microsoft Swin-B checkpoint file (null: random init).
+        swin_checkpoint: Microsoft Swin-B checkpoint file or hub id (null: random init).
+        released_checkpoint: the authors' released checkpoint folder (``pytorch_model.bin`` +
+            ``pytorch_model_1.bin``; :mod:`lightning_modules.cfld.released`): replaces every network
+            weight (Swin, PRD, HGA, adapter, null prompt, UNet); the VAE still comes from ``sd_path``.
         prompt: ``"prd"``, ``"multiscale"`` (ablation B1), ``"clip"`` (B2) or ``"swin_linear"`` (B5).
         prd: PRD hyper-parameters (``num_queries`` 16, ``depth`` 8, ``num_heads`` 24).
         hga, hga_layers, hga_head_dim: hybrid-granularity attention (off: ablations B3/B4).
@@ -146,8 +154,12 @@ class CFLD(DiffusionModule):
             (DeepFashion annotations: 256x176); ``null`` uses the image size.
         eval_size: ``(H, W)`` the generated image is resized to for metrics (256x176 / 512x352).
         condition_dropout: eta (0.2).
-        drop_pose, drop_hga: also drop pose features / HGA biases with the prompt (paper text).
+        drop_pose, drop_hga: also drop pose features / HGA biases with the prompt (paper: true;
+            the authors' code: false).
         reconstruction_loss: add the source -> source term (Eq. 5).
+        loss_reduction: ``"sum"`` (Eq. 6, ``L_mse + L_rec``) or ``"mean"`` (the authors' mean over 2B).
+        lr_per_sample: learning rate per sample of the total batch (Sec. 4.1: 5e-7); ``null`` keeps
+            the optimizer's lr (the authors' fixed 1e-4).
         source_flip: probability of a horizontal flip of the Swin input during training [R].
         pose_guidance, appearance_guidance: w_pose, w_app of Eq. 7 (2.0, 2.0).
         steps_offset: DDPM grid offset (SD's scheduler: 1).
@@ -172,6 +184,7 @@ class CFLD(DiffusionModule):
         vae_config: Optional[dict[str, Any]] = None,
         swin: Optional[dict[str, Any]] = None,
         swin_checkpoint: Optional[str] = None,
+        released_checkpoint: Optional[str] = None,
         prompt: str = "prd",
         prd: Optional[dict[str, Any]] = None,
         hga: bool = True,
@@ -189,9 +202,11 @@ class CFLD(DiffusionModule):
         keypoint_frame: Optional[Sequence[int]] = (256, 176),
         eval_size: Optional[Sequence[int]] = (256, 176),
         condition_dropout: float = 0.2,
-        drop_pose: bool = False,
-        drop_hga: bool = False,
+        drop_pose: bool = True,
+        drop_hga: bool = True,
         reconstruction_loss: bool = True,
+        loss_reduction: str = "sum",
+        lr_per_sample: Optional[float] = 5e-7,
         source_flip: float = 0.5,
         pose_guidance: float = 2.0,
         appearance_guidance: float = 2.0,
@@ -215,6 +230,8 @@ class CFLD(DiffusionModule):
     ) -> None:
         if not 0.0 <= condition_dropout < 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1), got {condition_dropout}")
+        if loss_reduction not in ("sum", "mean"):
+            raise ValueError(f"model.init_args.loss_reduction={loss_reduction!r} is not 'sum' (Eq. 6) or 'mean' (authors' code)")
         unet = build_diffusers_model(
             UNet2DConditionModel, key="model.init_args.sd_path", path=sd_path, subfolder="unet", config=unet_config, source=SD_SOURCE
         )
@@ -241,6 +258,16 @@ class CFLD(DiffusionModule):
             unet_trainable=unet_trainable,
             clip=build_clip_vision(clip_path, clip_config) if prompt == "clip" else None,
         )
+        if released_checkpoint is not None:
+            from lightning_modules.cfld.released import KEY, import_authors_checkpoint
+            from lightning_modules.components.released_weights import ReleasedWeightsError
+
+            if network.swin is not None and network.swin.input_normalization != "none":
+                raise ReleasedWeightsError(
+                    f"{KEY}: the authors trained Swin on inputs in [-1, 1]; set model.init_args.swin.input_normalization: none"
+                )
+            import_authors_checkpoint(network, released_checkpoint)
+            log.info("CFLD: authors' released weights loaded from %s", released_checkpoint)
         if gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, num_train_timesteps)
@@ -269,6 +296,8 @@ class CFLD(DiffusionModule):
         self.eval_size = tuple(eval_size) if eval_size is not None else None
         self.condition_dropout, self.drop_pose, self.drop_hga = condition_dropout, drop_pose, drop_hga
         self.reconstruction_loss, self.source_flip = reconstruction_loss, source_flip
+        self.loss_reduction, self.lr_per_sample = loss_reduction, lr_per_sample
+        self.released_checkpoint = released_checkpoint
         self.pose_guidance, self.appearance_guidance = pose_guidance, appearance_guidance
         self.steps_offset = steps_offset
         self.warmup_steps, self.warmup_start_factor = warmup_steps, warmup_start_factor
@@ -278,7 +307,8 @@ class CFLD(DiffusionModule):
         self.fid_real_statistics = fid_real_statistics
         self.results_file = results_file
         self.dataset_name, self.results_table = dataset_name, results_table
-        self.uses_random_weights = sd_path is None or (swin_checkpoint is None if prompt != "clip" else clip_path is None)
+        self.uses_random_weights = sd_path is None or released_checkpoint is None and (
+            swin_checkpoint is None if prompt != "clip" else clip_path is None)
         # frozen parts inside the network (SD UNet except K/V; CLIP tower of B2) stay out of checkpoints
         self._frozen_unet_keys = {f"network.{n}" for n, p in network.named_parameters() if not p.requires_grad}
         self._eval_count = 0
@@ -302,6 +332,11 @@ class CFLD(DiffusionModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.trainable_parameters())
+        if self.lr_per_sample is not None:  # Sec. 4.1: base lr scaled by the total batch size
+            lr = float(self.lr_per_sample) * self.total_batch_size()
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            log.info("CFLD: lr = %.3g x total batch %d = %.4g", self.lr_per_sample, self.total_batch_size(), lr)
         warmup, start = max(int(self.warmup_steps), 0), float(self.warmup_start_factor)
         milestones, rate = self.decay_epochs, float(self.decay_rate)
 
@@ -312,6 +347,18 @@ class CFLD(DiffusionModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def total_batch_size(self) -> int:
+        """Per-device batch x devices x gradient accumulation (the paper's "total batch size")."""
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        batch = getattr(datamodule, "batch_size", None)
+        if batch is None:
+            raise ValueError("lr_per_sample needs the datamodule's batch_size; set model.init_args.lr_per_sample: null "
+                             "to use the optimizer's lr")
+        world = trainer.world_size if trainer is not None else 1
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1) if trainer is not None else 1
+        return int(batch) * int(world) * int(accumulate)
 
     # ------------------------------------------------------------------ data
     def encode(self, images: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -369,14 +416,19 @@ class CFLD(DiffusionModule):
         prediction = self.network(x_t, self.path.network_time(t), prompt, pose_features, biases)
         return (prediction.float() - noise).pow(2).flatten(1).mean(1)
 
+    def reduce_loss(self, per_sample: Tensor) -> Tensor:
+        """Eq. 6 ``L_mse + L_rec`` (``"sum"``: mean x number of terms) or the authors' mean over 2B."""
+        terms = 2 if self.reconstruction_loss and self.loss_reduction == "sum" else 1
+        return per_sample.mean() * terms
+
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.pair_loss(batch).mean()
+        loss = self.reduce_loss(self.pair_loss(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["source_image"].shape[0])
         return loss
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        loss = self.pair_loss(batch, generator=generator, train=False).mean()
+        loss = self.reduce_loss(self.pair_loss(batch, generator=generator, train=False))
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["source_image"].shape[0], sync_dist=True)
         return loss
 
