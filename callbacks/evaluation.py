@@ -24,6 +24,11 @@ item for distribution metrics too: with ``per_batch_generation`` the callback fe
 outputs of ``sample_for_batch`` to every metric instead of calling ``sample(n)``; with
 ``flatten_frames`` paired metrics see video batches ``[B, T, C, H, W]`` as ``B * T`` images.
 
+A distribution metric can score against precomputed real statistics instead of the stage's
+batches (``reference_statistics``: metric name -> ``.npz`` with ``mu``/``sigma``/``count``, e.g.
+CFLD's training-split Inception statistics, the authors' protocol). The file is read at the start
+of each evaluation (so ``fit`` without validation never needs it) and named in the rows.
+
 Under DDP each rank draws its share of the samples with its own seed, the
 metrics reduce their states across ranks, and rank 0 writes the rows.
 """
@@ -135,6 +140,13 @@ class EvaluationCallback(Callback):
         mask_key: batch key of a region mask passed as the third argument to paired
             metrics whose ``update`` takes one (``update(preds, target, mask)``: the
             shadow-region metrics of LFG-Diffusion); ``None``: no mask.
+        reference_statistics: metric name -> ``.npz`` of precomputed real statistics
+            (``FrechetInceptionDistance.save_real_statistics``), loaded with the metric's
+            ``load_real_statistics`` at each evaluation start; that metric then ignores the
+            stage's real batches. Rows record the file (extra ``reference_statistics``).
+
+    ``method`` ``None`` uses the module's ``results_method`` when it has one (reference rows such as
+    CFLD's "VAE Reconstructed"), else its class name.
     """
 
     def __init__(
@@ -173,6 +185,7 @@ class EvaluationCallback(Callback):
         per_batch_generation: bool = False,
         flatten_frames: bool = False,
         mask_key: Optional[str] = None,
+        reference_statistics: Optional[Mapping[str, str]] = None,
     ) -> None:
         super().__init__()
         if not metrics:
@@ -203,6 +216,11 @@ class EvaluationCallback(Callback):
         self.log_prefix, self.progress_bar, self.write_results = log_prefix, progress_bar, write_results
         self.per_batch_generation, self.flatten_frames = bool(per_batch_generation), bool(flatten_frames)
         self.mask_key = mask_key
+        self.reference_statistics = dict(reference_statistics or {})
+        for name in self.reference_statistics:
+            if name not in self.metrics or not hasattr(self.metrics[name], "load_real_statistics"):
+                raise ValueError(f"EvaluationCallback: reference_statistics names {name!r}, which is not a metric with "
+                                 f"load_real_statistics (metrics: {sorted(self.metrics)})")
         self._distribution = {n: m for n, m in self.metrics.items() if _is_distribution_metric(m)}
         self._paired = {n: m for n, m in self.metrics.items() if n not in self._distribution}
         self._real_seen = 0
@@ -240,6 +258,10 @@ class EvaluationCallback(Callback):
         for metric in self.metrics.values():
             metric.to(pl_module.device)
             metric.reset()
+        for name, path in self.reference_statistics.items():
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"EvaluationCallback: reference_statistics[{name!r}]={path!r} does not exist")
+            self.metrics[name].load_real_statistics(path)
         self._real_seen, self._paired_count, self._labels = 0, 0, []
         self._seen_hw = None
         self._active = True
@@ -481,7 +503,7 @@ class EvaluationCallback(Callback):
         provenance = run_provenance(trainer)
         common = dict(
             paper=self.paper,
-            method=self.method or type(pl_module).__name__,
+            method=self.method or getattr(pl_module, "results_method", None) or type(pl_module).__name__,
             dataset=dataset,
             split=self.split or ("val" if stage == "validation" else "test"),
             resolution=resolution,
@@ -513,6 +535,8 @@ class EvaluationCallback(Callback):
                     "sampler": self.sampler or getattr(getattr(pl_module, "sampler", None), "name", None),
                     "num_real": real_total,
                     "protocol": proto.to_dict() if proto is not None else None,
+                    **({"reference_statistics": self.reference_statistics[origin[key]]}
+                       if origin[key] in self.reference_statistics else {}),
                 },
                 **common,
             ))

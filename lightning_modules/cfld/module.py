@@ -42,16 +42,17 @@ Implements seed 003 Sec. 3 (Fig. 2) on top of :class:`DiffusionModule` (digest 0
   protocol; the input step is the authors' ``models/metrics.py``: ``[0, 1]`` images,
   ``x * (std / 0.5) + (mean - 0.5) / 0.5``, not ImageNet normalisation as digest A8 says), LPIPS
   (alex), SSIM (the skimage-51-window variant and the Gaussian variant with the authors'
-  ``data_range = pred.max - pred.min``, both logged, digest A11-7) and PSNR, written as results rows.
+  ``data_range = pred.max - pred.min``, both logged, digest A11-7) and PSNR, written as results rows
+  by ``callbacks.evaluation.EvaluationCallback`` (``per_batch_generation`` through
+  :meth:`CFLD.sample_for_batch`; the training-split statistics as its ``reference_statistics``;
+  the real images are the test targets at the evaluation size, ``target_image_eval``, as the
+  authors' ``transform_test``). ``evaluate`` scores Table 2's reference rows instead.
 
 Choices where the paper is silent are listed in ``docs/cfld.md``.
 """
 from __future__ import annotations
 
-import inspect
 import logging
-import os
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
@@ -59,7 +60,6 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import Metric
 
 from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.grids import discrete_grid
@@ -91,9 +91,8 @@ def resize(images: Tensor, size: Sequence[int] | int) -> Tensor:
     return F.interpolate(images.float(), size=hw, mode="bicubic", antialias=True, align_corners=False).to(images.dtype)
 
 
-def is_distribution_metric(metric: Any) -> bool:
-    """FID-like metrics take ``update(images, real)``; paired ones ``update(preds, target)``."""
-    return "real" in inspect.signature(metric.update).parameters
+#: ``evaluate`` -> the method name of the results rows (benchmarks/paper_numbers.yaml, Table 2).
+EVALUATE_MODES = {"model": "CFLD", "vae_reconstruction": "VAE Reconstructed", "ground_truth": "Ground Truth"}
 
 
 def quantise(images: Tensor) -> Tensor:
@@ -166,15 +165,9 @@ class CFLD(DiffusionModule):
         warmup_steps, warmup_start_factor, decay_epochs, decay_rate: the learning-rate schedule.
         gradient_checkpointing: UNet activation checkpointing (on in the authors' runs).
         pose_detector: detector for a target pose given as an image in ``predict``.
-        metrics: evaluation metrics by name (test stage); FID-like metrics take ``(images, real)``.
-        fid_real_statistics: ``.npz`` of the real (training-split) Inception statistics
-            (:meth:`FrechetInceptionDistance.save_real_statistics`); null feeds the test targets as
-            the real set (NOT the paper's protocol; the rows say so).
-        results_file: JSONL file the test rows are appended to (relative paths: from the repository root).
-        dataset_name: ``dataset`` field of the results rows: the paper's dataset as
-            ``benchmarks/paper_numbers.yaml`` names it (rows on embedded data name the stand-in).
-        results_table: the ``paper_numbers.yaml`` table the rows belong to (``None``: by resolution,
-            ``Table 2 (HxW)``).
+        evaluate: what :meth:`sample_for_batch` scores: ``"model"`` (pose transfer), or Table 2's reference
+            rows ``"vae_reconstruction"`` (the ground truth through the SD VAE) and ``"ground_truth"`` (the
+            target itself), against the same statistics; rows are named by :attr:`results_method`.
     """
 
     def __init__(
@@ -219,11 +212,7 @@ class CFLD(DiffusionModule):
         decay_rate: float = 0.1,
         gradient_checkpointing: bool = False,
         pose_detector: Optional[PoseDetector] = None,
-        metrics: Optional[dict[str, Metric]] = None,
-        fid_real_statistics: Optional[str] = None,
-        results_file: Optional[str] = "results/cfld.jsonl",
-        dataset_name: str = "DeepFashion In-Shop Clothes Retrieval (PATN split: 101,966 train / 8,570 test pairs)",
-        results_table: Optional[str] = None,
+        evaluate: str = "model",
         optimizer: OptimizerCallable = torch.optim.Adam,
         val_seed: int = 1234,
         predict_seed: int = 0,
@@ -303,15 +292,13 @@ class CFLD(DiffusionModule):
         self.warmup_steps, self.warmup_start_factor = warmup_steps, warmup_start_factor
         self.decay_epochs, self.decay_rate = tuple(decay_epochs), decay_rate
         self.pose_detector = pose_detector
-        self.metrics = nn.ModuleDict(metrics or {})
-        self.fid_real_statistics = fid_real_statistics
-        self.results_file = results_file
-        self.dataset_name, self.results_table = dataset_name, results_table
+        if evaluate not in EVALUATE_MODES:
+            raise ValueError(f"model.init_args.evaluate={evaluate!r} is not one of {list(EVALUATE_MODES)}")
+        self.evaluate = evaluate
         self.uses_random_weights = sd_path is None or released_checkpoint is None and (
             swin_checkpoint is None if prompt != "clip" else clip_path is None)
         # frozen parts inside the network (SD UNet except K/V; CLIP tower of B2) stay out of checkpoints
         self._frozen_unet_keys = {f"network.{n}" for n, p in network.named_parameters() if not p.requires_grad}
-        self._eval_count = 0
         for part, count in network.parameter_groups().items():
             log.info("CFLD trainable %-20s %8.2fM", part, count / 1e6)
 
@@ -437,7 +424,9 @@ class CFLD(DiffusionModule):
         return discrete_grid(self.path, num_steps, spacing="leading", steps_offset=self.steps_offset).to(device)
 
     def nfe(self, num_steps: Optional[int] = None, sampler: Any = None, guidance_scale: Optional[float] = None) -> int:
-        """Network evaluations per generated image: 3 per step with guidance (Eq. 7), else 1."""
+        """Network evaluations per generated image: 3 per step with guidance (Eq. 7), else 1 (0 for reference rows)."""
+        if self.evaluate != "model":
+            return 0
         steps = num_steps or self.num_sampling_steps
         guided = not (self.pose_guidance == 1.0 and self.appearance_guidance == 1.0)
         return steps * (3 if guided else 1)
@@ -536,13 +525,29 @@ class CFLD(DiffusionModule):
             return self.pose_map(keypoints, tuple(image.shape[-2:]))
         raise KeyError(f"batch has no target pose ('target_keypoints' or 'target_pose_image'); keys {sorted(batch)}")
 
+    @property
+    def results_method(self) -> str:
+        """Row name of what is scored: "CFLD", or a Table 2 reference row (``evaluate``)."""
+        return EVALUATE_MODES[self.evaluate]
+
     def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps=None, sampler=None, guidance_scale=None, generator=None) -> Tensor:
-        """One pose transfer per pair, resized to the evaluation size (the EvaluationCallback's paired hook)."""
-        out = self.transfer(
-            batch["source_image"], self.target_pose_map(batch), num_steps=num_steps, sampler=sampler, generator=generator,
-            appearance_guidance=guidance_scale,
-        )
-        size = self.eval_size or tuple(batch.get("target_image", out).shape[-2:])
+        """One output per pair at the evaluation size, uint8-quantised (the EvaluationCallback's hook).
+
+        ``evaluate="model"``: pose transfer; ``"vae_reconstruction"``: the target through the VAE at the
+        generation size; ``"ground_truth"``: the target. All resized the same way (bicubic, antialiased).
+        """
+        if self.evaluate == "model":
+            out = self.transfer(
+                batch["source_image"], self.target_pose_map(batch), num_steps=num_steps, sampler=sampler, generator=generator,
+                appearance_guidance=guidance_scale,
+            )
+        elif self.evaluate == "vae_reconstruction":
+            with torch.no_grad():
+                out = self.decode(self.encode(resize(batch["target_image"], self.image_size), generator=generator)).clamp(-1, 1)
+        else:
+            out = batch["target_image"]
+        reference = batch.get("target_image_eval", batch.get("target_image", out))
+        size = self.eval_size or tuple(reference.shape[-2:])
         return quantise(resize(out, size))
 
     def sample(self, num_samples: int, **kwargs: Any) -> Tensor:  # type: ignore[override]
@@ -582,59 +587,10 @@ class CFLD(DiffusionModule):
         self.write_batch_images(writer, images, batch, batch_idx, variants=[variant_tag(alpha=a) for a in alpha_values],
                                 alpha=alpha_values, seed=self.predict_seed + batch_idx)
 
-    # ------------------------------------------------------------------ test: the paper's metrics
-    def on_test_epoch_start(self) -> None:
-        self._eval_count = 0
-        for name, metric in self.metrics.items():
-            metric.reset()
-            if self.fid_real_statistics and hasattr(metric, "load_real_statistics"):
-                metric.load_real_statistics(self.fid_real_statistics)
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+    # ------------------------------------------------------------------ test
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """The pair loss on the test split; the Table 2 metrics are the EvaluationCallback's (configs/cfld.yaml)."""
         generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        preds = self.sample_for_batch(batch, generator=generator)
-        target = batch.get("target_image_eval", batch["target_image"])
-        target = quantise(resize(target, preds.shape[-2:]))
-        for metric in self.metrics.values():
-            if is_distribution_metric(metric):
-                if not self.fid_real_statistics:
-                    metric.update(target, real=True)
-                metric.update(preds, real=False)
-            else:
-                metric.update(preds, target)
-        self._eval_count += preds.shape[0]
-
-    def on_test_epoch_end(self) -> None:
-        if not self.metrics:
-            return
-        from metrics.results_rows import (
-            ResultRow, append_rows, dataset_field, describe_evaluator, git_commit, infer_data_flag, infer_weights_flag,
-            run_config_path, run_provenance, utc_now,
-        )
-
-        rows = []
-        data = infer_data_flag(self.trainer)
-        dataset, dataset_extra = dataset_field(self.trainer, self.dataset_name, data)
-        provenance = run_provenance(self.trainer)
-        weights = infer_weights_flag(self, self.metrics.values())
-        size = self.eval_size or (self.image_size, self.image_size)
-        config_name = run_config_path(self.trainer)
-        for name, metric in self.metrics.items():
-            value = float(metric.compute())
-            self.log(f"test/{name}", value, sync_dist=False)
-            reference = ("training-split statistics " + str(self.fid_real_statistics)) if self.fid_real_statistics else "test targets (not the paper's protocol)"
-            rows.append(ResultRow(
-                paper="cfld", method="CFLD", dataset=dataset, split="test", resolution=f"{size[0]}x{size[1]}",
-                num_samples=int(self._eval_count), nfe=self.nfe(), guidance=float(self.appearance_guidance), metric=name,
-                value=value, evaluator=describe_evaluator(metric),
-                config=config_name, commit=git_commit(), date=utc_now(), weights=weights, data=data,
-                extra={"pose_guidance": float(self.pose_guidance), "num_steps": self.num_sampling_steps,
-                       "sampler": "ddpm", "fid_reference": reference if is_distribution_metric(metric) else None,
-                       "table": self.results_table or f"Table 2 ({size[0]}x{size[1]})", **provenance, **dataset_extra},
-            ))
-        if self.results_file and self.trainer.is_global_zero:
-            target = self.results_file
-            if not os.path.isabs(target):  # relative to the repository, like EvaluationCallback's results/
-                target = str(Path(__file__).resolve().parents[2] / target)
-            append_rows(target, rows)
-            log.info("CFLD: %d results rows -> %s", len(rows), target)
+        loss = self.reduce_loss(self.pair_loss(batch, generator=generator, train=False))
+        self.log("test/loss", loss, batch_size=batch["source_image"].shape[0], sync_dist=True)
+        return loss
