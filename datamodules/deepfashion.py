@@ -44,6 +44,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules._common import GeneratedDataset, as_hw, collate_dicts, split_counts
+from datamodules.resumable import ResumableSampler, apply_resume_state, resume_state
 from datamodules.predict_inputs import placement_for, predict_loader, unique_names
 from datamodules.stick_figures import StickFigurePairs
 
@@ -212,6 +213,8 @@ class DeepFashionDataModule(L.LightningDataModule):
         self.embedded_samples = int(embedded_samples)
         self.batch_size, self.num_workers, self.seed, self.pin_memory = batch_size, num_workers, seed, pin_memory
         self.datasets: dict[str, Dataset] = {}
+        self._train_sampler: Optional[ResumableSampler] = None
+        self._resume_state: dict[str, Any] = {}
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.datasets:
@@ -236,10 +239,16 @@ class DeepFashionDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
+        sampler = None
+        if shuffle:  # resumable mid-epoch (datamodules/resumable.py): the order comes from (seed, epoch)
+            sampler = self._train_sampler = ResumableSampler(len(self.datasets[split]), self.seed)
+            apply_resume_state(sampler, self._resume_state, self.batch_size)
+            self._resume_state = {}
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
+            # its own generator, so creating the iterator draws nothing from the global RNG
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate_dicts,
@@ -247,6 +256,22 @@ class DeepFashionDataModule(L.LightningDataModule):
             drop_last=shuffle and len(self.datasets[split]) > self.batch_size,  # drop_last in training [R]
             persistent_workers=self.num_workers > 0,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in the train split (saved in every checkpoint) for an exact mid-epoch resume."""
+        return resume_state(self.trainer) if self._train_sampler is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Make the next train epoch continue where the checkpointed run stopped (single process)."""
+        self._resume_state = dict(state_dict or {})
+        trainer = self.trainer
+        if self._resume_state and trainer is not None and trainer.world_size > 1:
+            log.warning("DeepFashionDataModule: exact mid-epoch resume is single-process only; with %d processes the "
+                        "interrupted epoch restarts from its first batch.", trainer.world_size)
+            self._resume_state = {}
+        if self._train_sampler is not None:
+            apply_resume_state(self._train_sampler, self._resume_state, self.batch_size)
+            self._resume_state = {}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

@@ -131,3 +131,27 @@ def test_fid_reference_is_computed_from_the_training_images(tmp_path: Path) -> N
     metric = FrechetInceptionDistance(Features())
     metric.load_real_statistics(str(out))
     assert int(metric.real_count) == 3
+
+
+def test_deepfashion_train_loader_resumes_mid_epoch() -> None:
+    """The train order comes from (seed, epoch) and a checkpointed position resumes it (issue 12, point 10)."""
+    from types import SimpleNamespace
+
+    from datamodules.resumable import resume_state
+
+    def batches(loader, lightning_epoch: int) -> list[float]:
+        loader.sampler.set_epoch(lightning_epoch)  # what Lightning does every epoch (one loader for the run)
+        return [float(b["source_image"].sum()) for b in loader]
+
+    straight = DeepFashionDataModule(root=None, load_size=16, embedded_samples=20, batch_size=3).train_dataloader()
+    epoch0, epoch1 = batches(straight, 0), batches(straight, 1)
+    assert epoch0 != epoch1 and len(epoch0) == 6  # 18 train pairs, drop_last [R]
+    progress = SimpleNamespace(total=SimpleNamespace(processed=2))
+    trainer = SimpleNamespace(num_training_batches=len(epoch0), fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+    state = resume_state(trainer)  # a checkpoint after 2 batches of epoch 0
+    resumed = DeepFashionDataModule(root=None, load_size=16, embedded_samples=20, batch_size=3)
+    resumed.load_state_dict(state)
+    loader = resumed.train_dataloader()
+    # Lightning counts the interrupted epoch as done and starts epoch 1; the data finishes epoch 0 first
+    assert batches(loader, 1) == epoch0[2:]
+    assert batches(loader, 2) == epoch1
