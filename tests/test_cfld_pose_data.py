@@ -214,3 +214,20 @@ def test_deepfashion_prepare_flattens_the_published_tree(tmp_path) -> None:
         "fashionMENDenimid0000008001_1front.jpg", "fashionWOMENBlouses_Shirtsid0000000102_2side.jpg"]
     assert [p.name for p in (root / "test_highres").iterdir()] == ["fashionWOMENDressesid0000000203_4full.jpg"]
     assert main(["--images", str(tmp_path / "nowhere"), "--root", str(root)]) == 2
+
+
+def test_mask_transfer_takes_the_target_pose_from_the_reference(tmp_path) -> None:
+    """Sec. 4.6: with no target given, the reference's pose is the target (keypoint file, else its image)."""
+    rng = np.random.default_rng(0)
+    for name in ("source.png", "reference.png", "mask.png"):
+        Image.fromarray(rng.integers(0, 255, (32, 22, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "reference.json").write_text(json.dumps({"keypoints": [[1 + j, 2 + j] for j in range(18)], "frame": [32, 22]}))
+    common = dict(sources=[str(tmp_path / "source.png")], load_size=16, references=[str(tmp_path / "reference.png")],
+                  masks=[str(tmp_path / "mask.png")])
+    by_image = next(iter(PoseTransferRequests(**common).predict_dataloader()))
+    assert torch.equal(by_image["target_pose_image"], by_image["reference_image"])  # the detector reads the reference
+    assert by_image["name"] == ["source__reference"]
+    by_file = next(iter(PoseTransferRequests(**common, reference_poses=[str(tmp_path / "reference.json")]).predict_dataloader()))
+    assert by_file["target_keypoints"][0, 3].tolist() == [4.0, 5.0] and "target_pose_image" not in by_file
+    with pytest.raises(ValueError, match="may leave targets out"):
+        PoseTransferRequests(sources=[str(tmp_path / "source.png")])
