@@ -135,3 +135,25 @@ def test_ground_truth_reference_row_scores_the_targets(tmp_path: Path) -> None:
               default_root_dir=str(tmp_path), limit_test_batches=1, callbacks=[callback]).test(model, datamodule=data)
     assert all(r.method == "Ground Truth" and r.nfe == 0 for r in callback.last_rows)
     assert callback.last_results["SSIM"] > 0.99 and callback.last_results["PSNR"] > 40  # only the uint8 rounding differs
+
+
+def test_a_256_run_is_scored_at_the_512_protocol_from_cfld_512_yaml(tmp_path: Path, monkeypatch) -> None:
+    """Issue 16.5: `test --config cfld_512.yaml --ckpt_path <a cfld.yaml run>`: the 512 config decides, not the checkpoint.
+
+    Tiny sizes stand for 256x176 / 512x352: the 512 run's targets and eval_size are 48x32 (the fit saw 64x44).
+    """
+    from cli_runner import run_cli
+
+    monkeypatch.chdir(tmp_path)  # the callbacks' results/ folder goes here, not into the repository
+    fit = run_cli(["fit", "--config", "cfld.yaml", "--config", "tiny/cfld.yaml", "--trainer.max_steps", "1",
+                   "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false"], tmp_path)
+    ckpt = fit.trainer.checkpoint_callback.last_model_path
+    cli = run_cli(["test", "--config", "cfld_512.yaml", "--config", "tiny/cfld_512.yaml", "--ckpt_path", ckpt,
+                   "--model.init_args.eval_size", "[48, 32]", "--data.init_args.embedded_size", "[48, 32]",
+                   "--model.init_args.num_sampling_steps", "1", "--trainer.enable_progress_bar", "false"], tmp_path)
+    assert cli.model.eval_size == (48, 32) and cli.model.num_sampling_steps == 1
+    evaluation = next(cb for cb in cli.trainer.callbacks if hasattr(cb, "last_rows"))
+    rows = evaluation.last_rows
+    assert rows and all(r.resolution == "48x32" and r.extra["table"] == "Table 2 (512x352)" for r in rows)
+    assert all(r.extra["checkpoint"] == ckpt and r.nfe == 3 for r in rows)
+    assert (tmp_path / "results" / "cfld.jsonl").is_file()

@@ -548,6 +548,11 @@ class CFLD(DiffusionModule):
             out = batch["target_image"]
         reference = batch.get("target_image_eval", batch.get("target_image", out))
         size = self.eval_size or tuple(reference.shape[-2:])
+        if "target_image_eval" in batch and tuple(size) != tuple(reference.shape[-2:]):
+            raise ValueError(
+                f"model.init_args.eval_size {tuple(size)} differs from the test targets' size {tuple(reference.shape[-2:])} "
+                "(data.init_args.target_eval_size): set both to the Table 2 size (256x176 or 512x352, cfld_512.yaml)"
+            )
         return quantise(resize(out, size))
 
     def sample(self, num_samples: int, **kwargs: Any) -> Tensor:  # type: ignore[override]
