@@ -295,6 +295,9 @@ class CFLD(DiffusionModule):
         if evaluate not in EVALUATE_MODES:
             raise ValueError(f"model.init_args.evaluate={evaluate!r} is not one of {list(EVALUATE_MODES)}")
         self.evaluate = evaluate
+        # test/predict need no Lightning checkpoint when the weights are the authors' release, or for the
+        # reference rows (the VAE comes from sd_path; the ground truth needs no network)
+        self.loads_own_weights = released_checkpoint is not None or evaluate != "model"
         self.uses_random_weights = sd_path is None or released_checkpoint is None and (
             swin_checkpoint is None if prompt != "clip" else clip_path is None)
         # frozen parts inside the network (SD UNet except K/V; CLIP tower of B2) stay out of checkpoints
