@@ -131,10 +131,17 @@ def test_ground_truth_reference_row_scores_the_targets(tmp_path: Path) -> None:
     model = tiny_cfld(evaluate="ground_truth")
     data = DeepFashionDataModule(root=None, load_size=32, embedded_samples=20, batch_size=2)
     callback = _evaluation(tmp_path)
+    # deferred metrics are built at `test` setup only (a `fit` never reads their weight files)
+    callback = EvaluationCallback(
+        {"SSIM": callback.metrics["SSIM"]}, stages=["test"], per_batch_generation=True, num_samples=2, batch_size=2,
+        real_key="target_image_eval", paper="cfld", results_dir=str(tmp_path), progress_bar=False,
+        deferred_metrics={"PSNR": {"class_path": "metrics.image_quality.PeakSignalNoiseRatio", "init_args": {"max_db": 90.0}}})
+    assert list(callback.metrics) == ["SSIM"] and "PSNR" in callback.deferred_metrics
     L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
               default_root_dir=str(tmp_path), limit_test_batches=1, callbacks=[callback]).test(model, datamodule=data)
     assert all(r.method == "Ground Truth" and r.nfe == 0 for r in callback.last_rows)
     assert callback.last_results["SSIM"] > 0.99 and callback.last_results["PSNR"] > 40  # only the uint8 rounding differs
+    assert callback.metrics["PSNR"].max_db == 90.0 and not callback.deferred_metrics
 
 
 def test_a_256_run_is_scored_at_the_512_protocol_from_cfld_512_yaml(tmp_path: Path, monkeypatch) -> None:
