@@ -140,3 +140,23 @@ def test_mismatching_release_is_refused_with_one_message(authors_folder, tmp_pat
     with pytest.raises(ReleasedWeightsError, match="input_normalization"):
         swin = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 2, 4], "window_size": 4, "input_normalization": "imagenet"}
         tiny_cfld(released_checkpoint=str(folder), swin=swin)
+
+
+def test_swin_checkpoint_folder_or_hub_id_is_read_from_the_resolved_path(tmp_path: Path, monkeypatch) -> None:
+    """A Microsoft-layout Swin file inside a folder (what a hub id resolves to) loads; the raw value is not reopened."""
+    import lightning_modules.cfld.swin as swin_module
+    from lightning_modules.cfld.swin import SwinEncoder
+
+    kwargs = dict(img_size=64, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), window_size=4)
+    source = SwinEncoder(**kwargs)
+    state = {}
+    for name, value in source.model.state_dict().items():  # timm -> Microsoft names (merging closes stage i)
+        m = re.match(r"layers\.(\d+)\.downsample\.(.*)", name)
+        state[f"layers.{int(m.group(1)) - 1}.downsample.{m.group(2)}" if m else name] = value.clone()
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    torch.save({"model": state}, folder / "swin_tiny_test.pth")
+    monkeypatch.setattr(swin_module, "require_files", lambda path, key, expected, source: folder)
+    loaded = SwinEncoder(**kwargs, checkpoint="microsoft/swin-for-tests")  # a hub id, resolved to the folder
+    for name, value in source.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], value), name
