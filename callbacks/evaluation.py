@@ -35,6 +35,11 @@ whatever ``sample_for_batch`` returned (a tensor or a list, one entry per item) 
 The rows' ``method`` is ``method`` when given, else the module's ``method_label()`` /
 ``method_name``; a module's ``results_row_extra()`` (a dict) is added to every row's ``extra``.
 
+A distribution metric can score against precomputed real statistics instead of the stage's
+batches (``reference_statistics``: metric name -> ``.npz`` with ``mu``/``sigma``/``count``, e.g.
+CFLD's training-split Inception statistics, the authors' protocol). The file is read at the start
+of each evaluation (so ``fit`` without validation never needs it) and named in the rows.
+
 Under DDP each rank draws its share of the samples with its own seed, the
 metrics reduce their states across ranks, and rank 0 writes the rows.
 """
@@ -86,6 +91,25 @@ def _module_method(pl_module: Any) -> str:
         return str(pl_module.method_label())
     name = getattr(pl_module, "method_name", None)
     return str(name) if name else type(pl_module).__name__
+
+
+def _instantiate(spec: Any, where: str) -> Any:
+    """``{class_path, init_args}`` (nested ones too) -> the object; other values unchanged."""
+    if hasattr(spec, "as_dict") and callable(spec.as_dict):  # a jsonargparse Namespace from the config
+        spec = spec.as_dict()
+    if isinstance(spec, Mapping) and "class_path" in spec:
+        import importlib
+
+        module_name, _, class_name = str(spec["class_path"]).rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ValueError(f"EvaluationCallback: {where}.class_path={spec['class_path']!r} cannot be imported ({err})") from None
+        kwargs = {k: _instantiate(v, f"{where}.init_args.{k}") for k, v in dict(spec.get("init_args") or {}).items()}
+        return cls(**kwargs)
+    if isinstance(spec, Mapping):
+        return {k: _instantiate(v, f"{where}.{k}") for k, v in spec.items()}
+    return spec
 
 
 def _flatten(name: str, value: Any) -> dict[str, float]:
@@ -159,11 +183,21 @@ class EvaluationCallback(Callback):
         mask_key: batch key of a region mask passed as the third argument to paired
             metrics whose ``update`` takes one (``update(preds, target, mask)``: the
             shadow-region metrics of LFG-Diffusion); ``None``: no mask.
+        deferred_metrics: name -> ``{class_path, init_args}`` of metrics built only at ``setup`` of a
+            stage this callback evaluates (``init_args`` may nest ``class_path`` dicts), so a ``fit``
+            that never evaluates needs none of their weight files (CFLD's Table 2 metrics: test only).
+        reference_statistics: metric name -> ``.npz`` of precomputed real statistics
+            (``FrechetInceptionDistance.save_real_statistics``), loaded with the metric's
+            ``load_real_statistics`` at each evaluation start; that metric then ignores the
+            stage's real batches. Rows record the file (extra ``reference_statistics``).
+
+    ``method`` ``None`` uses the module's ``results_method`` when it has one (reference rows such as
+    CFLD's "VAE Reconstructed"), else its class name.
     """
 
     def __init__(
         self,
-        metrics: Mapping[str, Metric],
+        metrics: Optional[Mapping[str, Metric]] = None,
         num_samples: int = 1000,
         batch_size: int = 100,
         stages: Sequence[str] = ("validation", "test"),
@@ -197,10 +231,17 @@ class EvaluationCallback(Callback):
         per_batch_generation: bool = False,
         flatten_frames: bool = False,
         mask_key: Optional[str] = None,
+        reference_statistics: Optional[Mapping[str, str]] = None,
+        deferred_metrics: Optional[Mapping[str, Mapping[str, Any]]] = None,
     ) -> None:
         super().__init__()
-        if not metrics:
+        self.deferred_metrics = {name: dict(spec.as_dict() if hasattr(spec, "as_dict") else spec)
+                                 for name, spec in (deferred_metrics or {}).items()}
+        if not metrics and not self.deferred_metrics:
             raise ValueError("EvaluationCallback needs at least one metric")
+        for name, spec in self.deferred_metrics.items():
+            if not isinstance(spec, Mapping) or "class_path" not in spec:
+                raise ValueError(f"EvaluationCallback: deferred_metrics[{name!r}] needs a class_path (and init_args)")
         bad = [s for s in stages if s not in _STAGES]
         if bad:
             raise ValueError(f"stages must be among {_STAGES}, received {bad}")
@@ -212,7 +253,7 @@ class EvaluationCallback(Callback):
             raise ValueError(f"data must be None, 'embedded' or 'real', received {data!r}")
         if num_samples < 1 or batch_size < 1 or every_n_epochs < 1:
             raise ValueError("num_samples, batch_size and every_n_epochs must be >= 1")
-        self.metrics = dict(metrics)
+        self.metrics = dict(metrics or {})
         self.num_samples, self.batch_size = int(num_samples), int(batch_size)
         self.stages, self.every_n_epochs = tuple(stages), int(every_n_epochs)
         self.num_steps, self.sampler, self.guidance_scale, self.nfe = num_steps, sampler, guidance_scale, nfe
@@ -227,10 +268,14 @@ class EvaluationCallback(Callback):
         self.log_prefix, self.progress_bar, self.write_results = log_prefix, progress_bar, write_results
         self.per_batch_generation, self.flatten_frames = bool(per_batch_generation), bool(flatten_frames)
         self.mask_key = mask_key
-        self._conditioned = {n: m for n, m in self.metrics.items() if _batch_conditions(m)}
-        self._distribution = {n: m for n, m in self.metrics.items()
-                              if n not in self._conditioned and _is_distribution_metric(m)}
-        self._paired = {n: m for n, m in self.metrics.items() if n not in self._distribution and n not in self._conditioned}
+        self.reference_statistics = dict(reference_statistics or {})
+        for name in self.reference_statistics:
+            if name in self.deferred_metrics:
+                continue  # checked when built
+            if name not in self.metrics or not hasattr(self.metrics[name], "load_real_statistics"):
+                raise ValueError(f"EvaluationCallback: reference_statistics names {name!r}, which is not a metric with "
+                                 f"load_real_statistics (metrics: {sorted(self.metrics)})")
+        self._split_metrics()
         self._real_seen = 0
         self._labels: list[Tensor] = []
         self._paired_count = 0
@@ -238,9 +283,28 @@ class EvaluationCallback(Callback):
         self.last_results: dict[str, float] = {}
         self.last_rows: list[ResultRow] = []
 
+    def _split_metrics(self) -> None:
+        self._conditioned = {n: m for n, m in self.metrics.items() if _batch_conditions(m)}
+        self._distribution = {n: m for n, m in self.metrics.items()
+                              if n not in self._conditioned and _is_distribution_metric(m)}
+        self._paired = {n: m for n, m in self.metrics.items() if n not in self._distribution and n not in self._conditioned}
+
+    def _build_deferred(self) -> None:
+        """Instantiate ``deferred_metrics`` (once), then file them with the others."""
+        for name, spec in list(self.deferred_metrics.items()):
+            metric = _instantiate(spec, f"deferred_metrics.{name}")
+            if name in self.reference_statistics and not hasattr(metric, "load_real_statistics"):
+                raise ValueError(f"EvaluationCallback: reference_statistics names {name!r}, which has no load_real_statistics")
+            self.metrics[name] = metric
+            del self.deferred_metrics[name]
+        self._split_metrics()
+
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         remember_run_dir(trainer)  # the one broadcast, on every rank; later reads are local
+        evaluates = {"fit": "validation", "validate": "validation", "test": "test"}.get(stage)
+        if self.deferred_metrics and evaluates in self.stages:
+            self._build_deferred()
         if self.per_batch_generation and not hasattr(pl_module, "sample_for_batch"):
             raise TypeError(
                 f"EvaluationCallback: per_batch_generation needs `{type(pl_module).__name__}.sample_for_batch"
@@ -266,6 +330,10 @@ class EvaluationCallback(Callback):
         for metric in self.metrics.values():
             metric.to(pl_module.device)
             metric.reset()
+        for name, path in self.reference_statistics.items():
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"EvaluationCallback: reference_statistics[{name!r}]={path!r} does not exist")
+            self.metrics[name].load_real_statistics(path)
         self._real_seen, self._paired_count, self._labels = 0, 0, []
         self._seen_hw = None
         self._active = True
@@ -521,7 +589,7 @@ class EvaluationCallback(Callback):
         provenance = run_provenance(trainer)
         common = dict(
             paper=self.paper,
-            method=self.method or _module_method(pl_module),
+            method=self.method or getattr(pl_module, "results_method", None) or _module_method(pl_module),
             dataset=dataset,
             split=self.split or ("val" if stage == "validation" else "test"),
             resolution=resolution,
@@ -555,6 +623,8 @@ class EvaluationCallback(Callback):
                     "sampler": self.sampler or getattr(getattr(pl_module, "sampler", None), "name", None),
                     "num_real": real_total,
                     "protocol": proto.to_dict() if proto is not None else None,
+                    **({"reference_statistics": self.reference_statistics[origin[key]]}
+                       if origin[key] in self.reference_statistics else {}),
                 },
                 **common,
             ))

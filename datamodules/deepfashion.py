@@ -44,6 +44,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules._common import GeneratedDataset, as_hw, collate_dicts, split_counts
+from datamodules.resumable import ResumableSampler, apply_resume_state, resume_state
 from datamodules.predict_inputs import placement_for, predict_loader, unique_names
 from datamodules.stick_figures import StickFigurePairs
 
@@ -212,6 +213,8 @@ class DeepFashionDataModule(L.LightningDataModule):
         self.embedded_samples = int(embedded_samples)
         self.batch_size, self.num_workers, self.seed, self.pin_memory = batch_size, num_workers, seed, pin_memory
         self.datasets: dict[str, Dataset] = {}
+        self._train_sampler: Optional[ResumableSampler] = None
+        self._resume_state: dict[str, Any] = {}
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.datasets:
@@ -236,10 +239,16 @@ class DeepFashionDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
+        sampler = None
+        if shuffle:  # resumable mid-epoch (datamodules/resumable.py): the order comes from (seed, epoch)
+            sampler = self._train_sampler = ResumableSampler(len(self.datasets[split]), self.seed)
+            apply_resume_state(sampler, self._resume_state, self.batch_size)
+            self._resume_state = {}
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
+            # its own generator, so creating the iterator draws nothing from the global RNG
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate_dicts,
@@ -247,6 +256,22 @@ class DeepFashionDataModule(L.LightningDataModule):
             drop_last=shuffle and len(self.datasets[split]) > self.batch_size,  # drop_last in training [R]
             persistent_workers=self.num_workers > 0,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in the train split (saved in every checkpoint) for an exact mid-epoch resume."""
+        return resume_state(self.trainer) if self._train_sampler is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Make the next train epoch continue where the checkpointed run stopped (single process)."""
+        self._resume_state = dict(state_dict or {})
+        trainer = self.trainer
+        if self._resume_state and trainer is not None and trainer.world_size > 1:
+            log.warning("DeepFashionDataModule: exact mid-epoch resume is single-process only; with %d processes the "
+                        "interrupted epoch restarts from its first batch.", trainer.world_size)
+            self._resume_state = {}
+        if self._train_sampler is not None:
+            apply_resume_state(self._train_sampler, self._resume_state, self.batch_size)
+            self._resume_state = {}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
@@ -306,8 +331,7 @@ class _Requests(Dataset):
     def __init__(self, module: "PoseTransferRequests") -> None:
         self.m = module
         self.alphas = module.alphas if module.interpolation_sources else [None]
-        pairs = [Path(f"{Path(s).stem}__{Path(module.targets[i if len(module.targets) > 1 else 0]).stem}")
-                 for i, s in enumerate(module.sources)]
+        pairs = [Path(f"{Path(s).stem}__{Path(module.target_for(i)).stem}") for i, s in enumerate(module.sources)]
         self.names = unique_names(pairs)
 
     def __len__(self) -> int:
@@ -317,7 +341,7 @@ class _Requests(Dataset):
         m = self.m
         index, alpha = divmod(request, len(self.alphas))[0], self.alphas[request % len(self.alphas)]
         source_path = Path(m.sources[index])
-        target_path = Path(m.targets[index if len(m.targets) > 1 else 0])
+        target_path = Path(m.target_for(index))
         source = load_image(source_path)
         item: dict[str, Any] = {"source_image": _resize(source, m.image_size)}
         item["placement"] = placement_for(source.shape[-2], source.shape[-1], *m.image_size, mode="stretch")
@@ -346,10 +370,13 @@ class PoseTransferRequests(L.LightningDataModule):
         sources: source image files.
         targets: one target per source (or one for all): an 18-keypoint file (``.json``/``.csv``/``.txt``,
             see :func:`read_keypoint_file`) or an image whose pose the model's ``pose_detector`` extracts.
+            May be left out for mask-based style transfer: the target pose is then the reference's
+            (seed 003 Sec. 4.6), from ``reference_poses`` when given, else detected on the reference image.
         keypoint_frame: ``(H, W)`` frame of keypoint files that do not state one (DeepFashion: 256x176).
         load_size: square side images are loaded at (the model resizes further as needed).
         references, masks: mask-based style transfer: per source a reference image (its pose is the
             target pose) and a mask image (white = take the source's appearance, black = keep the reference).
+        reference_poses: optional 18-keypoint file per reference (its pose), used when ``targets`` is empty.
         interpolation_sources, alphas: style interpolation with a second source: every source is
             transferred at every ``alpha`` of the sweep, one file per alpha (``<name>__alpha0.50.png``).
         batch_size: requests per batch.
@@ -358,29 +385,41 @@ class PoseTransferRequests(L.LightningDataModule):
     def __init__(
         self,
         sources: Sequence[str],
-        targets: Sequence[str],
+        targets: Optional[Sequence[str]] = None,
         keypoint_frame: Sequence[int] = KEYPOINT_FRAME,
         load_size: int = 512,
         references: Optional[Sequence[str]] = None,
         masks: Optional[Sequence[str]] = None,
+        reference_poses: Optional[Sequence[str]] = None,
         interpolation_sources: Optional[Sequence[str]] = None,
         alphas: Sequence[float] = (0.5,),
         batch_size: int = 1,
     ) -> None:
         super().__init__()
-        if not sources or not targets or len(targets) not in (1, len(sources)):
-            raise ValueError("give one target per source (or a single target for all sources)")
+        targets = list(targets or [])
+        if not sources or (not targets and not references) or (targets and len(targets) not in (1, len(sources))):
+            raise ValueError("give one target per source (or a single target for all sources); "
+                             "only mask-based style transfer (references + masks) may leave targets out")
         if references is not None and (masks is None or len(references) != len(sources) or len(masks) != len(sources)):
             raise ValueError("mask-based style transfer needs one reference and one mask per source")
+        if reference_poses is not None and (references is None or len(reference_poses) != len(sources)):
+            raise ValueError("reference_poses needs one keypoint file per reference")
         if interpolation_sources is not None and len(interpolation_sources) != len(sources):
             raise ValueError("style interpolation needs one interpolation source per source")
-        self.sources, self.targets = list(sources), list(targets)
+        self.sources, self.targets = list(sources), targets
+        self.reference_poses = list(reference_poses or [])
         self.keypoint_frame = tuple(keypoint_frame)
         self.image_size = (int(load_size), int(load_size))
         self.references, self.masks = list(references or []), list(masks or [])
         self.interpolation_sources, self.alphas = list(interpolation_sources or []), list(alphas)
         self.batch_size = batch_size
         self.root = "user inputs"
+
+    def target_for(self, index: int) -> str:
+        """The target pose file of request ``index``: the target, else the reference's pose (file or image)."""
+        if self.targets:
+            return self.targets[index if len(self.targets) > 1 else 0]
+        return self.reference_poses[index] if self.reference_poses else self.references[index]
 
     def predict_dataloader(self) -> DataLoader:
         """Every request, batched (all at ``load_size``); no ``limit_predict_batches`` truncation."""

@@ -20,6 +20,15 @@ def paper_configs() -> list[str]:
     return sorted(p.stem for p in CONFIGS.glob("*.yaml") if (CONFIGS / "tiny" / p.name).is_file())
 
 
+def is_overlay(path: Path) -> bool:
+    """A top-level YAML that names no model class: a named preset laid over a full config
+    (``cfld_official_code.yaml`` over ``cfld.yaml``), not a config of its own."""
+    import yaml
+
+    model = (yaml.safe_load(path.read_text()) or {}).get("model") or {}
+    return "class_path" not in model
+
+
 def all_configs() -> list[Path]:
-    """Every YAML under configs/ that is a full config (not an overlay folder)."""
-    return sorted(CONFIGS.glob("*.yaml"))
+    """Every YAML under configs/ that is a full config (not an overlay folder, not a top-level preset)."""
+    return sorted(p for p in CONFIGS.glob("*.yaml") if not is_overlay(p))

@@ -214,3 +214,30 @@ def test_missing_weights_fail_naming_the_key_the_files_and_the_source(tmp_path) 
     assert "model.init_args.sd_path" in message and "unet/config.json" in message and "stable-diffusion-v1-5" in message
     with pytest.raises(MissingWeightsError, match="swin_checkpoint"):
         tiny_cfld(swin_checkpoint=str(tmp_path / "swin.pth"))
+
+
+def test_paper_first_defaults_and_the_official_code_preset(model) -> None:
+    """Sec. 4.1 lr 5e-7 x total batch; Eq. 6 L_mse + L_rec; x_s and x_p dropped together (the preset undoes each)."""
+    import yaml
+    from types import SimpleNamespace
+
+    from cfld_helpers import REPO
+
+    assert model.drop_pose and model.drop_hga and model.loss_reduction == "sum"
+    paper = yaml.safe_load((REPO / "configs" / "cfld.yaml").read_text())["model"]["init_args"]
+    assert paper["lr_per_sample"] == 5e-7 and model.lr_per_sample is None  # the tiny overlay keeps its own lr
+    per_sample = torch.tensor([1.0, 3.0, 5.0, 7.0])  # 2B = 4 UNet samples (B = 2 targets + 2 reconstructions)
+    assert float(model.reduce_loss(per_sample)) == 8.0  # mean(L_mse) + mean(L_rec) = 2 x mean over 2B
+    model._trainer = SimpleNamespace(datamodule=SimpleNamespace(batch_size=28), world_size=8, accumulate_grad_batches=1,
+                                     current_epoch=0)
+    model.lr_per_sample = 5e-7
+    try:
+        optimizer = model.configure_optimizers()["optimizer"]
+    finally:
+        model._trainer, model.lr_per_sample = None, None
+    assert all(abs(g["initial_lr"] - 5e-7 * 224) < 1e-12 for g in optimizer.param_groups)  # 1.12e-4 at 224 (warm-up from 0.1 x)
+    preset = yaml.safe_load((REPO / "configs" / "cfld_official_code.yaml").read_text())["model"]["init_args"]
+    assert preset["drop_pose"] is False and preset["drop_hga"] is False and preset["loss_reduction"] == "mean"
+    assert preset["lr_per_sample"] is None and preset["optimizer"]["init_args"]["lr"] == 1e-4
+    official = tiny_cfld(drop_pose=False, drop_hga=False, loss_reduction="mean")
+    assert float(official.reduce_loss(per_sample)) == 4.0

@@ -131,3 +131,103 @@ def test_fid_reference_is_computed_from_the_training_images(tmp_path: Path) -> N
     metric = FrechetInceptionDistance(Features())
     metric.load_real_statistics(str(out))
     assert int(metric.real_count) == 3
+
+
+def test_deepfashion_train_loader_resumes_mid_epoch() -> None:
+    """The train order comes from (seed, epoch) and a checkpointed position resumes it (issue 12, point 10)."""
+    from types import SimpleNamespace
+
+    from datamodules.resumable import resume_state
+
+    def batches(loader, lightning_epoch: int) -> list[float]:
+        loader.sampler.set_epoch(lightning_epoch)  # what Lightning does every epoch (one loader for the run)
+        return [float(b["source_image"].sum()) for b in loader]
+
+    straight = DeepFashionDataModule(root=None, load_size=16, embedded_samples=20, batch_size=3).train_dataloader()
+    epoch0, epoch1 = batches(straight, 0), batches(straight, 1)
+    assert epoch0 != epoch1 and len(epoch0) == 6  # 18 train pairs, drop_last [R]
+    progress = SimpleNamespace(total=SimpleNamespace(processed=2))
+    trainer = SimpleNamespace(num_training_batches=len(epoch0), fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+    state = resume_state(trainer)  # a checkpoint after 2 batches of epoch 0
+    resumed = DeepFashionDataModule(root=None, load_size=16, embedded_samples=20, batch_size=3)
+    resumed.load_state_dict(state)
+    loader = resumed.train_dataloader()
+    # Lightning counts the interrupted epoch as done and starts epoch 1; the data finishes epoch 0 first
+    assert batches(loader, 1) == epoch0[2:]
+    assert batches(loader, 2) == epoch1
+
+
+def test_openpose_wrapper_loads_lazily_from_the_resolved_folder(tmp_path, monkeypatch) -> None:
+    """A stand-in ``controlnet_aux`` Body (the package is an optional extra): the wrapper's code, not OpenPose."""
+    import sys
+    import types
+
+    import lightning_modules.cfld.pose_detector as pd
+
+    calls: list[str] = []
+
+    class FakeBody:
+        def __init__(self, path: str) -> None:
+            calls.append(path)
+
+        def __call__(self, image):  # candidates (x, y, score, id); subset rows: 18 indices, score, count
+            candidate = np.array([[10.0, 20.0, 0.9, 0], [30.0, 40.0, 0.8, 1]])
+            subset = np.full((1, 20), -1.0)
+            subset[0, 0], subset[0, 5], subset[0, 18] = 0, 1, 1.7
+            return candidate, subset
+
+    fake = types.ModuleType("controlnet_aux.open_pose.body")
+    fake.Body = FakeBody
+    for name in ("controlnet_aux", "controlnet_aux.open_pose"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "controlnet_aux.open_pose.body", fake)
+    resolved = tmp_path / "snapshot"
+    resolved.mkdir()
+    (resolved / "body_pose_model.pth").write_bytes(b"")
+    detector = pd.OpenPoseBodyDetector(model_dir="lllyasviel/Annotators")  # a hub id: nothing read at build time
+    assert detector.body is None and not calls
+    monkeypatch.setattr(pd, "require_files", lambda path, key, expected, source: resolved)
+    keypoints = detector(torch.zeros(2, 3, 8, 8))
+    assert calls == [str(resolved / "body_pose_model.pth")]  # the hub id's cached folder, not the raw value
+    assert keypoints.shape == (2, 18, 2)
+    assert keypoints[0, 0].tolist() == [10.0, 20.0] and keypoints[0, 5].tolist() == [30.0, 40.0]
+    assert (keypoints[0, 1] == -1).all()
+    monkeypatch.setitem(sys.modules, "controlnet_aux.open_pose.body", None)  # package absent
+    with pytest.raises(ImportError, match=r"pose"):
+        pd.OpenPoseBodyDetector(model_dir=str(resolved)).load()
+
+
+def test_deepfashion_prepare_flattens_the_published_tree(tmp_path) -> None:
+    from datamodules.deepfashion_prepare import flat_name, main
+
+    assert flat_name("MEN", "Denim", "id_00000080", "01_1_front.jpg") == "fashionMENDenimid0000008001_1front.jpg"
+    images, root = tmp_path / "img_highres", tmp_path / "fashion"
+    for rel in ("MEN/Denim/id_00000080/01_1_front.jpg", "WOMEN/Blouses_Shirts/id_00000001/02_2_side.jpg",
+                "WOMEN/Dresses/id_00000002/03_4_full.jpg"):
+        (images / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(images / rel)
+    root.mkdir()
+    (root / "train.lst").write_text("fashionMENDenimid0000008001_1front.jpg\nfashionWOMENBlouses_Shirtsid0000000102_2side.jpg\n")
+    (root / "test.lst").write_text("fashionWOMENDressesid0000000203_4full.jpg\n")
+    assert main(["--images", str(images), "--root", str(root)]) == 0
+    assert sorted(p.name for p in (root / "train_highres").iterdir()) == [
+        "fashionMENDenimid0000008001_1front.jpg", "fashionWOMENBlouses_Shirtsid0000000102_2side.jpg"]
+    assert [p.name for p in (root / "test_highres").iterdir()] == ["fashionWOMENDressesid0000000203_4full.jpg"]
+    assert main(["--images", str(tmp_path / "nowhere"), "--root", str(root)]) == 2
+
+
+def test_mask_transfer_takes_the_target_pose_from_the_reference(tmp_path) -> None:
+    """Sec. 4.6: with no target given, the reference's pose is the target (keypoint file, else its image)."""
+    rng = np.random.default_rng(0)
+    for name in ("source.png", "reference.png", "mask.png"):
+        Image.fromarray(rng.integers(0, 255, (32, 22, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "reference.json").write_text(json.dumps({"keypoints": [[1 + j, 2 + j] for j in range(18)], "frame": [32, 22]}))
+    common = dict(sources=[str(tmp_path / "source.png")], load_size=16, references=[str(tmp_path / "reference.png")],
+                  masks=[str(tmp_path / "mask.png")])
+    by_image = next(iter(PoseTransferRequests(**common).predict_dataloader()))
+    assert torch.equal(by_image["target_pose_image"], by_image["reference_image"])  # the detector reads the reference
+    assert by_image["name"] == ["source__reference"]
+    by_file = next(iter(PoseTransferRequests(**common, reference_poses=[str(tmp_path / "reference.json")]).predict_dataloader()))
+    assert by_file["target_keypoints"][0, 3].tolist() == [4.0, 5.0] and "target_pose_image" not in by_file
+    with pytest.raises(ValueError, match="may leave targets out"):
+        PoseTransferRequests(sources=[str(tmp_path / "source.png")])

@@ -3,7 +3,8 @@
 CFLD/PIDM/NTED compute FID between the 8,570 generated test images and every training image
 (``train_highres``) resized to 256x176 or 512x352 (digest 002-003 A8), with torchvision's
 Inception-v3 (IMAGENET1K_V1) pool features. This writes those statistics once as ``.npz``
-(``mu``, ``sigma``, ``count``), the file ``model.init_args.fid_real_statistics`` points to:
+(``mu``, ``sigma``, ``count``), the file the EvaluationCallback's ``reference_statistics: {FID: ...}`` points to
+(configs/cfld.yaml, read at ``test`` start only):
 
     python -m lightning_modules.cfld.fid_reference --root data/deepfashion --size 256 176 \\
         --inception pretrained/inception_v3_google-0cc3c7bd.pth --out pretrained/cfld_fid_train_256x176.npz

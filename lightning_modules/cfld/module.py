@@ -7,16 +7,21 @@ Implements seed 003 Sec. 3 (Fig. 2) on top of :class:`DiffusionModule` (digest 0
 * **Conditions** (Sec. 3.2-3.3): :class:`~lightning_modules.cfld.network.CFLDNetwork` (Swin-B
   source encoder, perception-refined decoder prompt, hybrid-granularity query biases, pose
   adapter on the 21-channel pose map of :mod:`lightning_modules.cfld.pose`).
-* **Loss** (Eqs. 3, 5): noise-prediction MSE of source -> target plus the source -> source
-  reconstruction, one mean over the 2B UNet samples as the authors' code does ([R]: the
-  loss is ``(L_mse + L_rec) / 2``); cubic timesteps ``k = floor((1 - u^3) T)`` (Sec. 3.3,
-  :class:`diffusion.CubicTimeSampler`).
-* **Condition dropout** (Sec. 3.3, eta = 20%): the prompt is replaced by the learnable null
-  prompt independently per UNet sample. The paper says the pose is dropped too; the authors'
-  code keeps pose features and HGA biases (digest A11-2): switches ``drop_pose`` / ``drop_hga``
-  (defaults follow the code).
-* **Optimisation** (Sec. 4.1): Adam, lr 1e-4 (= 5e-7 x batch 224 [R]), linear warm-up over
-  1000 steps from 0.1 lr, x0.1 at epoch 50, 100 epochs.
+* **Loss** (Eqs. 3, 5, 6): ``L_overall = L_mse + L_rec``, the noise-prediction MSE of
+  source -> target plus the source -> source reconstruction (``loss_reduction="sum"``, default);
+  the authors' code takes one mean over the 2B UNet samples, i.e. half of it
+  (``"mean"``, ``configs/cfld_official_code.yaml``); cubic timesteps ``k = floor((1 - u^3) T)``
+  (Sec. 3.3, :class:`diffusion.CubicTimeSampler`).
+* **Condition dropout** (Sec. 3.3, eta = 20%): "drop both x_s and x_p": the prompt becomes the
+  learnable null prompt and the pose features and HGA biases are zeroed, independently per UNet
+  sample (``drop_pose`` / ``drop_hga`` true, default). The authors' code drops only the prompt
+  (digest A11-2; the official-code preset).
+* **Optimisation** (Sec. 4.1): Adam, lr "5e-7 scaled by the total batch size"
+  (``lr_per_sample: 5e-7`` x per-device batch x devices x accumulation; 1.12e-4 at 224), linear
+  warm-up over 1000 steps from 0.1 lr (the start factor is the authors'), x0.1 at epoch 50,
+  100 epochs. The authors' code uses a fixed 1e-4 (``lr_per_sample: null``, the optimizer's lr).
+* **Released weights** (:mod:`lightning_modules.cfld.released`): ``released_checkpoint`` loads
+  the authors' DeepFashion checkpoint folder into the network exactly (key map, strict check).
 * **Sampling** (Sec. 3.3, Eq. 7): DDPM, 50 steps ("leading" spacing, ``steps_offset=1`` as
   SD's scheduler config), cumulative guidance
   ``e(0,0) + w_pose [e(0,p) - e(0,0)] + w_app [e(s,p) - e(0,p)]`` with both weights 2.0
@@ -37,16 +42,17 @@ Implements seed 003 Sec. 3 (Fig. 2) on top of :class:`DiffusionModule` (digest 0
   protocol; the input step is the authors' ``models/metrics.py``: ``[0, 1]`` images,
   ``x * (std / 0.5) + (mean - 0.5) / 0.5``, not ImageNet normalisation as digest A8 says), LPIPS
   (alex), SSIM (the skimage-51-window variant and the Gaussian variant with the authors'
-  ``data_range = pred.max - pred.min``, both logged, digest A11-7) and PSNR, written as results rows.
+  ``data_range = pred.max - pred.min``, both logged, digest A11-7) and PSNR, written as results rows
+  by ``callbacks.evaluation.EvaluationCallback`` (``per_batch_generation`` through
+  :meth:`CFLD.sample_for_batch`; the training-split statistics as its ``reference_statistics``;
+  the real images are the test targets at the evaluation size, ``target_image_eval``, as the
+  authors' ``transform_test``). ``evaluate`` scores Table 2's reference rows instead.
 
 Choices where the paper is silent are listed in ``docs/cfld.md``.
 """
 from __future__ import annotations
 
-import inspect
 import logging
-import os
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
@@ -54,7 +60,6 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import Metric
 
 from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.grids import discrete_grid
@@ -86,9 +91,8 @@ def resize(images: Tensor, size: Sequence[int] | int) -> Tensor:
     return F.interpolate(images.float(), size=hw, mode="bicubic", antialias=True, align_corners=False).to(images.dtype)
 
 
-def is_distribution_metric(metric: Any) -> bool:
-    """FID-like metrics take ``update(images, real)``; paired ones ``update(preds, target)``."""
-    return "real" in inspect.signature(metric.update).parameters
+#: ``evaluate`` -> the method name of the results rows (benchmarks/paper_numbers.yaml, Table 2).
+EVALUATE_MODES = {"model": "CFLD", "vae_reconstruction": "VAE Reconstructed", "ground_truth": "Ground Truth"}
 
 
 def quantise(images: Tensor) -> Tensor:
@@ -133,7 +137,10 @@ class CFLD(DiffusionModule):
             ``null`` builds UNet and VAE from ``unet_config`` / ``vae_config`` with random weights.
         unet_config, vae_config: diffusers config dicts used when ``sd_path`` is null.
         swin: :class:`SwinEncoder` hyper-parameters (Swin-B: embed 128, depths 2-2-18-2, window 16).
-        swin_checkpoint: Microsoft Swin-B checkpoint file (null: random init).
+        swin_checkpoint: Microsoft Swin-B checkpoint file or hub id (null: random init).
+        released_checkpoint: the authors' released checkpoint folder (``pytorch_model.bin`` +
+            ``pytorch_model_1.bin``; :mod:`lightning_modules.cfld.released`): replaces every network
+            weight (Swin, PRD, HGA, adapter, null prompt, UNet); the VAE still comes from ``sd_path``.
         prompt: ``"prd"``, ``"multiscale"`` (ablation B1), ``"clip"`` (B2) or ``"swin_linear"`` (B5).
         prd: PRD hyper-parameters (``num_queries`` 16, ``depth`` 8, ``num_heads`` 24).
         hga, hga_layers, hga_head_dim: hybrid-granularity attention (off: ablations B3/B4).
@@ -146,23 +153,21 @@ class CFLD(DiffusionModule):
             (DeepFashion annotations: 256x176); ``null`` uses the image size.
         eval_size: ``(H, W)`` the generated image is resized to for metrics (256x176 / 512x352).
         condition_dropout: eta (0.2).
-        drop_pose, drop_hga: also drop pose features / HGA biases with the prompt (paper text).
+        drop_pose, drop_hga: also drop pose features / HGA biases with the prompt (paper: true;
+            the authors' code: false).
         reconstruction_loss: add the source -> source term (Eq. 5).
+        loss_reduction: ``"sum"`` (Eq. 6, ``L_mse + L_rec``) or ``"mean"`` (the authors' mean over 2B).
+        lr_per_sample: learning rate per sample of the total batch (Sec. 4.1: 5e-7); ``null`` keeps
+            the optimizer's lr (the authors' fixed 1e-4).
         source_flip: probability of a horizontal flip of the Swin input during training [R].
         pose_guidance, appearance_guidance: w_pose, w_app of Eq. 7 (2.0, 2.0).
         steps_offset: DDPM grid offset (SD's scheduler: 1).
         warmup_steps, warmup_start_factor, decay_epochs, decay_rate: the learning-rate schedule.
         gradient_checkpointing: UNet activation checkpointing (on in the authors' runs).
         pose_detector: detector for a target pose given as an image in ``predict``.
-        metrics: evaluation metrics by name (test stage); FID-like metrics take ``(images, real)``.
-        fid_real_statistics: ``.npz`` of the real (training-split) Inception statistics
-            (:meth:`FrechetInceptionDistance.save_real_statistics`); null feeds the test targets as
-            the real set (NOT the paper's protocol; the rows say so).
-        results_file: JSONL file the test rows are appended to (relative paths: from the repository root).
-        dataset_name: ``dataset`` field of the results rows: the paper's dataset as
-            ``benchmarks/paper_numbers.yaml`` names it (rows on embedded data name the stand-in).
-        results_table: the ``paper_numbers.yaml`` table the rows belong to (``None``: by resolution,
-            ``Table 2 (HxW)``).
+        evaluate: what :meth:`sample_for_batch` scores: ``"model"`` (pose transfer), or Table 2's reference
+            rows ``"vae_reconstruction"`` (the ground truth through the SD VAE) and ``"ground_truth"`` (the
+            target itself), against the same statistics; rows are named by :attr:`results_method`.
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class CFLD(DiffusionModule):
         vae_config: Optional[dict[str, Any]] = None,
         swin: Optional[dict[str, Any]] = None,
         swin_checkpoint: Optional[str] = None,
+        released_checkpoint: Optional[str] = None,
         prompt: str = "prd",
         prd: Optional[dict[str, Any]] = None,
         hga: bool = True,
@@ -189,9 +195,11 @@ class CFLD(DiffusionModule):
         keypoint_frame: Optional[Sequence[int]] = (256, 176),
         eval_size: Optional[Sequence[int]] = (256, 176),
         condition_dropout: float = 0.2,
-        drop_pose: bool = False,
-        drop_hga: bool = False,
+        drop_pose: bool = True,
+        drop_hga: bool = True,
         reconstruction_loss: bool = True,
+        loss_reduction: str = "sum",
+        lr_per_sample: Optional[float] = 5e-7,
         source_flip: float = 0.5,
         pose_guidance: float = 2.0,
         appearance_guidance: float = 2.0,
@@ -204,17 +212,15 @@ class CFLD(DiffusionModule):
         decay_rate: float = 0.1,
         gradient_checkpointing: bool = False,
         pose_detector: Optional[PoseDetector] = None,
-        metrics: Optional[dict[str, Metric]] = None,
-        fid_real_statistics: Optional[str] = None,
-        results_file: Optional[str] = "results/cfld.jsonl",
-        dataset_name: str = "DeepFashion In-Shop Clothes Retrieval (PATN split: 101,966 train / 8,570 test pairs)",
-        results_table: Optional[str] = None,
+        evaluate: str = "model",
         optimizer: OptimizerCallable = torch.optim.Adam,
         val_seed: int = 1234,
         predict_seed: int = 0,
     ) -> None:
         if not 0.0 <= condition_dropout < 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1), got {condition_dropout}")
+        if loss_reduction not in ("sum", "mean"):
+            raise ValueError(f"model.init_args.loss_reduction={loss_reduction!r} is not 'sum' (Eq. 6) or 'mean' (authors' code)")
         unet = build_diffusers_model(
             UNet2DConditionModel, key="model.init_args.sd_path", path=sd_path, subfolder="unet", config=unet_config, source=SD_SOURCE
         )
@@ -241,6 +247,16 @@ class CFLD(DiffusionModule):
             unet_trainable=unet_trainable,
             clip=build_clip_vision(clip_path, clip_config) if prompt == "clip" else None,
         )
+        if released_checkpoint is not None:
+            from lightning_modules.cfld.released import KEY, import_authors_checkpoint
+            from lightning_modules.components.released_weights import ReleasedWeightsError
+
+            if network.swin is not None and network.swin.input_normalization != "none":
+                raise ReleasedWeightsError(
+                    f"{KEY}: the authors trained Swin on inputs in [-1, 1]; set model.init_args.swin.input_normalization: none"
+                )
+            import_authors_checkpoint(network, released_checkpoint)
+            log.info("CFLD: authors' released weights loaded from %s", released_checkpoint)
         if gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         path = DiscreteDDPMPath("scaled_linear", 0.00085, 0.012, num_train_timesteps)
@@ -269,19 +285,23 @@ class CFLD(DiffusionModule):
         self.eval_size = tuple(eval_size) if eval_size is not None else None
         self.condition_dropout, self.drop_pose, self.drop_hga = condition_dropout, drop_pose, drop_hga
         self.reconstruction_loss, self.source_flip = reconstruction_loss, source_flip
+        self.loss_reduction, self.lr_per_sample = loss_reduction, lr_per_sample
+        self.released_checkpoint = released_checkpoint
         self.pose_guidance, self.appearance_guidance = pose_guidance, appearance_guidance
         self.steps_offset = steps_offset
         self.warmup_steps, self.warmup_start_factor = warmup_steps, warmup_start_factor
         self.decay_epochs, self.decay_rate = tuple(decay_epochs), decay_rate
         self.pose_detector = pose_detector
-        self.metrics = nn.ModuleDict(metrics or {})
-        self.fid_real_statistics = fid_real_statistics
-        self.results_file = results_file
-        self.dataset_name, self.results_table = dataset_name, results_table
-        self.uses_random_weights = sd_path is None or (swin_checkpoint is None if prompt != "clip" else clip_path is None)
+        if evaluate not in EVALUATE_MODES:
+            raise ValueError(f"model.init_args.evaluate={evaluate!r} is not one of {list(EVALUATE_MODES)}")
+        self.evaluate = evaluate
+        # test/predict need no Lightning checkpoint when the weights are the authors' release, or for the
+        # reference rows (the VAE comes from sd_path; the ground truth needs no network)
+        self.loads_own_weights = released_checkpoint is not None or evaluate != "model"
+        self.uses_random_weights = sd_path is None or released_checkpoint is None and (
+            swin_checkpoint is None if prompt != "clip" else clip_path is None)
         # frozen parts inside the network (SD UNet except K/V; CLIP tower of B2) stay out of checkpoints
         self._frozen_unet_keys = {f"network.{n}" for n, p in network.named_parameters() if not p.requires_grad}
-        self._eval_count = 0
         for part, count in network.parameter_groups().items():
             log.info("CFLD trainable %-20s %8.2fM", part, count / 1e6)
 
@@ -302,6 +322,11 @@ class CFLD(DiffusionModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.trainable_parameters())
+        if self.lr_per_sample is not None:  # Sec. 4.1: base lr scaled by the total batch size
+            lr = float(self.lr_per_sample) * self.total_batch_size()
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            log.info("CFLD: lr = %.3g x total batch %d = %.4g", self.lr_per_sample, self.total_batch_size(), lr)
         warmup, start = max(int(self.warmup_steps), 0), float(self.warmup_start_factor)
         milestones, rate = self.decay_epochs, float(self.decay_rate)
 
@@ -312,6 +337,18 @@ class CFLD(DiffusionModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def total_batch_size(self) -> int:
+        """Per-device batch x devices x gradient accumulation (the paper's "total batch size")."""
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        batch = getattr(datamodule, "batch_size", None)
+        if batch is None:
+            raise ValueError("lr_per_sample needs the datamodule's batch_size; set model.init_args.lr_per_sample: null "
+                             "to use the optimizer's lr")
+        world = trainer.world_size if trainer is not None else 1
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1) if trainer is not None else 1
+        return int(batch) * int(world) * int(accumulate)
 
     # ------------------------------------------------------------------ data
     def encode(self, images: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -369,14 +406,19 @@ class CFLD(DiffusionModule):
         prediction = self.network(x_t, self.path.network_time(t), prompt, pose_features, biases)
         return (prediction.float() - noise).pow(2).flatten(1).mean(1)
 
+    def reduce_loss(self, per_sample: Tensor) -> Tensor:
+        """Eq. 6 ``L_mse + L_rec`` (``"sum"``: mean x number of terms) or the authors' mean over 2B."""
+        terms = 2 if self.reconstruction_loss and self.loss_reduction == "sum" else 1
+        return per_sample.mean() * terms
+
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.pair_loss(batch).mean()
+        loss = self.reduce_loss(self.pair_loss(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["source_image"].shape[0])
         return loss
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        loss = self.pair_loss(batch, generator=generator, train=False).mean()
+        loss = self.reduce_loss(self.pair_loss(batch, generator=generator, train=False))
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["source_image"].shape[0], sync_dist=True)
         return loss
 
@@ -385,7 +427,9 @@ class CFLD(DiffusionModule):
         return discrete_grid(self.path, num_steps, spacing="leading", steps_offset=self.steps_offset).to(device)
 
     def nfe(self, num_steps: Optional[int] = None, sampler: Any = None, guidance_scale: Optional[float] = None) -> int:
-        """Network evaluations per generated image: 3 per step with guidance (Eq. 7), else 1."""
+        """Network evaluations per generated image: 3 per step with guidance (Eq. 7), else 1 (0 for reference rows)."""
+        if self.evaluate != "model":
+            return 0
         steps = num_steps or self.num_sampling_steps
         guided = not (self.pose_guidance == 1.0 and self.appearance_guidance == 1.0)
         return steps * (3 if guided else 1)
@@ -484,13 +528,34 @@ class CFLD(DiffusionModule):
             return self.pose_map(keypoints, tuple(image.shape[-2:]))
         raise KeyError(f"batch has no target pose ('target_keypoints' or 'target_pose_image'); keys {sorted(batch)}")
 
+    @property
+    def results_method(self) -> str:
+        """Row name of what is scored: "CFLD", or a Table 2 reference row (``evaluate``)."""
+        return EVALUATE_MODES[self.evaluate]
+
     def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps=None, sampler=None, guidance_scale=None, generator=None) -> Tensor:
-        """One pose transfer per pair, resized to the evaluation size (the EvaluationCallback's paired hook)."""
-        out = self.transfer(
-            batch["source_image"], self.target_pose_map(batch), num_steps=num_steps, sampler=sampler, generator=generator,
-            appearance_guidance=guidance_scale,
-        )
-        size = self.eval_size or tuple(batch.get("target_image", out).shape[-2:])
+        """One output per pair at the evaluation size, uint8-quantised (the EvaluationCallback's hook).
+
+        ``evaluate="model"``: pose transfer; ``"vae_reconstruction"``: the target through the VAE at the
+        generation size; ``"ground_truth"``: the target. All resized the same way (bicubic, antialiased).
+        """
+        if self.evaluate == "model":
+            out = self.transfer(
+                batch["source_image"], self.target_pose_map(batch), num_steps=num_steps, sampler=sampler, generator=generator,
+                appearance_guidance=guidance_scale,
+            )
+        elif self.evaluate == "vae_reconstruction":
+            with torch.no_grad():
+                out = self.decode(self.encode(resize(batch["target_image"], self.image_size), generator=generator)).clamp(-1, 1)
+        else:
+            out = batch["target_image"]
+        reference = batch.get("target_image_eval", batch.get("target_image", out))
+        size = self.eval_size or tuple(reference.shape[-2:])
+        if "target_image_eval" in batch and tuple(size) != tuple(reference.shape[-2:]):
+            raise ValueError(
+                f"model.init_args.eval_size {tuple(size)} differs from the test targets' size {tuple(reference.shape[-2:])} "
+                "(data.init_args.target_eval_size): set both to the Table 2 size (256x176 or 512x352, cfld_512.yaml)"
+            )
         return quantise(resize(out, size))
 
     def sample(self, num_samples: int, **kwargs: Any) -> Tensor:  # type: ignore[override]
@@ -530,59 +595,10 @@ class CFLD(DiffusionModule):
         self.write_batch_images(writer, images, batch, batch_idx, variants=[variant_tag(alpha=a) for a in alpha_values],
                                 alpha=alpha_values, seed=self.predict_seed + batch_idx)
 
-    # ------------------------------------------------------------------ test: the paper's metrics
-    def on_test_epoch_start(self) -> None:
-        self._eval_count = 0
-        for name, metric in self.metrics.items():
-            metric.reset()
-            if self.fid_real_statistics and hasattr(metric, "load_real_statistics"):
-                metric.load_real_statistics(self.fid_real_statistics)
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+    # ------------------------------------------------------------------ test
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """The pair loss on the test split; the Table 2 metrics are the EvaluationCallback's (configs/cfld.yaml)."""
         generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        preds = self.sample_for_batch(batch, generator=generator)
-        target = batch.get("target_image_eval", batch["target_image"])
-        target = quantise(resize(target, preds.shape[-2:]))
-        for metric in self.metrics.values():
-            if is_distribution_metric(metric):
-                if not self.fid_real_statistics:
-                    metric.update(target, real=True)
-                metric.update(preds, real=False)
-            else:
-                metric.update(preds, target)
-        self._eval_count += preds.shape[0]
-
-    def on_test_epoch_end(self) -> None:
-        if not self.metrics:
-            return
-        from metrics.results_rows import (
-            ResultRow, append_rows, dataset_field, describe_evaluator, git_commit, infer_data_flag, infer_weights_flag,
-            run_config_path, run_provenance, utc_now,
-        )
-
-        rows = []
-        data = infer_data_flag(self.trainer)
-        dataset, dataset_extra = dataset_field(self.trainer, self.dataset_name, data)
-        provenance = run_provenance(self.trainer)
-        weights = infer_weights_flag(self, self.metrics.values())
-        size = self.eval_size or (self.image_size, self.image_size)
-        config_name = run_config_path(self.trainer)
-        for name, metric in self.metrics.items():
-            value = float(metric.compute())
-            self.log(f"test/{name}", value, sync_dist=False)
-            reference = ("training-split statistics " + str(self.fid_real_statistics)) if self.fid_real_statistics else "test targets (not the paper's protocol)"
-            rows.append(ResultRow(
-                paper="cfld", method="CFLD", dataset=dataset, split="test", resolution=f"{size[0]}x{size[1]}",
-                num_samples=int(self._eval_count), nfe=self.nfe(), guidance=float(self.appearance_guidance), metric=name,
-                value=value, evaluator=describe_evaluator(metric),
-                config=config_name, commit=git_commit(), date=utc_now(), weights=weights, data=data,
-                extra={"pose_guidance": float(self.pose_guidance), "num_steps": self.num_sampling_steps,
-                       "sampler": "ddpm", "fid_reference": reference if is_distribution_metric(metric) else None,
-                       "table": self.results_table or f"Table 2 ({size[0]}x{size[1]})", **provenance, **dataset_extra},
-            ))
-        if self.results_file and self.trainer.is_global_zero:
-            target = self.results_file
-            if not os.path.isabs(target):  # relative to the repository, like EvaluationCallback's results/
-                target = str(Path(__file__).resolve().parents[2] / target)
-            append_rows(target, rows)
-            log.info("CFLD: %d results rows -> %s", len(rows), target)
+        loss = self.reduce_loss(self.pair_loss(batch, generator=generator, train=False))
+        self.log("test/loss", loss, batch_size=batch["source_image"].shape[0], sync_dist=True)
+        return loss

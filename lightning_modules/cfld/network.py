@@ -60,7 +60,8 @@ class CFLDNetwork(nn.Module):
             zero prompt, multi-scale appearance features added to the up-block cross-attention context)
             or ``"clip"`` (ablation B2: frozen CLIP vision tower + mapper, no Swin, no HGA; needs ``clip``).
         clip: the CLIP vision tower for ``prompt="clip"`` (frozen).
-        prd: keyword arguments of :class:`PerceptionRefinedDecoder` (``num_queries``, ``depth``, ``num_heads``).
+        prd: keyword arguments of :class:`PerceptionRefinedDecoder` (``num_queries``, ``depth``, ``num_heads``,
+            ``layout``: ``"authors"`` default, ``"pre_norm"``).
         hga: use hybrid-granularity attention (False: ablations B3/B4).
         hga_layers: K transformer layers per appearance encoder (4).
         hga_head_dim: head width of the appearance encoders (32).
@@ -121,7 +122,7 @@ class CFLDNetwork(nn.Module):
         tokens = self.swin.grids[-1] ** 2
         if prompt == "prd":
             self.prompt_head: nn.Module = PerceptionRefinedDecoder(dim=context_dim, kv_dim=last, num_tokens=tokens, **dict(prd or {}))
-            prompt_tokens = self.prompt_head.queries.shape[1]
+            prompt_tokens = self.prompt_head.num_queries
         elif prompt == "swin_linear":
             self.prompt_head = SwinLinearPrompt(dim=context_dim, kv_dim=last)
             prompt_tokens = tokens

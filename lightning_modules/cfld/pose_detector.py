@@ -5,8 +5,9 @@ pixels of the input image in OpenPose-18 order, ``-1`` for a missing joint.
 
 * :class:`OpenPoseBodyDetector`: the real detector the DeepFashion annotations come from
   (OpenPose body-18), through ``controlnet_aux``'s ``OpenposeDetector`` loaded from a local folder
-  holding ``body_pose_model.pth`` (lllyasviel/Annotators on the Hugging Face hub). It is imported
-  lazily; a missing package or folder fails with a message saying what to install/download.
+  holding ``body_pose_model.pth`` (lllyasviel/Annotators on the Hugging Face hub; a hub id works).
+  Package and weights are loaded at the first call; a missing package or folder fails then with a
+  message saying what to install/download. ``controlnet_aux`` is the optional extra ``pose``.
 * :class:`TemplatePoseStandIn`: **a stand-in, not a detector**: it ignores the image content and
   returns a fixed upright standing pose scaled to the image. It exists so that the
   image-as-target-pose path of ``predict`` runs in tests and tiny configs.
@@ -53,31 +54,45 @@ class TemplatePoseStandIn(PoseDetector):
 
 
 class OpenPoseBodyDetector(PoseDetector):
-    """OpenPose body-18 keypoints via ``controlnet_aux`` from a local annotator folder.
+    """OpenPose body-18 keypoints via ``controlnet_aux`` (optional extra ``pip install .[pose]``).
+
+    Nothing is read when the detector is built (so ``fit`` / ``test`` never need it): the folder (a
+    local path or a hub id resolved through the Hugging Face cache) and the package are loaded at
+    the first call, which only ``predict`` with a target pose given as an image makes.
 
     Args:
-        model_dir: folder with ``body_pose_model.pth`` (hub repo ``lllyasviel/Annotators``).
+        model_dir: folder with ``body_pose_model.pth`` (hub repo ``lllyasviel/Annotators``), or that hub id.
         key: config key named in errors.
     """
 
     is_stand_in = False
+    SOURCE = "the Hugging Face hub repo lllyasviel/Annotators (file body_pose_model.pth)"
 
     def __init__(self, model_dir: Optional[str] = None, key: str = "model.init_args.pose_detector.init_args.model_dir") -> None:
-        source = "the Hugging Face hub repo lllyasviel/Annotators (file body_pose_model.pth)"
         if model_dir is None:
-            raise ValueError(f"{key} is null; OpenPoseBodyDetector needs the folder of {source}")
-        require_files(model_dir, key, ["body_pose_model.pth"], source)
-        try:
-            from controlnet_aux.open_pose.body import Body  # type: ignore[import-not-found]
-        except ImportError as error:  # pragma: no cover - optional dependency
-            raise ImportError("OpenPoseBodyDetector needs the `controlnet_aux` package (pip install controlnet_aux)") from error
-        self.body = Body(f"{model_dir}/body_pose_model.pth")
+            raise ValueError(f"{key} is null; OpenPoseBodyDetector needs the folder of {self.SOURCE} "
+                             "(or set model.init_args.pose_detector: null and give target keypoints)")
+        self.model_dir, self.key = model_dir, key
+        self.body = None
 
-    def __call__(self, images: Tensor) -> Tensor:  # pragma: no cover - needs real weights
+    def load(self):
+        """The controlnet_aux ``Body`` network from the resolved folder (once)."""
+        if self.body is None:
+            root = require_files(self.model_dir, self.key, ["body_pose_model.pth"], self.SOURCE)
+            try:
+                from controlnet_aux.open_pose.body import Body  # type: ignore[import-not-found]
+            except ImportError as error:
+                raise ImportError("OpenPoseBodyDetector needs the optional `controlnet_aux` package "
+                                  "(pip install '.[pose]' or pip install controlnet_aux)") from error
+            self.body = Body(str(root / "body_pose_model.pth"))
+        return self.body
+
+    def __call__(self, images: Tensor) -> Tensor:
+        body = self.load()
         out = torch.full((images.shape[0], 18, 2), -1.0)
         arrays = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         for b, image in enumerate(arrays):
-            candidate, subset = self.body(np.ascontiguousarray(image[..., ::-1]))  # the model expects BGR
+            candidate, subset = body(np.ascontiguousarray(image[..., ::-1]))  # the model expects BGR
             if len(subset) == 0:
                 continue
             best = subset[int(np.argmax(subset[:, -2]))]  # the person with the highest score

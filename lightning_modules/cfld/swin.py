@@ -12,6 +12,17 @@ Pretrained start ([R]): Microsoft's ``swin_base_patch4_window12_384_22kto1k.pth`
 window-12 relative-position bias tables are resized to window 16 with timm's
 ``resize_rel_pos_bias_table``: BEiT-style interpolation on a geometric-progression grid of
 relative offsets (cubic, scipy when available), not a plain bicubic resize of the table.
+(The authors' own loader resizes the table with a plain bicubic ``F.interpolate``; a trained
+CFLD checkpoint carries its own window-16 tables, so this only matters for a fresh start.)
+
+Input normalisation (``input_normalization``): the paper only says "a standard Swin-B pretrained on
+ImageNet". The authors' data pipeline gives Swin the source image as ``Normalize(0.5, 0.5)``,
+i.e. in [-1, 1] as it arrives here (``"none"``, the default, needed for their released weights);
+``"imagenet"`` re-normalises with the ImageNet mean/std the pretrained weights were trained with
+(the suite's first reading).
+
+``checkpoint`` is a local file or a hub id resolved through the Hugging Face cache
+(:func:`~lightning_modules.components.pretrained_paths.require_files`).
 """
 from __future__ import annotations
 
@@ -27,6 +38,8 @@ from lightning_modules.components.safe_load import safe_torch_load
 
 log = logging.getLogger(__name__)
 
+INPUT_NORMALIZATIONS = ("none", "imagenet")
+
 SWIN_SOURCE = (
     "the Microsoft Swin Transformer release (github.com/microsoft/Swin-Transformer, "
     "'swin_base_patch4_window12_384_22kto1k.pth', ImageNet-22k pre-training with 1k fine-tuning)"
@@ -41,6 +54,7 @@ class SwinEncoder(nn.Module):
         embed_dim, depths, num_heads, window_size, drop_path_rate: Swin hyper-parameters.
         checkpoint: path of the Microsoft/timm Swin checkpoint; ``None`` keeps random weights.
         checkpoint_key: config key named in the error when ``checkpoint`` is missing.
+        input_normalization: ``"none"`` (inputs stay in [-1, 1], the authors' pipeline) or ``"imagenet"``.
     """
 
     def __init__(
@@ -53,8 +67,14 @@ class SwinEncoder(nn.Module):
         drop_path_rate: float = 0.2,
         checkpoint: Optional[str] = None,
         checkpoint_key: str = "model.init_args.swin_checkpoint",
+        input_normalization: str = "none",
     ) -> None:
         super().__init__()
+        if input_normalization not in INPUT_NORMALIZATIONS:
+            raise ValueError(
+                f"model.init_args.swin.input_normalization={input_normalization!r} is not one of {list(INPUT_NORMALIZATIONS)}"
+            )
+        self.input_normalization = input_normalization
         self.model = SwinTransformer(
             img_size=img_size,
             patch_size=4,
@@ -69,15 +89,20 @@ class SwinEncoder(nn.Module):
         self.model.head = nn.Identity()
         self.channels = [embed_dim * 2**i for i in range(len(depths))]
         self.grids = [img_size // 4 // 2**i for i in range(len(depths))]
-        # ImageNet normalisation expected by the pretrained weights; inputs arrive in [-1, 1]
+        # ImageNet normalisation of the pretrained weights (input_normalization="imagenet"); inputs arrive in [-1, 1]
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint, checkpoint_key)
 
     def load_checkpoint(self, path: str, key: str = "model.init_args.swin_checkpoint") -> None:
-        require_files(path, key, [""], SWIN_SOURCE)
-        state = safe_torch_load(path, key=key)
+        file = require_files(path, key, [""], SWIN_SOURCE)  # a local file, or a hub id's cached snapshot folder
+        if file.is_dir():  # a hub repo / folder: its one .pth file
+            found = sorted(file.glob("*.pth"))
+            if len(found) != 1:
+                raise FileNotFoundError(f"{key}: {file} should hold exactly one .pth Swin checkpoint, found {[f.name for f in found]}")
+            file = found[0]
+        state = safe_torch_load(file, key=key)
         converted = checkpoint_filter_fn(state, self.model)
         converted = {k: v for k, v in converted.items() if not k.startswith(("head", "norm."))}
         result = self.model.load_state_dict(converted, strict=False)
@@ -88,5 +113,5 @@ class SwinEncoder(nn.Module):
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """``images`` in [-1, 1] -> the four stage outputs (NCHW)."""
-        x = ((images + 1.0) * 0.5 - self.mean) / self.std
+        x = images if self.input_normalization == "none" else ((images + 1.0) * 0.5 - self.mean) / self.std
         return self.model.forward_intermediates(x, intermediates_only=True)
