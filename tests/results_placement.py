@@ -49,6 +49,8 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "lecture_pix2pix": ("lecture", None),
     "lfg_shadow": ("shadow_removal", "Table 7.1"),
     "ltt_gan": ("ltt_gan", "Table 6.1"),
+    "total_selfie": ("totalselfie", "Table 3.1"),
+    "total_selfie_finetune": ("totalselfie", "Table 3.1"),
     "vidm_content": ("vidm", "Table 3.2 (content generator)"),
     "vidm_motion": ("vidm", "Table 3.1 (256-UCF101)"),
 }
