@@ -27,7 +27,7 @@ Choices where the thesis is silent ([GAP]):
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,7 @@ def background_preserving_ddim(
     sampler: Optional[DDIMSampler] = None,
     generator: Optional[torch.Generator] = None,
     background_noise: Optional[Tensor] = None,
+    on_step: Optional[Callable[[int, Tensor, Optional[Tensor]], None]] = None,
 ) -> Tensor:
     """DDIM over ``grid`` with the Eq. 3.4 blend (module docstring).
 
@@ -86,6 +87,7 @@ def background_preserving_ddim(
         preserve_fraction: ``s`` (0.4); ``s = 1`` never blends (plain DDIM).
         sampler: the suite's DDIM (``eta = 0`` by default).
         background_noise: a fixed noise for ``z^b``; ``None`` draws fresh noise every step.
+        on_step: optional ``(i, z_{t-1}, z^b_{t-1} or None)`` observer after each step (tests, media).
     """
     sampler = sampler or DDIMSampler(eta=0.0)
     ts = torch.as_tensor(grid, dtype=torch.float64).cpu()
@@ -95,6 +97,7 @@ def background_preserving_ddim(
     x = noise
     for i in range(steps):
         x = sampler.sample(denoiser, path, x, ts[i : i + 2], generator=generator)
+        z_b = None
         if blends[i]:
             eps = background_noise
             if eps is None:
@@ -102,6 +105,8 @@ def background_preserving_ddim(
             t_next = torch.full((x.shape[0],), float(ts[i + 1]), device=x.device, dtype=x.dtype)
             z_b = path.add_noise(background_latent.to(x.dtype), eps.to(x.dtype), t_next)
             x = x * keep + z_b * (1.0 - keep)
+        if on_step is not None:
+            on_step(i, x, z_b)
     return x
 
 
