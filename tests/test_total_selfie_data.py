@@ -160,3 +160,18 @@ def test_predict_on_a_tiny_capture_writes_the_full_body_image(tmp_path, monkeypa
     assert item["ranking"] and item["ranking"][0]["photo"].endswith(".jpg")
     assert set(item["refined_parts"]) <= {"face", "shoes"}
     assert capture.is_dir()
+
+
+def test_dreambooth_augmentation_sizes_and_captions():
+    """§3.5.6: face resized to 350-450 (shoes 400-500) of 512 and zero-padded; captions "a sks face" / "a hta shoes"."""
+    from datamodules.total_selfie.dreambooth import TotalSelfieDreamBoothDataModule
+
+    data = TotalSelfieDreamBoothDataModule(size=64, per_concept=3)
+    data.setup()
+    items = [data.train_dataset[i] for i in range(6)]
+    assert [it["caption"] for it in items[:2]] == ["a sks face", "a hta shoes"]
+    for item in items:
+        content = (item["image"] > -1).any(0)
+        side = int(content.any(1).sum())
+        low, high = (350, 450) if item["caption"] == "a sks face" else (400, 500)
+        assert item["image"].shape == (3, 64, 64) and low * 64 / 512 - 1 <= side <= high * 64 / 512 + 1

@@ -190,3 +190,15 @@ def test_bad_unet_channels_named():
     bad = dict(UNET, in_channels=4)
     with pytest.raises(ValueError, match="9 input channels"):
         tiny_module(unet_config=bad, controlnet_config=None, control="none")
+
+
+def test_paint_by_example_baseline_stacks_the_selfies_into_one_exemplar():
+    """Table 3.1 baseline (1): one exemplar = the four selfies stacked vertically, PbE's own projection."""
+    module = tiny_module(num_selfies=1, selfie_layout="stacked", zero_init_projection=False, controlnet_config=None,
+                         control="none")
+    batch = _batch()
+    assert module.exemplars(batch["selfies"]).shape == (2, 1, 3, 32, 32)
+    assert module.selfie_context(batch["selfies"]).shape == (2, 1, 32)
+    assert not torch.allclose(module.selfie_context(batch["selfies"]), module.selfie_context(_batch(5)["selfies"]))
+    with pytest.raises(ValueError, match="num_selfies: 1"):
+        tiny_module(selfie_layout="stacked", controlnet_config=None, control="none")
