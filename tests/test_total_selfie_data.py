@@ -175,3 +175,22 @@ def test_dreambooth_augmentation_sizes_and_captions():
         side = int(content.any(1).sum())
         low, high = (350, 450) if item["caption"] == "a sks face" else (400, 500)
         assert item["image"].shape == (3, 64, 64) and low * 64 / 512 - 1 <= side <= high * 64 / 512 + 1
+
+
+def test_generation_writes_a_pair_that_the_pair_reader_takes(tmp_path):
+    """The offline generator's writer (§3.5.1) and the training reader agree on the pair layout."""
+    from datamodules.total_selfie.embedded import label_map, render
+    from datamodules.total_selfie.generate import random_prompt, write_pair
+    from datamodules.total_selfie.layouts import read_pair
+    from datamodules.stick_figures import random_person
+    from datamodules.total_selfie.embedded import _full_body_pose
+
+    rng = np.random.default_rng(0)
+    person, pose = random_person(rng), _full_body_pose(rng)
+    shot = render(person, pose, -torch.ones(3, 48, 48), 48, 48)
+    write_pair(tmp_path / "p", shot["image"], shot["keypoints"].numpy(), shot["labels"], rng, selfie_size=32)
+    item = read_pair(tmp_path / "p", 32, 32)
+    assert item["selfies"].shape == (4, 3, 32, 32) and item["mask"].shape == (1, 32, 32) and "pose" in item
+    assert item["mask"].sum() > item["foreground"].sum() > 0
+    assert random_prompt(rng).endswith("full body shot, 8k uhd, high quality, film grain")
+    assert torch.equal(shot["labels"], label_map(person, pose, 48, 48))
