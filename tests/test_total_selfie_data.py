@@ -194,3 +194,18 @@ def test_generation_writes_a_pair_that_the_pair_reader_takes(tmp_path):
     assert item["mask"].sum() > item["foreground"].sum() > 0
     assert random_prompt(rng).endswith("full body shot, 8k uhd, high quality, film grain")
     assert torch.equal(shot["labels"], label_map(person, pose, 48, 48))
+
+
+def test_evaluation_captures_give_table_3_1_items(tmp_path):
+    """test_root captures with gt.png: pose, mask and foreground come from the real photo's parsing."""
+    from datamodules.total_selfie.datamodule import TotalSelfieDataModule
+    from PIL import Image
+
+    capture = _write_capture(tmp_path / "caps" / "c1")
+    Image.open(capture / "photos" / "photo0.jpg").save(capture / "gt.png")
+    data = TotalSelfieDataModule(test_root=str(tmp_path / "caps"), size=32, selfie_size=32, batch_size=1)
+    batch = next(iter(data.test_dataloader()))
+    assert {"image", "background", "foreground", "foreground_image", "pose", "mask", "selfies"} <= set(batch)
+    fg = batch["foreground"] > 0
+    assert fg.any() and bool((batch["mask"][fg] == 1).all())  # the person lies inside M
+    assert torch.equal(batch["foreground_image"][~fg.expand_as(batch["image"])], -torch.ones(int((~fg).sum()) * 3))

@@ -202,3 +202,14 @@ def test_paint_by_example_baseline_stacks_the_selfies_into_one_exemplar():
     assert not torch.allclose(module.selfie_context(batch["selfies"]), module.selfie_context(_batch(5)["selfies"]))
     with pytest.raises(ValueError, match="num_selfies: 1"):
         tiny_module(selfie_layout="stacked", controlnet_config=None, control="none")
+
+
+def test_init_checkpoint_starts_the_fine_tune_from_the_main_stage(tmp_path):
+    source = tiny_module(controlnet_config=None, control="none")
+    with torch.no_grad():
+        source.selfie_head.projection.weight.normal_()
+    torch.save({"state_dict": source.state_dict()}, tmp_path / "last.ckpt")
+    module = tiny_module(controlnet_config=None, control="none", init_checkpoint=str(tmp_path / "last.ckpt"))
+    assert torch.equal(module.selfie_head.projection.weight, source.selfie_head.projection.weight)
+    with pytest.raises(FileNotFoundError, match="init_checkpoint"):
+        tiny_module(controlnet_config=None, control="none", init_checkpoint=str(tmp_path / "missing.ckpt"))
