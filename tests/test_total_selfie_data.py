@@ -209,3 +209,17 @@ def test_evaluation_captures_give_table_3_1_items(tmp_path):
     fg = batch["foreground"] > 0
     assert fg.any() and bool((batch["mask"][fg] == 1).all())  # the person lies inside M
     assert torch.equal(batch["foreground_image"][~fg.expand_as(batch["image"])], -torch.ones(int((~fg).sum()) * 3))
+
+
+def test_openpose_control_needs_a_given_skeleton_named(tmp_path):
+    from datamodules.total_selfie.datamodule import TotalSelfieDataModule
+    from tests.total_selfie_tiny import tiny_module
+
+    _write_capture(tmp_path / "c")
+    data = TotalSelfieDataModule(predict_captures=[str(tmp_path / "c")], size=32, selfie_size=32)
+    item = next(iter(data.predict_dataloader()))["captures"][0]
+    module = tiny_module(control="openpose")
+    with pytest.raises(FileNotFoundError, match=r"c/pose\.png"):
+        module.prepare_capture(item)
+    item["pose"] = torch.zeros(3, 32, 32)
+    assert torch.equal(module.prepare_capture(item)["pose"], item["pose"])

@@ -254,7 +254,9 @@ class TotalSelfieDataModule(EmbeddedDataModule):
                     photos=[fit_to_canvas(p, self.size, self.size, self.fit)[0] for p in capture["photos"]],
                     photo_paths=list(capture["photo_paths"]),
                     reference=None if capture.get("reference") is None else fit_to_canvas(capture["reference"], self.size, self.size, self.fit)[0],
-                    reference_path=capture.get("reference_path"))
+                    reference_path=capture.get("reference_path"),
+                    pose=None if capture.get("pose") is None else fit_to_canvas(capture["pose"], self.size, self.size, self.fit, fill=0.0)[0],
+                    pose_path=capture.get("pose_path"))
         return item
 
     def predict_dataloader(self) -> DataLoader:

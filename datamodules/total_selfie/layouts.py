@@ -15,6 +15,7 @@ sampler and validation).
     <capture>/face.*  upper.*  lower.*  shoes.*  background.*
               photos/*            (the collection Phi for reference selection)
               [reference.*]       (a chosen reference photo I_r; skips automatic selection)
+              [pose.*]            (a given pose hint I_t, e.g. an OpenPose skeleton render; needed for control: openpose)
               [gt.*]              (evaluation: the real full-body photo taken by another person)
 
 Any image extension (``.png``, ``.jpg``, ``.jpeg``, ``.webp``); a missing file is one error naming it.
@@ -112,6 +113,9 @@ def read_capture_files(folder: Path) -> dict[str, Any]:
     item["photos"] = [load_image_tensor(p) for p in photos]
     item["reference_path"] = reference
     item["reference"] = load_image_tensor(reference) if reference is not None else None
+    pose = find_image(folder, "pose", required=False)  # a given hint (an OpenPose skeleton render for control: openpose)
+    item["pose"] = None if pose is None else (load_image_tensor(pose) + 1) / 2
+    item["pose_path"] = pose
     gt = find_image(folder, "gt", required=False)
     item["gt_path"] = gt
     item["gt"] = load_image_tensor(gt) if gt is not None else None

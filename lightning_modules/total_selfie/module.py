@@ -409,7 +409,14 @@ class TotalSelfieModule(DiffusionModule):
         height, width = ref_map.shape
         mask = scaled_box_mask(person_box(ref_map), height, width, self.mask_scale)
         selfies = torch.stack([self._resized(x, self.clip_size) for x in (face, item["upper"], item["lower"], shoes)])
-        return {"selfies": selfies, "mask": mask, "foreground": (ref_map > 0).float()[None], "pose": parsing_canny(ref_map),
+        if item.get("pose") is not None:  # a hint the user gave (<capture>/pose.*)
+            pose = item["pose"]
+        elif self.control == "openpose":
+            raise FileNotFoundError(f"control: openpose needs an OpenPose skeleton render of the target pose as "
+                                    f"{item.get('path')}/pose.png (no keypoint detector runs inside the suite)")
+        else:  # §3.2.2: Canny of the reference's parsing map
+            pose = parsing_canny(ref_map)
+        return {"selfies": selfies, "mask": mask, "foreground": (ref_map > 0).float()[None], "pose": pose,
                 "face": face, "shoes": shoes, "reference": reference, "ranking": ranking, "label_sets":
                 {k: sorted(v) for k, v in sets.items()}}
 
