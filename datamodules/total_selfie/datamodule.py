@@ -42,7 +42,7 @@ from datamodules.total_selfie.layouts import SELFIE_NAMES, find_image, pair_fold
 from datamodules.total_selfie.paste import part_box, paste_selfie
 from lightning_modules.total_selfie.parsing import HumanParser, StandInHumanParser
 from lightning_modules.total_selfie.reference_selection import (
-    is_full_body, parsing_canny, person_box, rank_references, scaled_box_mask, selfie_label_sets,
+    is_full_body, parsing_canny, person_box, scaled_box_mask,
 )
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ and the ground-truth photo. Everything is a documented stand-in, never the paper
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np

@@ -30,7 +30,6 @@ Seed 000 lines 357-669 (main text and supplement); digest ``papers/000_ch2-4.md`
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
