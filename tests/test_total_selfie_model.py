@@ -213,3 +213,20 @@ def test_init_checkpoint_starts_the_fine_tune_from_the_main_stage(tmp_path):
     assert torch.equal(module.selfie_head.projection.weight, source.selfie_head.projection.weight)
     with pytest.raises(FileNotFoundError, match="init_checkpoint"):
         tiny_module(controlnet_config=None, control="none", init_checkpoint=str(tmp_path / "missing.ckpt"))
+
+
+def test_full_size_parts_on_the_meta_device():
+    """Full size (digest §2.2, PbE's v1.yaml [EXT]): 9-channel SD UNet (320 base, context 768), ViT-L/14 tower
+    (1024 wide, 24 layers) -> a 5-block mapper, L = Linear(4 x 1024 -> 768); no memory allocated."""
+    from lightning_modules.total_selfie.pretrained import build_pbe_parts
+
+    unet_config = dict(in_channels=9, out_channels=4, cross_attention_dim=768, sample_size=64)
+    clip = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=224,
+                patch_size=14, proj_size=768)
+    with torch.device("meta"):
+        unet, _, tower, head = build_pbe_parts(None, unet_config, VAE, clip, 4, "feature", True)
+    assert unet.conv_in.weight.shape == (320, 9, 3, 3)
+    assert abs(sum(p.numel() for p in unet.parameters()) / 1e6 - 859.5) < 1.0  # SD-1.x UNet, +14.4k for 5 inputs
+    assert abs(sum(p.numel() for p in tower.parameters()) / 1e6 - 303.2) < 1.0  # CLIP ViT-L/14 vision tower
+    assert len(head.mapper.blocks) == 5 and head.projection.weight.shape == (768, 4096)
+    assert head.uncond_vector.shape == (1, 1, 768)
