@@ -53,6 +53,8 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "lfg_shadow": ("shadow_removal", "Table 7.1"),
     "portrait_mcdm": ("portrait_editing", "Table 5.1 (costume editing)"),
     "ltt_gan": ("ltt_gan", "Table 6.1"),
+    "total_selfie": ("totalselfie", "Table 3.1"),
+    "total_selfie_finetune": ("totalselfie", "Table 3.1"),
     "vidm_content": ("vidm", "Table 3.2 (content generator)"),
     "vidm_motion": ("vidm", "Table 3.1 (256-UCF101)"),
 }
