@@ -235,6 +235,22 @@ class ScaledLDM(DiffusionModule):
             prompts = [self.prompt_template.format(int(l)) for l in labels]
         return super().sample(num_samples, labels=self.context(list(prompts)), **kwargs)
 
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps: Optional[int] = None, sampler: Any = None,
+                         guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None) -> Tensor:
+        """One image per item of ``batch``, generated from its caption (``caption``, else the class captions).
+
+        The Table 2.1 protocol through ``callbacks.evaluation.EvaluationCallback`` (``per_batch_generation``):
+        each COCO-2014 val caption of the ``test`` split gives one image; FID compares them with the batch's
+        real images and CLIP score with the captions (``metrics.clip_score.CLIPScore``, a conditioned metric).
+        ``sampler`` may be a name (``ddim``, ``ddpm``, ``dpm_solver++``) or a sampler object.
+        """
+        prompts = self.prompts(batch)
+        if isinstance(sampler, str):
+            sampler = build_sampler_by_name(sampler)
+        return self.sample(len(prompts), prompts=prompts, num_steps=num_steps, sampler=sampler,
+                           guidance_scale=guidance_scale, generator=generator)
+
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """One image per prompt request (``--data.prompts "a red car" prompts.txt``), named after
         the prompt and seed; ``manifest.json`` keeps each prompt's full text and seed."""
@@ -332,6 +348,12 @@ class ScaledLDMSuperResolution(ScaledLDM):
         den = NetworkDenoiser(self._net(batch), self.path, self.prediction_type,
                               encoder_hidden_states=self.null_context(size))
         return self.decode(sampler.sample(den, self.path, noise, grid, generator=generator)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps: Optional[int] = None, sampler: Any = None,
+                         guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None) -> Tensor:
+        """One HR image per low-resolution input ``batch["lr"]`` (no CFG: ``guidance_scale`` is ignored)."""
+        return self.upscale(batch, num_steps=num_steps, sampler=sampler, generator=generator)
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)
