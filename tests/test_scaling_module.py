@@ -69,6 +69,9 @@ def test_sr_model_starts_as_the_text_to_image_model(tmp_path: Path) -> None:
     assert torch.allclose(a, b, atol=1e-5)
     out = sr.upscale(batch, num_steps=2, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 16, 16)
+    # the SR evaluation's per-input outputs (sr.yaml's EvaluationCallback): upscale, CFG ignored
+    again = sr.sample_for_batch(batch, num_steps=2, guidance_scale=7.5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, out)
     assert torch.isfinite(sr.sr_loss(batch))
 
 
