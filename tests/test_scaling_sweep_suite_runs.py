@@ -45,3 +45,5 @@ def test_checkpoints_need_the_config() -> None:
 
     with pytest.raises(SystemExit):
         parse_args(["--checkpoints", "64=a.ckpt"])
+    with pytest.raises(SystemExit):  # not silently ignored: the distilled curve is in-process only
+        parse_args(["--config", "ldm_scaling.yaml", "--distill"])
