@@ -13,7 +13,10 @@
   setting), DDPM or DPM-Solver++ (``diffusion/dpm_solver.py``) and the core
   ``ClassifierFreeGuidance``;
 * batches with ``caption`` use it; batches with a class ``label`` (the embedded digits) get the
-  caption ``prompt_template.format(label)``.
+  caption ``prompt_template.format(label)``;
+* evaluation (Table 2.1: COCO-2014 val 30k, FID and unscaled CLIP score): :meth:`ScaledLDM.sample_for_batch`
+  draws one image per caption of a test batch for ``callbacks.evaluation.EvaluationCallback``
+  (``per_batch_generation``; ``metrics.clip_score.CLIPScore`` gets the batch's captions).
 
 :class:`ScaledLDMSuperResolution` is the SR downstream model (Fig. 2.2): the encoded low-resolution
 image (bicubically upsampled to the HR size, then through the VAE) is concatenated channel-wise
