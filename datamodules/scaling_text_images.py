@@ -13,7 +13,8 @@ the real images feed FID, the captions the generator and CLIP score. ([GAP] the 
 of COCO-2014 val without the selection; distinct images, one random caption each, is the usual protocol.)
 
 ``root: null`` is the embedded default: the scikit-learn digits (3 channels) with the caption
-``"a handwritten digit <label>"``; ``label`` is kept too.
+``"a handwritten digit <label>"`` (``prompt_template``) in every item, so conditioned metrics
+(CLIP score, batch key ``caption``) run on it; ``label`` is kept too.
 """
 from __future__ import annotations
 
@@ -32,6 +33,19 @@ from datamodules.embedded_digits import load_digits_images
 from datamodules.predict_inputs import PromptRequests, read_prompts, release_predict_limit
 
 log = logging.getLogger(__name__)
+
+
+class _CaptionedDigits(TensorDictDataset):
+    """The embedded digits with ``caption = prompt_template.format(label)`` added to each item (``tensors`` kept)."""
+
+    def __init__(self, tensors: dict, prompt_template: str) -> None:
+        super().__init__(tensors)
+        self.prompt_template = prompt_template
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        item["caption"] = self.prompt_template.format(int(item["label"]))
+        return item
 
 
 class _CaptionedImages(Dataset):
@@ -151,8 +165,8 @@ class TextImageDataModule(EmbeddedDataModule):
             images = images.expand(-1, 3, -1, -1).contiguous()
             log.info("TextImageDataModule: root is null, using the embedded digits with captions %r", self.prompt_template)
             tr, va = split_indices(len(images), self.val_fraction, self.seed)
-            return (TensorDictDataset({"image": images[tr], "label": labels[tr]}),
-                    TensorDictDataset({"image": images[va], "label": labels[va]}))
+            return (_CaptionedDigits({"image": images[tr], "label": labels[tr]}, self.prompt_template),
+                    _CaptionedDigits({"image": images[va], "label": labels[va]}, self.prompt_template))
         root = Path(self.root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"TextImageDataModule: root {root} does not exist")

@@ -50,6 +50,7 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "lecture_cyclegan": ("lecture", None),
     "lecture_dcgan": ("lecture", None),
     "lecture_pix2pix": ("lecture", None),
+    "ldm_scaling": ("ldm_scaling", "Table 2.1"),
     "lfg_shadow": ("shadow_removal", "Table 7.1"),
     "portrait_mcdm": ("portrait_editing", "Table 5.1 (costume editing)"),
     "ltt_gan": ("ltt_gan", "Table 6.1"),
@@ -57,6 +58,11 @@ EXPECTED: dict[str, tuple[str, Optional[str]]] = {
     "total_selfie_finetune": ("totalselfie", "Table 3.1"),
     "vidm_content": ("vidm", "Table 3.2 (content generator)"),
     "vidm_motion": ("vidm", "Table 3.1 (256-UCF101)"),
+}
+
+#: config -> metrics its ``test`` rows must include (beyond "some row"), e.g. the CLIP column next to FID.
+EXPECTED_METRICS: dict[str, set[str]] = {
+    "ldm_scaling": {"FID", "CLIP"},  # Table 2.1: FID and the (conditioned) CLIP score of the COCO-30k protocol
 }
 
 #: configs whose ``test`` writes no results rows yet, and why (kept explicit so a new config is noticed).
@@ -69,7 +75,6 @@ NO_ROWS: dict[str, str] = {
     "lecture_pixelcnn": "likelihood model: test logs the negative log-likelihood (bits/dim), written as no row (lecture)",
     "lecture_vae": "likelihood model: test logs the ELBO / importance-sampled NLL, written as no row (lecture)",
     "lfg_shadow_pretrain": "pretraining stage; the fine-tuned model (lfg_shadow) writes Table 7.1",
-    "ldm_scaling": "text-to-image scaling rows come from benchmarks/scaling_sweep.py",
     "portrait_identity": "identity-encoder training stage (no table); the MCDM (portrait_mcdm) writes Table 5.1",
     "portrait_pairs": "pair generation (predict writes the training pairs); the MCDM (portrait_mcdm) writes Table 5.1",
 }
@@ -106,6 +111,8 @@ def check_test_rows_land_in_table(cli: Any, name: str, tmp_path: Path) -> None:
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
     rows = [r for r in read_rows(find_results(str(out))) if r.extra.get("stage", "test") == "test"]
     assert rows, f"{name}: `test` wrote no results rows"
+    missing = EXPECTED_METRICS.get(name, set()) - {r.metric for r in rows}
+    assert not missing, f"{name}: `test` wrote no {sorted(missing)} rows (got {sorted({r.metric for r in rows})})"
     for row in rows:
         assert row.paper == paper
         assert row.extra["checkpoint"] == ckpt and row.extra["step"] == saved_step, (row.extra, saved_step)

@@ -69,4 +69,36 @@ def test_sr_model_starts_as_the_text_to_image_model(tmp_path: Path) -> None:
     assert torch.allclose(a, b, atol=1e-5)
     out = sr.upscale(batch, num_steps=2, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 16, 16)
+    # the SR evaluation's per-input outputs (sr.yaml's EvaluationCallback): upscale, CFG ignored
+    again = sr.sample_for_batch(batch, num_steps=2, guidance_scale=7.5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, out)
     assert torch.isfinite(sr.sr_loss(batch))
+
+
+TINY_CLIP = {"projection_dim": 16,
+             "text_config": {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                             "vocab_size": 200, "max_position_embeddings": 32, "bos_token_id": 0, "eos_token_id": 1,
+                             "pad_token_id": 1},
+             "vision_config": {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                               "image_size": 16, "patch_size": 8}}
+
+
+def test_sample_for_batch_draws_one_image_per_caption_for_clip_score() -> None:
+    """Code test (random weights): the Table 2.1 evaluation's per-caption images, scored by a tiny random CLIP."""
+    from diffusion.dpm_solver import build_any_sampler
+    from metrics.clip_score import CLIPScore
+
+    model = _member(guidance_scale=3.0).eval()
+    captions = ["a red car", "two dogs on a beach", "a red car"]
+    batch = {"image": torch.zeros(3, 3, 16, 16), "caption": captions}
+    out = model.sample_for_batch(batch, num_steps=2, sampler="dpm_solver++", generator=torch.Generator().manual_seed(0))
+    same = model.sample(3, prompts=captions, num_steps=2, sampler=build_any_sampler("dpm_solver++"),
+                        generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 3, 16, 16) and torch.equal(out, same)  # the batch's captions, the given sampler/steps
+    other = model.sample_for_batch({**batch, "caption": ["two dogs on a beach"] * 3}, num_steps=2, sampler="dpm_solver++",
+                                   generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(other[0], out[0]) and torch.allclose(other[1], out[1])  # the image follows its caption
+    clip = CLIPScore(config=TINY_CLIP)
+    clip.update(out, text=batch[clip.batch_conditions["text"]])
+    score = float(clip.compute())
+    assert -1.0 <= score <= 1.0 and clip.count == 3

@@ -3,10 +3,12 @@
 Two tiny members (c = 32, 64; the tiny overlay: 8x8 latents of a random tiny VAE, hashed-prompt
 stand-in, embedded digits; stand-ins, not trained models) are trained through cli.py, loaded from
 their own checkpoints (4 latent channels: the in-process sweep could not load these) and swept
-through the shared sampling-budget path; FID on random-weight digits features (a stand-in).
+through the shared sampling-budget path with the tiny overlay's test evaluation (stand-in FID on tiny
+random features and CLIP score of a random tiny CLIP: the Table 2.1 columns, not their numbers).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,10 +24,14 @@ def test_scaling_sweep_on_suite_checkpoints_writes_rows_with_costs(tmp_path: Pat
                    "--train-steps", "1", "--samplers", "ddim", "--steps", "2", "--cfg-scales", "1", "3",
                    "--num-samples", "8", "--batch-size", "8", "--fid-features", "digits-random",
                    "--runs-dir", str(tmp_path / "runs"), "--out", str(out), "--results-dir", str(tmp_path / "results")])
-    rows = read_rows([str(out / "rows.jsonl")])
+    every = read_rows([str(out / "rows.jsonl")])
+    assert sorted(r.metric for r in every) == ["CLIP"] * 4 + ["FID"] * 4  # both Table 2.1 columns per point
+    # the frontier's metric: the first evaluated, FID (the thesis selects the CFG scale by FID, Sec. 2.3.3)
+    assert json.loads((out / "points.json").read_text())["metric"] == "FID"
+    rows = [r for r in every if r.metric == "FID"]
     assert len(rows) == 4 and {r.extra["width"] for r in rows} == {32, 64}
     for r in rows:
-        assert r.method == "ScaledLDM" and r.extra["checkpoint"].endswith("last.ckpt") and r.extra["step"] == 1
+        assert r.method.startswith("ScaledLDM") and r.extra["checkpoint"].endswith("last.ckpt") and r.extra["step"] == 1
         assert r.extra["sampling_cost"] == pytest.approx(r.extra["normalised_cost"] * r.extra["num_steps"])
         assert r.nfe == 2 * (2 if r.guidance != 1.0 else 1)
     assert result["gflops"][32] < result["gflops"][64]
@@ -39,3 +45,5 @@ def test_checkpoints_need_the_config() -> None:
 
     with pytest.raises(SystemExit):
         parse_args(["--checkpoints", "64=a.ckpt"])
+    with pytest.raises(SystemExit):  # not silently ignored: the distilled curve is in-process only
+        parse_args(["--config", "ldm_scaling.yaml", "--distill"])

@@ -13,7 +13,10 @@
   setting), DDPM or DPM-Solver++ (``diffusion/dpm_solver.py``) and the core
   ``ClassifierFreeGuidance``;
 * batches with ``caption`` use it; batches with a class ``label`` (the embedded digits) get the
-  caption ``prompt_template.format(label)``.
+  caption ``prompt_template.format(label)``;
+* evaluation (Table 2.1: COCO-2014 val 30k, FID and unscaled CLIP score): :meth:`ScaledLDM.sample_for_batch`
+  draws one image per caption of a test batch for ``callbacks.evaluation.EvaluationCallback``
+  (``per_batch_generation``; ``metrics.clip_score.CLIPScore`` gets the batch's captions).
 
 :class:`ScaledLDMSuperResolution` is the SR downstream model (Fig. 2.2): the encoded low-resolution
 image (bicubically upsampled to the HR size, then through the VAE) is concatenated channel-wise
@@ -235,6 +238,22 @@ class ScaledLDM(DiffusionModule):
             prompts = [self.prompt_template.format(int(l)) for l in labels]
         return super().sample(num_samples, labels=self.context(list(prompts)), **kwargs)
 
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps: Optional[int] = None, sampler: Any = None,
+                         guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None) -> Tensor:
+        """One image per item of ``batch``, generated from its caption (``caption``, else the class captions).
+
+        The Table 2.1 protocol through ``callbacks.evaluation.EvaluationCallback`` (``per_batch_generation``):
+        each COCO-2014 val caption of the ``test`` split gives one image; FID compares them with the batch's
+        real images and CLIP score with the captions (``metrics.clip_score.CLIPScore``, a conditioned metric).
+        ``sampler`` may be a name (``ddim``, ``ddpm``, ``dpm_solver++``) or a sampler object.
+        """
+        prompts = self.prompts(batch)
+        if isinstance(sampler, str):
+            sampler = build_sampler_by_name(sampler)
+        return self.sample(len(prompts), prompts=prompts, num_steps=num_steps, sampler=sampler,
+                           guidance_scale=guidance_scale, generator=generator)
+
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """One image per prompt request (``--data.prompts "a red car" prompts.txt``), named after
         the prompt and seed; ``manifest.json`` keeps each prompt's full text and seed."""
@@ -332,6 +351,12 @@ class ScaledLDMSuperResolution(ScaledLDM):
         den = NetworkDenoiser(self._net(batch), self.path, self.prediction_type,
                               encoder_hidden_states=self.null_context(size))
         return self.decode(sampler.sample(den, self.path, noise, grid, generator=generator)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps: Optional[int] = None, sampler: Any = None,
+                         guidance_scale: Optional[float] = None, generator: Optional[torch.Generator] = None) -> Tensor:
+        """One HR image per low-resolution input ``batch["lr"]`` (no CFG: ``guidance_scale`` is ignored)."""
+        return self.upscale(batch, num_steps=num_steps, sampler=sampler, generator=generator)
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         generator = torch.Generator(device=self.device).manual_seed(self.predict_seed + batch_idx)

@@ -36,10 +36,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from diffusion.denoisers import NetworkDenoiser
-from diffusion.dpm_solver import DPMSolverPlusPlusSampler
+from diffusion.dpm_solver import build_any_sampler
 from diffusion.learned_variance import integer_steps, vlb_terms
 from diffusion.paths import DiscreteDDPMPath
-from diffusion.samplers import build_sampler
 from diffusion.time_samplers import DiscreteTimeSampler
 from diffusion.weighting import P2Weighting
 from lightning_modules.components.loss_term_steps import LossTermSteps
@@ -52,10 +51,9 @@ STAGES = ("pretrain", "finetune")
 
 
 def resolve_sampler(sampler: Any) -> Any:
-    """A core sampler from a name of :data:`diffusion.samplers.SAMPLERS` or ``dpm_solver++`` (2M; Table 7.5)."""
-    if isinstance(sampler, str):
-        return DPMSolverPlusPlusSampler() if sampler == "dpm_solver++" else build_sampler(sampler)
-    return sampler
+    """A sampler object from a name: the core samplers or the DPM-Solvers (``dpm_solver++`` 2M for Table 7.5;
+    the shared :func:`diffusion.dpm_solver.build_any_sampler`); objects and ``None`` pass through."""
+    return build_any_sampler(sampler) if isinstance(sampler, str) else sampler
 
 
 class LFGShadowRemoval(LossTermSteps, DiffusionModule):
