@@ -143,3 +143,30 @@ def test_released_renderer_refuses_a_mismatching_file_with_one_message() -> None
     assert "other shapes" in message and "canvas_encoder.body.0.weight (3, 3, 3, 3) vs (3, 4, 3, 3)" in message
     with pytest.raises(ValueError, match="needs canvas_mode 'add' and an 8x VAE"):
         renderer(feature_encoder_layout="official")  # the tiny 2x VAE
+
+
+def test_released_overlays_set_what_the_importer_needs_and_the_pipeline_records_the_file(tmp_path) -> None:
+    """configs/inverse_painting_released/{renderer,pipeline}.yaml hold the same renderer settings, and those
+    (at tiny sizes) pass the importer; the full pipeline then needs no --ckpt_path for its renderer and mask stages."""
+    from pathlib import Path
+
+    import yaml
+
+    from inverse_painting_helpers import mask_generator, text_generator
+    from lightning_modules.inverse_painting import InversePainting
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "inverse_painting_released"
+    stage = yaml.safe_load((root / "renderer.yaml").read_text())["model"]["init_args"]
+    nested = yaml.safe_load((root / "pipeline.yaml").read_text())["model"]["init_args"]
+    assert nested["renderer"]["init_args"] == stage
+    assert stage["released_checkpoint"] == "checkpoints/renderer/ckpt/checkpoint-global_step-200000.ckpt"
+    assert stage["clip_hidden"] == [1024, 512] and stage["time_hidden"] == [256, 512]
+    state, _, _ = _official_state()
+    file = tmp_path / "renderer.ckpt"
+    torch.save(state, file)
+    settings = {k: v for k, v in stage.items() if k not in ("clip_hidden", "time_hidden", "released_checkpoint")}
+    ours = _tiny(**{**settings, "clip_hidden": (24, 12), "time_hidden": (8, 16), "released_checkpoint": str(file)})
+    assert ours.loads_own_weights and ours.released_checkpoint == str(file)
+    chain = InversePainting(ours, mask_generator(), text_generator())
+    assert chain.released_checkpoint == str(file)  # results rows record it (run_provenance)
+    assert not chain.loads_own_weights  # the mask and text stages still need their files
