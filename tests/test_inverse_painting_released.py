@@ -147,7 +147,7 @@ def test_released_renderer_refuses_a_mismatching_file_with_one_message() -> None
 
 def test_released_overlays_set_what_the_importer_needs_and_the_pipeline_records_the_file(tmp_path) -> None:
     """configs/inverse_painting_released/{renderer,pipeline}.yaml hold the same renderer settings, and those
-    (at tiny sizes) pass the importer; the full pipeline then needs no --ckpt_path for its renderer and mask stages."""
+    (at tiny sizes) pass the importer; the full pipeline records the released file."""
     from pathlib import Path
 
     import yaml
