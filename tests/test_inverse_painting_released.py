@@ -170,3 +170,35 @@ def test_released_overlays_set_what_the_importer_needs_and_the_pipeline_records_
     chain = InversePainting(ours, mask_generator(), text_generator())
     assert chain.released_checkpoint == str(file)  # results rows record it (run_provenance)
     assert not chain.loads_own_weights  # the mask and text stages still need their files
+
+
+def test_official_layout_at_full_size_has_the_released_key_names_and_shapes() -> None:
+    """At SD-1.5 size (meta device, nothing allocated): the trimmed ReferenceNet is their up_blocks[3].attentions[2]
+    cut, g_f has their shapes, and all 16 self-attentions still get a reference feature."""
+    from diffusers import UNet2DConditionModel
+
+    from lightning_modules.inverse_painting.renderer import RendererNetwork
+
+    sd15 = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=[320, 640, 1280, 1280],
+                down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"], up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+                cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32)
+    with torch.device("meta"):
+        full = UNet2DConditionModel.from_config(sd15).state_dict()
+        net = RendererNetwork(UNet2DConditionModel.from_config(sd15), UNet2DConditionModel.from_config(sd15), canvas_channels=4,
+                              downsample=8, canvas_mode="add", clip_dim=768, clip_hidden=(1024, 512),
+                              feature_encoder_layout="official", reference_net_layout="official", time_encoding="official")
+        net.write_reference(torch.zeros(1, 4, 64, 64), torch.zeros(1, 768))
+        out = net(torch.zeros(1, 4, 64, 64), torch.zeros(1), torch.zeros(1, 4, 512, 512), torch.zeros(1, 79, 768))
+    assert out.shape == (1, 4, 64, 64) and len(net.bank.features) == 16
+    dropped = set(full) - set(net.reference_net.state_dict())
+    assert not set(net.reference_net.state_dict()) - set(full)
+    assert {k.split(".")[0] for k in dropped} == {"conv_norm_out", "conv_out", "up_blocks"}
+    block = "up_blocks.3.attentions.2.transformer_blocks.0."
+    assert {k for k in dropped if k.startswith("up_blocks")} == {
+        k for k in full if k.startswith("up_blocks.3.attentions.2.proj_out.")
+        or (k.startswith(block) and not k.startswith(block + "norm1."))}
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert shapes["canvas_encoder.body.0.weight"] == (3, 4, 3, 3) and shapes["canvas_encoder.body.2.weight"] == (16, 3, 4, 4)
+    assert shapes["canvas_encoder.body.14.weight"] == (128, 64, 3, 3) and shapes["canvas_encoder.out.weight"] == (320, 128, 1, 1)
+    assert shapes["clip_generator.mlp.0.weight"] == (1024, 1536) and shapes["time_encoder.mlp.0.weight"] == (256, 21)
+    assert shapes["unet.conv_in.conv.weight"] == (320, 4, 3, 3)
