@@ -20,6 +20,13 @@
   - ``"add"`` (official code, AnimateAnyone pose guider): the last layer is a zero-initialised
     1x1 conv to ``block_out_channels[0]`` (320) with a learned output scale (init 2), added to
     the ``conv_in`` output (:class:`ConvInWithFeatures`).
+
+  And two kernel / channel layouts behind ``layout`` (the thesis gives only "9 conv layers"):
+
+  - ``"thesis"`` (default, [choice]): 3x3 convs ``in -> 16 -> 16 -> 32(s2) -> 32 -> 64(s2) -> 64 -> 128(s2) -> 128 -> out``.
+  - ``"official"`` (the official ``Hack_CurImageGuider``, needed for the released renderer):
+    ``in -> 3 (3x3) -> 16 (4x4 s2) -> 16 (3x3) -> 32 (4x4 s2) -> 32 (3x3) -> 64 (4x4 s2) -> 64 (3x3)
+    -> 128 (3x3) -> out (1x1)``, SiLU between, scale of shape ``[1]``; ``mode="add"`` and an 8x VAE only.
 """
 from __future__ import annotations
 
@@ -120,27 +127,42 @@ class CanvasFeatureEncoder(nn.Module):
 
     CHANNELS = (16, 16, 32, 32, 64, 64, 128, 128)
     STRIDED = (2, 4, 6)  # indices (into CHANNELS) of the layers that halve the resolution
+    #: ``layout="official"``: (channels, kernel, stride) of the 8 body convs (padding 1 each)
+    OFFICIAL = ((3, 3, 1), (16, 4, 2), (16, 3, 1), (32, 4, 2), (32, 3, 1), (64, 4, 2), (64, 3, 1), (128, 3, 1))
+    LAYOUTS = ("thesis", "official")
 
-    def __init__(self, in_channels: int, out_channels: int, downsample: int = 8, mode: str = "add", scale_init: float = 2.0) -> None:
+    def __init__(self, in_channels: int, out_channels: int, downsample: int = 8, mode: str = "add", scale_init: float = 2.0,
+                 layout: str = "thesis") -> None:
         super().__init__()
         if mode not in ("add", "concat"):
             raise ValueError(f"mode must be 'add' (code) or 'concat' (thesis), got {mode!r}")
+        if layout not in self.LAYOUTS:
+            raise ValueError(f"feature_encoder_layout must be one of {list(self.LAYOUTS)}, got {layout!r}")
         halvings = int(round(math.log2(downsample)))
         if 2**halvings != downsample or halvings > len(self.STRIDED):
             raise ValueError(f"downsample must be 1, 2, 4 or 8, got {downsample}")
-        self.mode = mode
+        if layout == "official" and (mode != "add" or downsample != 8):
+            raise ValueError("feature_encoder_layout 'official' (the official pose-guider layout) needs canvas_mode 'add' "
+                             f"and an 8x VAE (got canvas_mode {mode!r}, VAE factor {downsample})")
+        self.mode, self.layout = mode, layout
         layers: list[nn.Module] = []
         previous = in_channels
-        for i, channels in enumerate(self.CHANNELS):
-            stride = 2 if i in self.STRIDED[:halvings] else 1
-            layers += [nn.Conv2d(previous, channels, 3, stride=stride, padding=1), nn.SiLU()]
-            previous = channels
+        if layout == "official":
+            for channels, kernel, stride in self.OFFICIAL:
+                layers += [nn.Conv2d(previous, channels, kernel, stride=stride, padding=1), nn.SiLU()]
+                previous = channels
+        else:
+            for i, channels in enumerate(self.CHANNELS):
+                stride = 2 if i in self.STRIDED[:halvings] else 1
+                layers += [nn.Conv2d(previous, channels, 3, stride=stride, padding=1), nn.SiLU()]
+                previous = channels
         self.body = nn.Sequential(*layers)
         if mode == "add":
             self.out = nn.Conv2d(previous, out_channels, 1)
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
-            self.scale = nn.Parameter(torch.tensor(float(scale_init)))
+            scale = torch.full((1,), float(scale_init)) if layout == "official" else torch.tensor(float(scale_init))
+            self.scale = nn.Parameter(scale)
         else:
             self.out = nn.Conv2d(previous, out_channels, 3, padding=1)
             self.register_parameter("scale", None)

@@ -108,10 +108,14 @@ class InversePainting(PredictOutputsMixin, LightningModule):
         if text_generator is not None:
             load_stage(text_generator, text_checkpoint, "model.init_args.text_checkpoint")
         self.renderer, self.mask_generator, self.text_generator = renderer, mask_generator, text_generator
-        # the stages' own files (stage checkpoints, the authors' released mask generator) make a test /
-        # predict without --ckpt_path meaningful (cli.py)
-        self.released_checkpoint = getattr(mask_generator, "released_checkpoint", None)
-        self.loads_own_weights = bool(renderer_checkpoint and (mask_checkpoint or self.released_checkpoint or mask_generator is None)
+        # the stages' own files (stage checkpoints, the authors' released renderer / mask generator) make a
+        # test / predict without --ckpt_path meaningful (cli.py); rows record the released files
+        released_renderer = getattr(renderer, "released_checkpoint", None)
+        released_mask = getattr(mask_generator, "released_checkpoint", None)
+        released = [f for f in (released_renderer, released_mask) if f]
+        self.released_checkpoint = "; ".join(released) if released else None
+        self.loads_own_weights = bool((renderer_checkpoint or released_renderer)
+                                      and (mask_checkpoint or released_mask or mask_generator is None)
                                       and (text_checkpoint or text_generator is None))
         unknown = set(train_stages) - {"renderer", "mask", "text"}
         if unknown:

@@ -23,6 +23,19 @@ time 5, CLIP 2. [choice] The composition is not given; the default is the nested
 (InstructPix2Pix-like) form of ``diffusion.guidance.ClassifierFreeGuidance`` in the order
 clip -> time -> mask -> text (``guidance_mode="independent"`` gives the composable form).
 
+Layouts of the official code (needed to load the authors' released renderer, :mod:`.released`;
+``configs/inverse_painting_released/renderer.yaml`` sets them; the defaults are the thesis reading):
+
+* ``feature_encoder_layout: official``: ``g_f`` with the official pose-guider kernels / channels
+  (:class:`~.encoders.CanvasFeatureEncoder`), with ``canvas_mode: add``;
+* ``reference_net_layout: official``: ``g_r`` without the parts whose outputs no written
+  reference feature depends on (``conv_norm_out``, ``conv_out``, and everything after ``norm1``
+  in the last transformer block: ``attn1`` projections, ``norm2``, ``attn2``, ``norm3``, ``ff``,
+  and that block's ``proj_out``), as the official ``ReferenceNet`` drops them. The features ``g_r``
+  writes, hence the renderer's output, are the same as with ``full`` (tested);
+* ``time_encoding: official``: the official ``Δt`` map of :class:`~.encoders.TimeEncoder`;
+* ``clip_hidden: [1024, 512]``: the official next-CLIP MLP sizes.
+
 Ablation flags (Table 6.1): ``use_text`` (Ours-TG / one-stage), ``use_mask`` (Ours-MG / one-stage),
 ``use_time`` (Ours-TE), ``use_reference_net`` (Ours-RN: ``I_T`` is fed to ``g_f`` instead),
 ``use_clip`` (Ours-CE).
@@ -52,6 +65,31 @@ from .pretrained import ClipImageEncoder, TextEncoder, build_unet, build_vae, va
 log = logging.getLogger(__name__)
 
 CONDITIONS = ("text", "mask", "time", "clip")
+REFERENCE_NET_LAYOUTS = ("full", "official")
+
+
+def trim_reference_net(unet: nn.Module) -> None:
+    """``reference_net_layout: official``: drop the ReferenceNet parts no written feature depends on.
+
+    The last self-attention input the ReferenceNet writes is ``norm1``'s output in its last
+    transformer block; what follows it there (``attn1``'s projections, ``norm2``, ``attn2``,
+    ``norm3``, ``ff``, the block's ``proj_out``) and the output head (``conv_norm_out``,
+    ``conv_out``) only shape the ReferenceNet's own output, which is discarded. They become
+    parameter-free stand-ins (identity maps, ``attn2 = None``) so the forward still runs.
+    """
+    attentions = getattr(unet.up_blocks[-1], "attentions", None)
+    if not attentions:
+        raise ValueError("reference_net_layout 'official' needs a UNet whose last up block has attention "
+                         "(CrossAttnUpBlock2D, as SD-1.5's)")
+    transformer = attentions[-1]
+    block = transformer.transformer_blocks[-1]
+    attn = block.attn1
+    attn.to_q, attn.to_k, attn.to_v = nn.Identity(), nn.Identity(), nn.Identity()
+    attn.to_out = nn.ModuleList([nn.Identity(), nn.Identity()])
+    block.norm2, block.attn2, block.norm3, block.ff = nn.Identity(), None, nn.Identity(), nn.Identity()
+    transformer.proj_out = nn.Identity()
+    unet.conv_norm_out = None
+    unet.conv_out = nn.Identity()
 
 
 class RendererNetwork(nn.Module):
@@ -69,24 +107,34 @@ class RendererNetwork(nn.Module):
         time_hidden: Sequence[int] = (256, 512),
         use_time: bool = True,
         literal_reference_attention: bool = False,
+        feature_encoder_layout: str = "thesis",
+        reference_net_layout: str = "full",
+        time_encoding: str = "scaled",
     ) -> None:
         super().__init__()
+        if reference_net_layout not in REFERENCE_NET_LAYOUTS:
+            raise ValueError(f"reference_net_layout must be one of {list(REFERENCE_NET_LAYOUTS)}, got {reference_net_layout!r}")
         self.canvas_mode = canvas_mode
+        self.feature_encoder_layout, self.reference_net_layout = feature_encoder_layout, reference_net_layout
         context_dim = int(unet.config.cross_attention_dim)
         self.latent_channels = int(unet.config.in_channels)
         if canvas_mode == "concat":
-            self.canvas_encoder = CanvasFeatureEncoder(canvas_channels, self.latent_channels, downsample, mode="concat")
+            self.canvas_encoder = CanvasFeatureEncoder(canvas_channels, self.latent_channels, downsample, mode="concat",
+                                                       layout=feature_encoder_layout)
             widen_conv_in(unet, self.latent_channels)
         else:
-            self.canvas_encoder = CanvasFeatureEncoder(canvas_channels, int(unet.config.block_out_channels[0]), downsample, mode="add")
+            self.canvas_encoder = CanvasFeatureEncoder(canvas_channels, int(unet.config.block_out_channels[0]), downsample, mode="add",
+                                                       layout=feature_encoder_layout)
             unet.conv_in = ConvInWithFeatures(unet.conv_in)
         self.unet = unet
         self.reference_net = reference_net
         self.bank = ReferenceBank()
         if reference_net is not None:
+            if reference_net_layout == "official":
+                trim_reference_net(reference_net)
             install_reference_attention(reference_net, unet, self.bank, literal=literal_reference_attention)
             self.reference_context = nn.Identity() if clip_dim == context_dim else nn.Linear(int(clip_dim or context_dim), context_dim)
-        self.time_encoder = TimeEncoder(context_dim, time_hidden) if use_time else None
+        self.time_encoder = TimeEncoder(context_dim, time_hidden, mode=time_encoding) if use_time else None
         self.clip_generator = NextClipGenerator(clip_dim, clip_hidden, context_dim) if clip_dim else None
 
     @property
@@ -141,6 +189,12 @@ class InversePaintingRenderer(DiffusionModule):
         guidance: per-condition CFG scales at sampling (``{text: 5, mask: 5, time: 5, clip: 2}``).
         guidance_mode, guidance_order: the composition (see module docstring).
         image_size: training / rendering resolution ``(H, W)`` (a multiple of the VAE factor * 8).
+        feature_encoder_layout: ``"thesis"`` (default) or ``"official"`` (``g_f`` kernels / channels).
+        reference_net_layout: ``"full"`` (default) or ``"official"`` (``g_r`` without its unused tail).
+        time_encoding: ``"scaled"`` (Δt / 100, default) or ``"official"`` (see :class:`~.encoders.TimeEncoder`).
+        released_checkpoint: the authors' released renderer
+            (``checkpoints/renderer/ckpt/checkpoint-global_step-200000.ckpt``), imported by
+            :func:`.released.import_released_renderer`; needs the official layouts above.
     """
 
     def __init__(
@@ -176,6 +230,10 @@ class InversePaintingRenderer(DiffusionModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         val_seed: int = 1234,
         predict_seed: int = 0,
+        feature_encoder_layout: str = "thesis",
+        reference_net_layout: str = "full",
+        time_encoding: str = "scaled",
+        released_checkpoint: Optional[str] = None,
     ) -> None:
         if not 0.0 <= condition_dropout < 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1), got {condition_dropout}")
@@ -204,6 +262,9 @@ class InversePaintingRenderer(DiffusionModule):
             time_hidden=time_hidden,
             use_time=use_time,
             literal_reference_attention=literal_reference_attention,
+            feature_encoder_layout=feature_encoder_layout,
+            reference_net_layout=reference_net_layout,
+            time_encoding=time_encoding,
         )
         if not use_clip:
             network.clip_generator = None
@@ -249,7 +310,13 @@ class InversePaintingRenderer(DiffusionModule):
         self.guidance_mode = guidance_mode
         self.guidance_order = tuple(guidance_order)
         self.steps_offset = int(steps_offset)
-        self.uses_random_weights = sd_path is None
+        self.released_checkpoint = released_checkpoint
+        if released_checkpoint is not None:
+            from .released import import_released_renderer
+
+            import_released_renderer(self, released_checkpoint)
+        self.uses_random_weights = sd_path is None and released_checkpoint is None  # rows say weights: random
+        self.loads_own_weights = released_checkpoint is not None  # cli.py: test / predict need no --ckpt_path
 
     # ------------------------------------------------------------------ VAE
     @torch.no_grad()
