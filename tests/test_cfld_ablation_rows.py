@@ -55,6 +55,7 @@ def test_ablation_settings_are_checked_naming_the_key() -> None:
     kv = ("to_k", "to_v")
     check_results_placement("B3", "Table 3", "model", "prd", False, kv, (256, 176))  # B3 as printed
     check_results_placement(None, "Table 2 (512x352)", "model", "prd", True, kv, (512, 352))
+    check_results_placement(None, "Table 2 (512x352)", "model", "prd", True, kv, (48, 32))  # a CPU stand-in size
     cases = [
         (("B3", "Table 3", "model", "prd", True, kv, None), "ablation='B3' is Table 3's prompt='prd', hga=False"),
         (("B4", "Table 3", "model", "prd", False, kv, None), "unet_trainable=\\['to_q', 'to_k', 'to_v'\\]"),
@@ -63,6 +64,7 @@ def test_ablation_settings_are_checked_naming_the_key() -> None:
         (("B7", "Table 3", "model", "prd", True, kv, None), "ablation='B7' is not a Table 3 row"),
         (("B3", "Table 3", "ground_truth", "prd", False, kv, None), "rows belong to Table 2"),
         (("B3", "Table 3", "model", "prd", False, kv, (512, 352)), "eval_size is \\(512, 352\\)"),
+        ((None, "Table 2 (256x176)", "model", "prd", True, kv, (512, 352)), "is scored at \\(256, 176\\)"),
         ((None, "Table 9", "model", "prd", True, kv, None), "results_table='Table 9' is not one of"),
     ]
     for args, message in cases:
