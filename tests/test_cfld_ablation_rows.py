@@ -40,14 +40,15 @@ def _resolved(configs: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_every_ablation_overlay_is_a_table3_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert {p.stem for p in (CONFIGS / "cfld_ablations").glob("*.yaml")} == set(OVERLAYS), "a new overlay: add its row"
     rows = _paper_rows()
-    stacks = [(["cfld.yaml", f"cfld_ablations/{overlay}.yaml"], row) for overlay, row in OVERLAYS.items()]
-    stacks.append((["cfld.yaml", "cfld_ablations/b5_swin_prompt.yaml", "tiny/cfld.yaml"], "B5"))  # tiny callback list
-    for stack, row in stacks:
-        table, method = _resolved(stack, tmp_path, capsys)
-        assert (table, method) == ("Table 3", row), stack
-        assert method in rows[table], (table, sorted(rows[table]))
-    # the 512 config stays in its Table 2 block (cfld.yaml's placement is checked by test_cli_configs)
-    assert _resolved(["cfld_512.yaml", "tiny/cfld_512.yaml"], tmp_path, capsys) == ("Table 2 (512x352)", "CFLD")
+    for overlay, row in OVERLAYS.items():  # each overlay names its row; the composed configs take it (below)
+        args = yaml.safe_load((CONFIGS / "cfld_ablations" / f"{overlay}.yaml").read_text())["model"]["init_args"]
+        assert (args["results_table"], args["ablation"]) == ("Table 3", row) and row in rows["Table 3"], overlay
+    for base in ("cfld", "tiny/cfld", "cfld_512", "tiny/cfld_512"):  # no callback table that would win over the module
+        callbacks = yaml.safe_load((CONFIGS / f"{base}.yaml").read_text())["trainer"]["callbacks"]
+        assert all("table" not in c.get("init_args", {}) for c in callbacks), base
+    # one composed stack through the CLI parser (callback lists merge by position): B5 on cfld.yaml + tiny
+    stack = ["cfld.yaml", "cfld_ablations/b5_swin_prompt.yaml", "tiny/cfld.yaml"]
+    assert _resolved(stack, tmp_path, capsys) == ("Table 3", "B5")
     assert set(ABLATIONS) <= rows["Table 3"]
 
 
@@ -77,3 +78,19 @@ def test_the_module_checks_before_building_and_names_its_rows() -> None:
 
     with pytest.raises(ValueError, match="model.init_args.ablation='B5'"):
         tiny_cfld(ablation="B5", results_table="Table 3")  # B5 is prompt swin_linear; the base config is prd
+
+
+def test_a_b3_row_renders_in_table3_next_to_the_papers_b3() -> None:
+    from benchmarks.leaderboard import render_leaderboard
+    from metrics.results_rows import ResultRow
+    from results_placement import _table_block
+
+    rows = [ResultRow(paper="cfld", method="B3", dataset="DeepFashion In-Shop Clothes Retrieval (PATN split: 101,966 train / "
+                      "8,570 test pairs)", split="test", resolution="256x176", num_samples=8570, nfe=150, guidance=2.0,
+                      metric=metric, value=value, evaluator="test", config=None, commit="abc", date="2026-12-02",
+                      weights="pretrained", data="real", extra={"table": "Table 3"})
+            for metric, value in (("LPIPS", 0.16), ("SSIM", 0.73))]
+    text = render_leaderboard(rows, load_paper_numbers(str(CONFIGS.parent / "benchmarks" / "paper_numbers.yaml")), None)
+    block = _table_block(text, "cfld", "Table 3")
+    assert any(line.startswith("| B3 | paper") for line in block.splitlines())
+    assert any(line.startswith("| B3 (") and "| ours |" in line for line in block.splitlines()), block
