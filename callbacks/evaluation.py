@@ -32,8 +32,9 @@ outputs of ``sample_for_batch`` to every metric instead of calling ``sample(n)``
 Metrics that declare ``takes_batch = True`` compare more than one image per item (whole painting
 processes of their own length, instruction strings): they get ``update(outputs, batch)`` with
 whatever ``sample_for_batch`` returned (a tensor or a list, one entry per item) and the real batch.
-The rows' ``method`` is ``method`` when given, else the module's ``method_label()`` /
-``method_name``; a module's ``results_row_extra()`` (a dict) is added to every row's ``extra``.
+The rows' ``method`` is ``method`` when given, else the module's ``results_method``,
+``method_label()`` or ``method_name``; their ``table`` is ``table`` when given, else the module's
+``results_table``; a module's ``results_row_extra()`` (a dict) is added to every row's ``extra``.
 
 A distribution metric can score against precomputed real statistics instead of the stage's
 batches (``reference_statistics``: metric name -> ``.npz`` with ``mu``/``sigma``/``count``, e.g.
@@ -154,7 +155,8 @@ class EvaluationCallback(Callback):
             spells it. On embedded data the row's ``dataset`` names the stand-in instead and
             ``stand_in_for`` keeps this value (``metrics.results_rows.dataset_field``).
         table: the ``paper_numbers.yaml`` table this protocol reproduces (row extra ``table``;
-            the leaderboard places the row there).
+            the leaderboard places the row there); ``None`` uses the module's ``results_table`` when it
+            has one (CFLD's ablation overlays change the module, not the callback list: Table 3).
         metric_names: logged/flattened metric key -> the paper's metric name for the rows
             (e.g. ``{precision_recall_precision: Precision}``); keys not listed keep their name.
         resolution: row field; ``None`` records the pixel size ``HxW`` of the images the
@@ -604,6 +606,7 @@ class EvaluationCallback(Callback):
         paired_total = self._count(trainer, self._paired_count) if (self._paired or self._conditioned) else 0
         module_extra = dict(pl_module.results_row_extra()) if hasattr(pl_module, "results_row_extra") else {}
         real_total = self._count(trainer, self._real_seen)
+        table = self.table or getattr(pl_module, "results_table", None)
         rows = []
         for key, value in results.items():
             proto = getattr(self.metrics[origin[key]], "protocol", None)
@@ -618,7 +621,7 @@ class EvaluationCallback(Callback):
                     **module_extra,
                     **provenance,
                     **dataset_extra,
-                    **({"table": self.table} if self.table else {}),
+                    **({"table": table} if table else {}),
                     "num_steps": steps,
                     "sampler": self.sampler or getattr(getattr(pl_module, "sampler", None), "name", None),
                     "num_real": real_total,

@@ -139,6 +139,9 @@ class FrechetInceptionDistance(_FeatureMetric):
             self.add_state(f"{prefix}_outer", torch.zeros(d, d, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{prefix}_count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.reference: Optional[str] = None  # the loaded reference file's name (protocol), if any
+        # (sum, outer, count) of the precomputed reference inside the real states: every rank loads the same
+        # file, so the cross-rank sum of the states counts it world-size times; _sync_dist counts it once
+        self._reference_sums: Optional[tuple[Tensor, Tensor, Tensor]] = None
         if reference_statistics is not None:
             self.load_real_statistics(reference_statistics)
 
@@ -186,6 +189,26 @@ class FrechetInceptionDistance(_FeatureMetric):
         mu_f, sigma_f = self.statistics(False)
         return frechet_distance(mu_r, sigma_r, mu_f, sigma_f)
 
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Optional[Any] = None) -> None:
+        """Reduce the states across ranks with the reference (the same on every rank) counted once.
+
+        The reference is taken out of the real sums before the cross-rank sum and added back after it, so
+        the synced real side is the reference plus every rank's streamed real batches (none, when only
+        the reference is used). Without this the summed sums give the right mean but a covariance scaled
+        by ``W (n - 1) / (W n - 1)`` and a count ``W n`` (``W`` ranks, ``n`` reference samples).
+        torchmetrics restores the local (unsynced) states after ``compute``.
+        """
+        kwargs = {} if dist_sync_fn is None else {"dist_sync_fn": dist_sync_fn}
+        if self._reference_sums is None:
+            super()._sync_dist(process_group=process_group, **kwargs)
+            return
+        names = ("real_sum", "real_outer", "real_count")
+        for name, value in zip(names, self._reference_sums):
+            setattr(self, name, getattr(self, name) - value.to(getattr(self, name).device))
+        super()._sync_dist(process_group=process_group, **kwargs)
+        for name, value in zip(names, self._reference_sums):
+            setattr(self, name, getattr(self, name) + value.to(getattr(self, name).device))
+
     def reset(self) -> None:
         if not self.reset_real_features:
             kept = {k: getattr(self, k).clone() for k in ("real_sum", "real_outer", "real_count")}
@@ -194,6 +217,7 @@ class FrechetInceptionDistance(_FeatureMetric):
                 setattr(self, key, value)
         else:
             super().reset()
+            self._reference_sums = None  # the real states, reference included, are gone
 
     def set_real_statistics(self, mean: Tensor | np.ndarray, cov: Tensor | np.ndarray, count: int) -> None:
         """Use a precomputed reference (mean, covariance over ``count`` samples) as the real distribution.
@@ -213,6 +237,7 @@ class FrechetInceptionDistance(_FeatureMetric):
         self.real_sum = mean * n
         self.real_outer = cov * (n - 1.0) + n * torch.outer(mean, mean)
         self.real_count = torch.tensor(n, dtype=torch.float64, device=mean.device)
+        self._reference_sums = (self.real_sum.clone(), self.real_outer.clone(), self.real_count.clone())
         self.reset_real_features = False
 
     def save_real_statistics(self, path: str) -> None:

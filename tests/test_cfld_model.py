@@ -190,6 +190,7 @@ def test_ablation_overlays_build_the_table3_variants(overlay: str) -> None:
     assert trains_q == (overlay == "b4_train_queries")
     assert (net.appearance_encoders is None) == (overlay in ("b2_clip_prompt", "b3_prd_only", "b4_train_queries"))
     assert type(net.prompt_head).__name__ == HEADS[overlay]
+    assert (model.results_table, model.results_method) == ("Table 3", overlay[:2].upper())  # the Table 3 row
     loss = model.pair_loss(tiny_batch())
     assert loss.shape == (4,) and torch.isfinite(loss).all()
     if overlay == "b1_multiscale_prompt":  # appearance enters the keys/values: 4 tokens of the prompt width

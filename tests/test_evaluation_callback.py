@@ -279,3 +279,23 @@ def test_conditioned_metrics_receive_the_batch_prompts_with_the_generated_videos
         bad = _trainer()
         bad.callbacks.append(EvaluationCallback(metrics={"CLIPSIM": CaptionLength()}, stages=("test",), write_results=False))
         bad.test(FakeSampler(), datamodule=CaptionedVideos(), verbose=False)
+
+
+class LabelledPairedSampler(PairedSampler):
+    """A module that names its rows' method and table (as CFLD does for its Table 3 ablations)."""
+
+    results_method = "B3"
+    results_table = "Table 3"
+
+
+def test_rows_take_the_module_table_and_method_unless_the_callback_sets_them(tmp_path) -> None:
+    tables = {}
+    for name, kwargs in {"module": {}, "callback": {"table": "Table 2 (256x176)", "method": "CFLD"}}.items():
+        callback = EvaluationCallback(metrics={"psnr": PeakSignalNoiseRatio()}, num_samples=10, stages=("test",),
+                                      results_dir=str(tmp_path), results_file=f"{name}.jsonl", progress_bar=False, **kwargs)
+        trainer = _trainer()
+        trainer.callbacks.append(callback)
+        trainer.test(LabelledPairedSampler(), datamodule=FakeData(), verbose=False)
+        (row,) = read_rows([str(tmp_path / f"{name}.jsonl")])
+        tables[name] = (row.extra.get("table"), row.method)
+    assert tables == {"module": ("Table 3", "B3"), "callback": ("Table 2 (256x176)", "CFLD")}

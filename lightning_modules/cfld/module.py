@@ -94,6 +94,51 @@ def resize(images: Tensor, size: Sequence[int] | int) -> Tensor:
 #: ``evaluate`` -> the method name of the results rows (benchmarks/paper_numbers.yaml, Table 2).
 EVALUATE_MODES = {"model": "CFLD", "vae_reconstruction": "VAE Reconstructed", "ground_truth": "Ground Truth"}
 
+#: ``paper_numbers.yaml`` tables of CFLD's rows and the evaluation size ``(H, W)`` each is scored at
+#: (seed 003 Table 2 upper/lower block; Table 3's size is not printed, its "Ours" row equals Table 2 at 256x176).
+RESULTS_TABLES = {"Table 2 (256x176)": (256, 176), "Table 2 (512x352)": (512, 352), "Table 3": (256, 176)}
+
+#: Table 3 rows (seed 003 lines 217-223): row name -> (prompt, hga, trainable up-block projections).
+ABLATIONS = {
+    "B1": ("multiscale", False, ("to_k", "to_v")),
+    "B2": ("clip", False, ("to_k", "to_v")),
+    "B3": ("prd", False, ("to_k", "to_v")),
+    "B4": ("prd", False, ("to_q", "to_k", "to_v")),
+    "B5": ("swin_linear", True, ("to_k", "to_v")),
+    "Ours": ("prd", True, ("to_k", "to_v")),
+}
+
+
+def check_results_placement(ablation: Optional[str], results_table: str, evaluate: str, prompt: str, hga: bool,
+                            unet_trainable: Sequence[str], eval_size: Optional[Sequence[int]]) -> None:
+    """Fail early, naming the key, when the rows' table/name would not be the settings' row of the paper."""
+    if results_table not in RESULTS_TABLES:
+        raise ValueError(f"model.init_args.results_table={results_table!r} is not one of {list(RESULTS_TABLES)}")
+    paper_sizes = set(RESULTS_TABLES.values())  # other sizes are CPU stand-ins (tests), not checked
+    if eval_size is not None and tuple(eval_size) in paper_sizes and tuple(eval_size) != RESULTS_TABLES[results_table]:
+        raise ValueError(f"model.init_args.results_table={results_table!r} is scored at {RESULTS_TABLES[results_table]}, "
+                         f"but model.init_args.eval_size is {tuple(eval_size)}")
+    if ablation is None:
+        if results_table == "Table 3":
+            raise ValueError("model.init_args.results_table='Table 3' needs model.init_args.ablation (a Table 3 row: "
+                             f"{list(ABLATIONS)})")
+        return
+    if ablation not in ABLATIONS:
+        raise ValueError(f"model.init_args.ablation={ablation!r} is not a Table 3 row ({list(ABLATIONS)})")
+    if results_table != "Table 3":
+        raise ValueError(f"model.init_args.ablation={ablation!r} writes Table 3 rows: set model.init_args.results_table: "
+                         f"'Table 3' (found {results_table!r})")
+    if evaluate != "model":
+        raise ValueError(f"model.init_args.ablation={ablation!r} scores the model; evaluate={evaluate!r} rows belong to Table 2")
+    want_prompt, want_hga, want_trainable = ABLATIONS[ablation]
+    found = (prompt, bool(hga), tuple(sorted(unet_trainable)))
+    if found != (want_prompt, want_hga, tuple(sorted(want_trainable))):
+        raise ValueError(
+            f"model.init_args.ablation={ablation!r} is Table 3's prompt={want_prompt!r}, hga={want_hga}, "
+            f"unet_trainable={list(want_trainable)}; the config has prompt={prompt!r}, hga={bool(hga)}, "
+            f"unet_trainable={list(unet_trainable)}"
+        )
+
 
 def quantise(images: Tensor) -> Tensor:
     """[-1, 1] -> uint8 levels -> [-1, 1] (the evaluation's PNG round trip, digest A7)."""
@@ -168,6 +213,11 @@ class CFLD(DiffusionModule):
         evaluate: what :meth:`sample_for_batch` scores: ``"model"`` (pose transfer), or Table 2's reference
             rows ``"vae_reconstruction"`` (the ground truth through the SD VAE) and ``"ground_truth"`` (the
             target itself), against the same statistics; rows are named by :attr:`results_method`.
+        results_table: the ``benchmarks/paper_numbers.yaml`` table of the rows ("Table 2 (256x176)",
+            "Table 2 (512x352)" or "Table 3"), read by the EvaluationCallback when its ``table`` is unset;
+            checked against ``eval_size``.
+        ablation: a Table 3 row ("B1"-"B5", "Ours"; seed 003 lines 217-223): names the rows and requires
+            ``results_table: Table 3`` and that row's ``prompt`` / ``hga`` / ``unet_trainable`` (checked).
     """
 
     def __init__(
@@ -213,6 +263,8 @@ class CFLD(DiffusionModule):
         gradient_checkpointing: bool = False,
         pose_detector: Optional[PoseDetector] = None,
         evaluate: str = "model",
+        results_table: str = "Table 2 (256x176)",
+        ablation: Optional[str] = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         val_seed: int = 1234,
         predict_seed: int = 0,
@@ -221,6 +273,7 @@ class CFLD(DiffusionModule):
             raise ValueError(f"condition_dropout must be in [0, 1), got {condition_dropout}")
         if loss_reduction not in ("sum", "mean"):
             raise ValueError(f"model.init_args.loss_reduction={loss_reduction!r} is not 'sum' (Eq. 6) or 'mean' (authors' code)")
+        check_results_placement(ablation, results_table, evaluate, prompt, hga, unet_trainable, eval_size)
         unet = build_diffusers_model(
             UNet2DConditionModel, key="model.init_args.sd_path", path=sd_path, subfolder="unet", config=unet_config, source=SD_SOURCE
         )
@@ -294,6 +347,7 @@ class CFLD(DiffusionModule):
         self.pose_detector = pose_detector
         if evaluate not in EVALUATE_MODES:
             raise ValueError(f"model.init_args.evaluate={evaluate!r} is not one of {list(EVALUATE_MODES)}")
+        self.results_table, self.ablation = results_table, ablation
         self.evaluate = evaluate
         # test/predict need no Lightning checkpoint when the weights are the authors' release, or for the
         # reference rows (the VAE comes from sd_path; the ground truth needs no network)
@@ -530,7 +584,12 @@ class CFLD(DiffusionModule):
 
     @property
     def results_method(self) -> str:
-        """Row name of what is scored: "CFLD", or a Table 2 reference row (``evaluate``)."""
+        """Row name of what is scored: "CFLD", a Table 2 reference row (``evaluate``), or the Table 3 row (``ablation``).
+
+        The EvaluationCallback uses it (and :attr:`results_table`) unless its own ``method`` (``table``) is set.
+        """
+        if self.ablation is not None:
+            return self.ablation
         return EVALUATE_MODES[self.evaluate]
 
     def sample_for_batch(self, batch: Mapping[str, Any], *, num_steps=None, sampler=None, guidance_scale=None, generator=None) -> Tensor:
