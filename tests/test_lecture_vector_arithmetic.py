@@ -81,5 +81,8 @@ def test_dcgan_predict_writes_the_vector_arithmetic_figure_in_the_manifest(tmp_p
     with Image.open(folder / "vector_arithmetic.png") as image:
         assert image.size == (9 * 18 + 2, 4 * 18 + 2)  # 9 columns (Y + 8 neighbours), 4 rows of 16 px + padding
     cli = run_cli(["predict", *base, "--ckpt_path", "last", "--model.init_args.arithmetic", "null"], tmp_path)
-    files = {out for e in json.loads((Path(cli.model.predictions_dir) / "manifest.json").read_text())["items"] for out in e["outputs"]}
-    assert "interpolation.png" in files and "vector_arithmetic.png" not in files
+    # A second predict into the same folder keeps the first manifest and writes manifest_1.json.
+    second = Path(cli.model.predictions_dir) / "manifest_1.json"
+    files = {out for e in json.loads(second.read_text())["items"] for out in e["outputs"]}
+    # Outputs are never overwritten either: the second run's figures carry the suffix _1.
+    assert "interpolation_1.png" in files and not any(f.startswith("vector_arithmetic") for f in files)
