@@ -13,7 +13,7 @@ from .paths import AffinePath
 from .predictions import validate_prediction_type
 from .tensor_utils import as_time
 
-__all__ = ["NetworkDenoiser", "unwrap_output"]
+__all__ = ["ConditionedEpsilon", "NetworkDenoiser", "unwrap_output"]
 
 
 def unwrap_output(out: Any) -> Tensor:
@@ -51,3 +51,21 @@ class NetworkDenoiser(nn.Module):
     def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
         t = as_time(t, x_t)
         return unwrap_output(self.network(x_t, self.path.network_time(t), **self.kwargs))
+
+
+class ConditionedEpsilon:
+    """``net(x_t, t, cond)`` as an epsilon denoiser with the condition dict bound.
+
+    For latent models whose network wrapper already maps the sampler's time to its own input
+    (Inverse Painting's renderer, the portrait MCDM): the sampler calls ``(x_t, t)``, the
+    wrapper receives the bound condition each time. A plain object, not an ``nn.Module``: it is
+    built per sampling call and holds no parameters of its own.
+    """
+
+    prediction_type = "epsilon"
+
+    def __init__(self, net: Callable[..., Tensor], cond: dict[str, Any]) -> None:
+        self.net, self.cond = net, cond
+
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.net(x_t, t, self.cond)

@@ -4,7 +4,9 @@ Restoration diffusion modules (LFG-Diffusion, Bi-Noising) compute a dict of per-
 with a ``"total"``; this mixin logs the total and the module's ``logged_loss_terms`` under
 ``train/``, ``val/`` and ``test/``, and evaluates validation/test with fixed noise
 (``val_seed + batch_idx``) so their curves are comparable across runs. Put it before
-``DiffusionModule`` in the bases.
+``DiffusionModule`` in the bases. :class:`PairLossSteps` is the same for modules with one
+per-sample loss, ``pair_loss(batch, generator=None, train=True)`` (Inverse Painting's renderer,
+the portrait MCDM).
 """
 from __future__ import annotations
 
@@ -45,4 +47,36 @@ class LossTermSteps:
         return self._fixed_noise_loss("test", batch, batch_idx)
 
 
-__all__ = ["LossTermSteps"]
+class PairLossSteps:
+    """Mixin: the three steps from ``self.pair_loss(batch, generator, train)`` (per-sample losses).
+
+    ``loss_batch_key`` names a batch tensor whose first dimension is the batch size (for logging).
+    Validation and test draw their noise and times from ``val_seed + batch_idx``.
+    """
+
+    loss_batch_key: str = "image"
+
+    def pair_loss(self, batch: Mapping[str, Any], generator: Optional[torch.Generator] = None,
+                  train: bool = True) -> Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        loss = self.pair_loss(batch).mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[self.loss_batch_key].shape[0])
+        return loss
+
+    def _fixed_noise_pair_loss(self, prefix: str, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
+        loss = self.pair_loss(batch, generator, train=False).mean()
+        self.log(f"{prefix}/loss", loss, prog_bar=prefix == "val", batch_size=batch[self.loss_batch_key].shape[0],
+                 sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        return self._fixed_noise_pair_loss("val", batch, batch_idx)
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        return self._fixed_noise_pair_loss("test", batch, batch_idx)
+
+
+__all__ = ["LossTermSteps", "PairLossSteps"]

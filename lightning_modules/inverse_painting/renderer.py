@@ -49,12 +49,13 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from diffusion.denoisers import unwrap_output
+from diffusion.denoisers import ConditionedEpsilon, unwrap_output
 from diffusion.grids import discrete_grid
 from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.paths import DiscreteDDPMPath
 from diffusion.time_samplers import DiscreteTimeSampler
 from lightning_modules.components.reference_attention import ReferenceBank, install_reference_attention
+from lightning_modules.components.loss_term_steps import PairLossSteps
 from lightning_modules.diffusion_module import DiffusionModule
 
 from .common import broadcast_keep, drop_mask
@@ -172,7 +173,7 @@ class RendererNetwork(nn.Module):
             self.unet.conv_in.extra = None
 
 
-class InversePaintingRenderer(DiffusionModule):
+class InversePaintingRenderer(PairLossSteps, DiffusionModule):
     """The renderer as a ``DiffusionModule`` (config ``configs/inverse_painting_renderer.yaml``).
 
     Batches (``datamodules.painting_timelapse``): ``canvas`` ``I_{t-1}``, ``next`` ``I_t``, ``target``
@@ -196,6 +197,8 @@ class InversePaintingRenderer(DiffusionModule):
             (``checkpoints/renderer/ckpt/checkpoint-global_step-200000.ckpt``), imported by
             :func:`.released.import_released_renderer`; needs the official layouts above.
     """
+
+    loss_batch_key = "canvas"  # PairLossSteps: the batch size is read from this tensor
 
     def __init__(
         self,
@@ -414,22 +417,6 @@ class InversePaintingRenderer(DiffusionModule):
             self.network.clear_reference()
         return (prediction.float() - noise.float()).pow(2).flatten(1).mean(1)
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        loss = self.pair_loss(batch).mean()
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["canvas"].shape[0])
-        return loss
-
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        loss = self.pair_loss(batch, generator, train=False).mean()
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["canvas"].shape[0], sync_dist=True)
-        return loss
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        loss = self.pair_loss(batch, generator, train=False).mean()
-        self.log("test/loss", loss, batch_size=batch["canvas"].shape[0], sync_dist=True)
-        return loss
 
     # ------------------------------------------------------------------ sampling
     def sampling_grid(self, num_steps: int, device: torch.device) -> Tensor:
@@ -443,7 +430,7 @@ class InversePaintingRenderer(DiffusionModule):
             return self._run(x_t, self.path.network_time(t), c)
 
         if not scales or all(s == 1.0 for s in scales.values()):
-            return _Plain(net, dict(cond))
+            return ConditionedEpsilon(net, dict(cond))
         return ClassifierFreeGuidance(
             net, "epsilon", cond=dict(cond), null_cond=self.null_conditions(cond), scale=scales, mode=self.guidance_mode,
         )
@@ -511,11 +498,3 @@ class InversePaintingRenderer(DiffusionModule):
                                 text=list(batch["text"]) if "text" in batch else None)
 
 
-class _Plain:
-    prediction_type = "epsilon"
-
-    def __init__(self, net: Any, cond: dict) -> None:
-        self.net, self.cond = net, cond
-
-    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.net(x_t, t, self.cond)

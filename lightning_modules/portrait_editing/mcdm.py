@@ -50,13 +50,14 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from datamodules.portrait_pairs import TASKS, check_task
-from diffusion.denoisers import unwrap_output
+from diffusion.denoisers import ConditionedEpsilon, unwrap_output
 from diffusion.guidance import ClassifierFreeGuidance, MaskedComposition
 from diffusion.paths import DiscreteDDPMPath
 from diffusion.time_samplers import DiscreteTimeSampler
 from lightning_modules.components.diffusers_sampler import DiffusersSchedulerSampler
 from lightning_modules.components.sd_parts import ClipImageEncoder, TextEncoder, build_unet, build_vae, vae_factor
 from lightning_modules.components.unet_inputs import expand_conv_in
+from lightning_modules.components.loss_term_steps import PairLossSteps
 from lightning_modules.diffusion_module import DiffusionModule
 
 from .adapter import ImageEmbedAdapter
@@ -69,14 +70,6 @@ CLIP_SOURCE = "a CLIP image encoder with 768-wide hidden states, e.g. huggingfac
 GUIDED = ("image", "spatial", "text")
 
 
-class _Plain:
-    prediction_type = "epsilon"
-
-    def __init__(self, net: Any, cond: dict) -> None:
-        self.net, self.cond = net, cond
-
-    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.net(x_t, t, self.cond)
 
 
 class _Fixed:
@@ -116,7 +109,7 @@ class MCDMNetwork(nn.Module):
         return unwrap_output(self.unet(x, timestep, encoder_hidden_states=context))
 
 
-class MCDM(DiffusionModule):
+class MCDM(PairLossSteps, DiffusionModule):
     """The MCDM (module docstring). Batches: ``datamodules.portrait_pairs`` (``x_A``, ``x_B``, ``p_a``, ``p_b``).
 
     Args:
@@ -134,6 +127,8 @@ class MCDM(DiffusionModule):
         num_sampling_steps: UniPC steps (20).
         image_size: the square training / editing resolution (512).
     """
+
+    loss_batch_key = "x_A"  # PairLossSteps: the batch size is read from this tensor
 
     def __init__(
         self,
@@ -293,22 +288,6 @@ class MCDM(DiffusionModule):
         prediction = self.network(z_t, self.path.network_time(t), cond)
         return (prediction.float() - noise.float()).pow(2).flatten(1).mean(1)
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        loss = self.pair_loss(batch).mean()
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["x_A"].shape[0])
-        return loss
-
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        loss = self.pair_loss(batch, generator, train=False).mean()
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["x_A"].shape[0], sync_dist=True)
-        return loss
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        generator = torch.Generator(device=self.device).manual_seed(self.val_seed + batch_idx)
-        loss = self.pair_loss(batch, generator, train=False).mean()
-        self.log("test/loss", loss, batch_size=batch["x_A"].shape[0], sync_dist=True)
-        return loss
 
     # ------------------------------------------------------------------ guidance
     def _net(self, x_t: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
@@ -320,7 +299,7 @@ class MCDM(DiffusionModule):
         scales = dict(self.guidance if guidance is None else guidance)
         scales = {k: float(scales.get(k, 1.0)) for k in self.guidance_order if k in cond}
         if all(s == 1.0 for s in scales.values()):
-            return _Plain(self._net, dict(cond))
+            return ConditionedEpsilon(self._net, dict(cond))
         return ClassifierFreeGuidance(self._net, "epsilon", cond=dict(cond), null_cond={k: null[k] for k in scales},
                                       scale=scales, mode="nested", order=list(scales))
 
