@@ -340,7 +340,8 @@ def sweep_suite_runs(args: argparse.Namespace) -> dict:
     print((out / "frontier.md").read_text())
     print("normalised costs: " + ", ".join(f"c={w}: {cost.normalised(w):.3f}" for w in args.widths))
     print(f"{len(rows)} rows written to {out}/rows.jsonl and {results}")
-    return {"rows": rows, "points": points, "distilled": distilled, "gflops": gflops, **written}
+    return {"rows": rows, "points": points, "distilled": distilled, "gflops": gflops,
+            "unet_configs": {w: json.loads(c) for w, c in unet_configs.items()}, **written}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
