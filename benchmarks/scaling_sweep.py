@@ -4,9 +4,11 @@ For every family member (base width ``c``): sample with each sampler (DDIM, DDPM
 of steps x CFG scale, compute FID, keep the **best-FID CFG scale** per (model, sampler, steps), convert
 steps to **sampling cost = normalised cost x steps** (:class:`lightning_modules.ldm_scaling.CostModel`,
 normalised by the reference member's FLOPs; ``--cfg-factor 2`` counts guidance's second pass), and write
-the FID-versus-cost frontier naming the **winning size at each budget**. With ``--distill`` each member
-is also distilled with the CoDi objective (Eqs. 5.5-5.6, own PF-ODE + EMA target, no condition: the
-text-to-image case of Sec. 2.3.5) and sampled in 4 consistency steps without CFG: the second curve.
+the FID-versus-cost frontier naming the **winning size at each budget**. With ``--config ... --distill``
+each member is also distilled through ``cli.py fit`` by the CoDi module (Eqs. 5.5-5.6, own PF-ODE + EMA
+target; ``task: t2i``, the text-to-image case of Sec. 2.3.5; ``configs/ldm_scaling/distill.yaml``) from
+its checkpoint, and swept with the ``consistency`` sampler at 4 steps over the CFG grid (best CFG as for
+the members): the second curve, rows flagged ``distilled: true``.
 
 Two ways to run it:
 
@@ -19,8 +21,8 @@ Two ways to run it:
   ``width``, ``normalised_cost``, ``sampling_cost``) in ``--out/rows.jsonl`` and
   ``results/sampling_budget/``. The frontier is over sampling cost across sizes.
 * **In-process** (no ``--config``; ``--quick``): tiny members on the embedded digits (pixels as
-  latents, 3 channels), trained by this script's own loop; the only mode with ``--distill``
-  (the distilled members live in memory). It writes CSVs, not rows.
+  latents, 3 channels), trained by this script's own loop; no distilled curve (that needs
+  ``--config``). It writes CSVs, not rows.
 
 FID uses the suite's digits-classifier features by default (``metrics.digits_classifier``; comparable
 only with itself, not with the thesis's COCO FIDs); real runs pass ``--fid-features inception`` (and,
@@ -32,6 +34,9 @@ Outputs in ``--out``: ``frontier.md`` and ``frontier.png``; with ``--config`` al
     python -m benchmarks.scaling_sweep --config ldm_scaling.yaml --widths 64 96 --checkpoints 64=a.ckpt 96=b.ckpt
     python -m benchmarks.scaling_sweep --config ldm_scaling.yaml --config tiny/ldm_scaling.yaml --widths 32 64 \
         --train-steps 20 --steps 2 4 --cfg-scales 1.5 3 --num-samples 32     # CPU minutes, through cli.py
+    python -m benchmarks.scaling_sweep --config ldm_scaling.yaml --config tiny/ldm_scaling.yaml --widths 32 \
+        --train-steps 2 --steps 2 --cfg-scales 1 3 --distill --distill-config ldm_scaling/distill.yaml \
+        --distill-config tiny/ldm_scaling/distill.yaml --distill-steps 2 --num-samples 4   # + distilled curve
     python -m benchmarks.scaling_sweep --quick            # in-process: 3 tiny sizes, few steps
 """
 from __future__ import annotations
