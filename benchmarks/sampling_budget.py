@@ -137,7 +137,12 @@ def plot_frontier(path: str | Path, best: list[dict], front: list[dict], metric:
 
 # ------------------------------------------------------------------------------------ the sweep
 def build_sampler(name: str) -> Any:
-    """Core samplers plus DPM-Solver++ (2M), by name."""
+    """Core samplers, DPM-Solver++ (2M) and ``consistency`` (multistep consistency sampling of distilled
+    modules, e.g. CoDi: thesis 001 Sec. 2.3.5's 4-step distilled curve), by name."""
+    if name == "consistency":
+        from lightning_modules.components.consistency_sampler import ConsistencyMultistepSampler
+
+        return ConsistencyMultistepSampler()
     if name in ("dpm_solver++", "dpmpp_2m", "dpm_solver_pp"):
         from diffusion.dpm_solver import DPMSolverPlusPlusSampler
 
@@ -243,8 +248,12 @@ def run_sweep(configs: Sequence[str], ckpt_path: str | Path, samplers: Sequence[
 
 
 def write_outputs(out: Path, rows: list[Any], points: list[dict], metric: str, higher: bool, title: str,
-                  results_path: Optional[Path] = None, cost_key: str = "nfe") -> dict[str, Any]:
-    """``rows.jsonl``, ``frontier.md`` and ``frontier.png`` in ``out`` (and the rows appended to ``results_path``)."""
+                  results_path: Optional[Path] = None, cost_key: str = "nfe",
+                  distilled: Sequence[dict] = ()) -> dict[str, Any]:
+    """``rows.jsonl``, ``frontier.md`` and ``frontier.png`` in ``out`` (and the rows appended to ``results_path``).
+
+    ``distilled``: points of a second curve (thesis 001 Fig. 2.13's distilled members), shown at their best
+    guidance beside the others and listed in their own table, but not part of the frontier."""
     from metrics.results_rows import append_rows
 
     out.mkdir(parents=True, exist_ok=True)
@@ -254,11 +263,17 @@ def write_outputs(out: Path, rows: list[Any], points: list[dict], metric: str, h
         append_rows(str(results_path), rows)
     best = best_guidance(points, higher)
     front = frontier_points(best, higher, cost_key)
-    (out / "frontier.md").write_text(frontier_markdown(best, front, metric, cost_key))
-    plot_frontier(out / "frontier.png", best, front, metric, title, cost_key)
+    best_distilled = best_guidance(distilled, higher)
+    text = frontier_markdown(best, front, metric, cost_key)
+    if best_distilled:
+        text += "\n## Distilled curve (best guidance; not in the frontier above)\n\n" + "\n".join(
+            frontier_markdown(best_distilled, [], metric, cost_key).splitlines()[2:-4]) + "\n"
+    (out / "frontier.md").write_text(text)
+    plot_frontier(out / "frontier.png", best + best_distilled, front, metric, title, cost_key)
     (out / "points.json").write_text(json.dumps({"metric": metric, "higher_is_better": higher, "points": points,
-                                                  "best": best, "frontier": front}, indent=2) + "\n")
-    return {"best": best, "frontier": front}
+                                                  "best": best, "frontier": front, "distilled": list(distilled),
+                                                  "best_distilled": best_distilled}, indent=2) + "\n")
+    return {"best": best, "frontier": front, "best_distilled": best_distilled}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace, list[str]]:

@@ -4,9 +4,11 @@ For every family member (base width ``c``): sample with each sampler (DDIM, DDPM
 of steps x CFG scale, compute FID, keep the **best-FID CFG scale** per (model, sampler, steps), convert
 steps to **sampling cost = normalised cost x steps** (:class:`lightning_modules.ldm_scaling.CostModel`,
 normalised by the reference member's FLOPs; ``--cfg-factor 2`` counts guidance's second pass), and write
-the FID-versus-cost frontier naming the **winning size at each budget**. With ``--distill`` each member
-is also distilled with the CoDi objective (Eqs. 5.5-5.6, own PF-ODE + EMA target, no condition: the
-text-to-image case of Sec. 2.3.5) and sampled in 4 consistency steps without CFG: the second curve.
+the FID-versus-cost frontier naming the **winning size at each budget**. With ``--config ... --distill``
+each member is also distilled through ``cli.py fit`` by the CoDi module (Eqs. 5.5-5.6, own PF-ODE + EMA
+target; ``task: t2i``, the text-to-image case of Sec. 2.3.5; ``configs/ldm_scaling/distill.yaml``) from
+its checkpoint, and swept with the ``consistency`` sampler at 4 steps over the CFG grid (best CFG as for
+the members): the second curve, rows flagged ``distilled: true``.
 
 Two ways to run it:
 
@@ -19,8 +21,8 @@ Two ways to run it:
   ``width``, ``normalised_cost``, ``sampling_cost``) in ``--out/rows.jsonl`` and
   ``results/sampling_budget/``. The frontier is over sampling cost across sizes.
 * **In-process** (no ``--config``; ``--quick``): tiny members on the embedded digits (pixels as
-  latents, 3 channels), trained by this script's own loop; the only mode with ``--distill``
-  (the distilled members live in memory). It writes CSVs, not rows.
+  latents, 3 channels), trained by this script's own loop; no distilled curve (that needs
+  ``--config``). It writes CSVs, not rows.
 
 FID uses the suite's digits-classifier features by default (``metrics.digits_classifier``; comparable
 only with itself, not with the thesis's COCO FIDs); real runs pass ``--fid-features inception`` (and,
@@ -32,6 +34,9 @@ Outputs in ``--out``: ``frontier.md`` and ``frontier.png``; with ``--config`` al
     python -m benchmarks.scaling_sweep --config ldm_scaling.yaml --widths 64 96 --checkpoints 64=a.ckpt 96=b.ckpt
     python -m benchmarks.scaling_sweep --config ldm_scaling.yaml --config tiny/ldm_scaling.yaml --widths 32 64 \
         --train-steps 20 --steps 2 4 --cfg-scales 1.5 3 --num-samples 32     # CPU minutes, through cli.py
+    python -m benchmarks.scaling_sweep --config ldm_scaling.yaml --config tiny/ldm_scaling.yaml --widths 32 \
+        --train-steps 2 --steps 2 --cfg-scales 1 3 --distill --distill-config ldm_scaling/distill.yaml \
+        --distill-config tiny/ldm_scaling/distill.yaml --distill-steps 2 --num-samples 4   # + distilled curve
     python -m benchmarks.scaling_sweep --quick            # in-process: 3 tiny sizes, few steps
 """
 from __future__ import annotations
@@ -39,6 +44,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import logging
 import math
 import os
@@ -82,8 +88,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--cfg-scales", type=float, nargs="+", default=list(PAPER_CFG_SCALES))
     p.add_argument("--cfg-factor", type=float, default=1.0, help="1: cost formula as written; 2: count CFG's pass")
     p.add_argument("--num-samples", type=int, default=500)
-    p.add_argument("--distill", action="store_true", help="add the CoDi-distilled 4-step curve")
-    p.add_argument("--distill-steps", type=int, default=1000)
+    p.add_argument("--distill", action="store_true",
+                   help="with --config: distil every member with the CoDi module (cli.py fit) and add its curve")
+    p.add_argument("--distill-config", action="append", default=None,
+                   help="the distillation overlays laid over --config (repeatable; default ldm_scaling/distill.yaml)")
+    p.add_argument("--distill-steps", type=int, default=None, help="distillation steps (default: the overlay's max_steps)")
+    p.add_argument("--distill-sampling-steps", type=int, nargs="+", default=[4], help="Sec. 2.3.5: 4 steps")
     p.add_argument("--fid-features", default="digits")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -94,14 +104,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.overrides = overrides
     if args.checkpoints and not args.config:
         p.error("--checkpoints needs --config (the ScaledLDM config the checkpoints were trained with)")
-    if args.distill and args.config:  # what the --config mode still lacks: docs/ldm_scaling.md "The distilled curve"
-        p.error("--distill is only available in-process (no --config): the CoDi module has no text-to-image mode yet")
+    if args.distill and not args.config:  # the distilled members are CoDi runs of the suite (cli.py fit)
+        p.error("--distill needs --config (the ScaledLDM config; members are distilled with configs/ldm_scaling/distill.yaml)")
+    args.distill_config = args.distill_config or ["ldm_scaling/distill.yaml"]
     if args.quick:
         args.widths = args.widths or [16, 32, 64]
         args.levels, args.layers_per_block, args.context_dim = 2, 1, 32
         args.image_size = 16
         args.train_steps = min(args.train_steps, 60)
-        args.distill_steps = min(args.distill_steps, 30)
         args.steps = [s for s in args.steps if s <= 8] or [2, 4, 8]
         args.cfg_scales = [1.5, 3.0]
         args.num_samples = min(args.num_samples, 48)
@@ -229,69 +239,6 @@ def train_member(model, data: dict, steps: int, args: argparse.Namespace) -> Non
     model.eval()
 
 
-class DistilledMember:
-    """A family member distilled with the CoDi objective (no condition), sampled by consistency steps."""
-
-    def __init__(self, model, skip: int = 20) -> None:
-        from lightning_modules.codi.boundary import ConsistencyBoundary
-
-        self.model = model
-        T = model.path.num_train_timesteps
-        self.grid_k = torch.arange(T - 1, -1, -skip, dtype=torch.float64).flip(0)
-        self.boundary = ConsistencyBoundary(model.path)  # the authors' convention: timestep_scaling 10, identity at k = 0
-
-    def f(self, net, z, t, ctx):
-        from diffusion.predictions import to_data_and_noise
-
-        v = net(z, self.model.path.network_time(t), encoder_hidden_states=ctx).sample
-        x_hat, _ = to_data_and_noise(v, self.model.prediction_type, z, t, self.model.path)
-        return self.boundary.apply(z, x_hat, t)
-
-    def distill(self, data: dict, steps: int, args: argparse.Namespace) -> None:
-        model, path = self.model, self.model.path
-        student = model.network
-        target = copy.deepcopy(student).requires_grad_(False)
-        opt = torch.optim.AdamW(student.parameters(), lr=args.lr * 0.2)
-        g = torch.Generator().manual_seed(args.seed + 1)
-        student.train()
-        for step in range(steps):
-            idx = torch.randint(len(data["image"]), (args.batch_size,), generator=g)
-            x = data["image"][idx].to(args.device)
-            ctx = model.context(model.prompts({"label": data["label"][idx]}))
-            j = int(torch.randint(1, len(self.grid_k), (1,), generator=g))  # one t per batch (Fig. 5.6)
-            t = path.t_from_timestep(self.grid_k[j:j + 1]).float().to(x.device).expand(x.shape[0])
-            s = path.t_from_timestep(self.grid_k[j - 1:j]).float().to(x.device).expand(x.shape[0])
-            eps = torch.randn(x.shape, generator=g).to(x.device)
-            view = (-1, 1, 1, 1)
-            z_t = path.data_coef(t).view(view) * x + path.noise_coef(t).view(view) * eps
-            f_t = self.f(student, z_t, t, ctx)
-            with torch.no_grad():
-                z_s = path.data_coef(s).view(view) * f_t + path.noise_coef(s).view(view) * eps
-                eps_s = self.boundary.noise(z_s, self.f(target, z_s, s, ctx), s)
-            loss = (self.boundary.noise(z_t, f_t, t) - eps_s).pow(2).mean() + (f_t - x).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for pt, ps in zip(target.parameters(), student.parameters()):
-                    pt.lerp_(ps, 0.05)  # EMA target, rate 0.95
-        student.eval()
-
-    @torch.no_grad()
-    def sample(self, prompts: list[str], steps: int, generator: torch.Generator) -> torch.Tensor:
-        from diffusion.grids import discrete_grid
-        from lightning_modules.components.consistency_sampler import ConsistencyMultistepSampler
-
-        model = self.model
-        ctx = model.context(prompts)
-        noise = torch.randn((len(prompts), *model.sample_shape), generator=generator).to(model.device)
-        from lightning_modules.codi.base import ConditionalDenoiser
-
-        den = ConditionalDenoiser(lambda z, t: self.f(model.network, z, t, ctx), "sample")
-        grid = discrete_grid(model.path, steps, spacing="trailing").to(noise.device)
-        return ConsistencyMultistepSampler().sample(den, model.path, noise, grid, generator=generator).clamp(-1, 1)
-
-
 def fid_of(images: torch.Tensor, real: torch.Tensor, features: str) -> float:
     from metrics.fid import FrechetInceptionDistance
 
@@ -325,6 +272,24 @@ def train_with_cli(configs: Sequence[str], width: int, args: argparse.Namespace)
     return found
 
 
+def distill_with_cli(args: argparse.Namespace, width: int, member_ckpt: Path, unet_config: str) -> Path:
+    """Distil one member through ``cli.py fit``: the CoDi module (``task: t2i``) of the distill overlays, started
+    from the member's checkpoint, its UNet config passed on (thesis 001 Sec. 2.3.5); its last.ckpt."""
+    import cli
+    from launch.from_config import config_args
+    from launch.checkpoints import newest_complete_checkpoint
+
+    name = f"scaling_c{width}_distilled"
+    steps = [] if args.distill_steps is None else ["--trainer.max_steps", str(args.distill_steps)]
+    cli.main(["fit", *config_args([*args.config, *args.distill_config]), "--model.init_args.init_checkpoint",
+              str(member_ckpt), "--model.init_args.unet_config", unet_config, *steps, "--runs_dir", args.runs_dir,
+              "--run_name", name, *args.overrides])
+    found = newest_complete_checkpoint(Path(os.path.realpath(args.runs_dir)) / name)
+    if found is None:
+        raise SystemExit(f"error: distilling c={width} wrote no checkpoint under {Path(args.runs_dir) / name}")
+    return found
+
+
 def sweep_suite_runs(args: argparse.Namespace) -> dict:
     """``--config`` mode: every member through ``benchmarks.sampling_budget.run_sweep``; frontier over cost."""
     from types import SimpleNamespace
@@ -336,6 +301,8 @@ def sweep_suite_runs(args: argparse.Namespace) -> dict:
     sweep_args = SimpleNamespace(num_samples=args.num_samples, batch_size=args.batch_size, metric=None,
                                  features=args.fid_features, paper=None, method=None, dataset=None)
     rows, points, gflops = [], [], {}
+    distilled: list[dict] = []
+    unet_configs: dict[int, str] = {}
     metric, higher = None, False
     for width in args.widths:
         ckpt = ckpts.get(width) or train_with_cli(args.config, width, args)
@@ -353,11 +320,20 @@ def sweep_suite_runs(args: argparse.Namespace) -> dict:
                 module = result["module"]
                 meta = copy.deepcopy(module.network).to("meta")
                 gflops[width] = count_flops(meta, (1, *module.sample_shape), context_tokens=args.context_tokens) / 1e9
+                unet_configs[width] = json.dumps({k: v for k, v in dict(module.network.config).items() if not k.startswith("_")})
+        if args.distill:  # Sec. 2.3.5: the member distilled (same UNet, so same FLOPs), 4 steps, best CFG of the grid
+            dckpt = distill_with_cli(args, width, ckpt, unet_configs[width])
+            result = run_sweep([*args.config, *args.distill_config], dckpt, ["consistency"], args.distill_sampling_steps,
+                               args.cfg_scales, sweep_args, ["--model.init_args.unet_config", unet_configs[width],
+                                                             *args.overrides],
+                               extra={"model": width, "width": width, "distilled": True, "member_checkpoint": str(ckpt)})
+            rows += result["rows"]
+            distilled += result["points"]
     reference = args.reference or max(args.widths)
     cost = CostModel(gflops, reference, args.cfg_factor)
-    for p in points:
+    for p in points + distilled:
         p["cost"] = cost.sampling_cost(p["model"], int(p["steps"]), guided=float(p["guidance"]) != 1.0)
-    by_point = {(p["model"], p["sampler"], p["steps"], p["guidance"]): p["cost"] for p in points}
+    by_point = {(p["model"], p["sampler"], p["steps"], p["guidance"]): p["cost"] for p in points + distilled}
     for r in rows:
         key = (r.extra["width"], r.extra["sampler"], r.extra["num_steps"], r.guidance)
         r.extra.update({"normalised_cost": cost.normalised(r.extra["width"]), "sampling_cost": by_point[key],
@@ -365,11 +341,12 @@ def sweep_suite_runs(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     results = Path(args.results_dir) / "sampling_budget" / "scaling_sweep.jsonl"
     written = write_outputs(out, rows, points, metric, higher, f"{metric} vs sampling cost (unit: one c={reference} forward)",
-                            results, cost_key="cost")
+                            results, cost_key="cost", distilled=distilled)
     print((out / "frontier.md").read_text())
     print("normalised costs: " + ", ".join(f"c={w}: {cost.normalised(w):.3f}" for w in args.widths))
     print(f"{len(rows)} rows written to {out}/rows.jsonl and {results}")
-    return {"rows": rows, "points": points, "gflops": gflops, **written}
+    return {"rows": rows, "points": points, "distilled": distilled, "gflops": gflops,
+            "unet_configs": {w: json.loads(c) for w, c in unet_configs.items()}, **written}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -411,15 +388,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         log.info("c=%d %s %d steps cfg %.1f: FID %.3f", p["model"], p["sampler"], p["steps"], p["cfg"], p["fid"])
     add_costs(points, cost)
     best = best_over(points, ("model", "sampler", "steps"))
-    distilled = []
-    if args.distill:
-        for width, model in models.items():
-            member = DistilledMember(copy.deepcopy(model))
-            member.distill(train, args.distill_steps, args)
-            images = member.sample(prompts, 4, torch.Generator().manual_seed(args.seed))
-            distilled.append({"model": width, "sampler": "consistency", "steps": 4, "cfg": 1.0,
-                              "fid": fid_of(images, real, args.fid_features), "cost": cost.sampling_cost(width, 4)})
-            log.info("distilled c=%d 4 steps: FID %.3f", width, distilled[-1]["fid"])
+    distilled: list[dict] = []  # the distilled curve needs --config (CoDi runs through cli.py)
     rows = budget_table(best, distilled)
     write_csv(out / "sweep.csv", points)
     write_csv(out / "best_cfg.csv", best + distilled)

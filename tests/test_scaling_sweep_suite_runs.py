@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.results_rows import read_rows
 
@@ -45,5 +46,46 @@ def test_checkpoints_need_the_config() -> None:
 
     with pytest.raises(SystemExit):
         parse_args(["--checkpoints", "64=a.ckpt"])
-    with pytest.raises(SystemExit):  # not silently ignored: the distilled curve is in-process only
-        parse_args(["--config", "ldm_scaling.yaml", "--distill"])
+    with pytest.raises(SystemExit):  # the distilled members are CoDi runs of the suite: they need the config
+        parse_args(["--quick", "--distill"])
+
+
+def test_distilled_curve_through_codi_writes_flagged_rows(tmp_path: Path) -> None:
+    """``--distill`` (Sec. 2.3.5): the member trained through cli.py, distilled by the CoDi module (``task: t2i``,
+    from the member's ``network.*`` weights), swept with the consistency sampler over the CFG grid. Tests code
+    (random tiny stand-ins), not Fig. 2.13's numbers."""
+    from benchmarks.scaling_sweep import main
+
+    out = tmp_path / "out"
+    result = main(["--config", "ldm_scaling.yaml", "--config", "tiny/ldm_scaling.yaml", "--widths", "32",
+                   "--train-steps", "1", "--samplers", "ddim", "--steps", "2", "--cfg-scales", "1", "3",
+                   "--distill", "--distill-config", "ldm_scaling/distill.yaml", "--distill-config",
+                   "tiny/ldm_scaling/distill.yaml", "--distill-steps", "1", "--distill-sampling-steps", "2",
+                   "--num-samples", "4", "--batch-size", "4", "--runs-dir", str(tmp_path / "runs"), "--out", str(out),
+                   "--results-dir", str(tmp_path / "results"), "--", "--data.init_args.num_workers", "0"])
+    every = read_rows([str(out / "rows.jsonl")])
+    distilled = [r for r in every if r.extra.get("distilled") and r.metric == "FID"]
+    assert len(distilled) == 2 and {r.guidance for r in distilled} == {1.0, 3.0}
+    for r in distilled:
+        assert r.extra["sampler"] == "consistency" and r.extra["num_steps"] == 2 and "distilled" in r.extra["checkpoint"]
+        assert r.method.startswith("ScaledLDM, CoDi-distilled") and r.extra.get("table") is None
+        assert r.nfe == 2 * (2 if r.guidance != 1.0 else 1)
+        assert r.extra["sampling_cost"] == pytest.approx(r.extra["normalised_cost"] * 2 * (1 if r.guidance == 1.0 else 1))
+    assert len([r for r in every if not r.extra.get("distilled")]) == 4  # the undistilled points are still there
+    assert len(result["best_distilled"]) == 1 and all(p["sampler"] != "consistency" for p in result["frontier"])
+    assert "Distilled curve" in (out / "frontier.md").read_text()
+    # the member's weights (its EMA average, Sec. 2.3.5 distils the trained model) land in CoDi's plain backbone
+    from diffusers import UNet2DConditionModel
+
+    from lightning_modules.codi.adapter import PlainBackboneUNet
+    from lightning_modules.codi.base import load_network_weights
+    from lightning_modules.components.safe_load import safe_torch_load
+
+    member = distilled[0].extra["member_checkpoint"]
+    saved = safe_torch_load(member)
+    ema = next(v for k, v in saved["callbacks"].items() if k.startswith("EMACallback"))["ema"]
+    ema["network.conv_in.weight"] = saved["state_dict"]["network.conv_in.weight"] + 1.0  # tell the two apart
+    torch.save(saved, tmp_path / "member.ckpt")
+    net = PlainBackboneUNet(UNet2DConditionModel.from_config(result["unet_configs"][32]))
+    load_network_weights(net, str(tmp_path / "member.ckpt"))
+    assert torch.equal(net.backbone.conv_in.weight, ema["network.conv_in.weight"])

@@ -278,4 +278,37 @@ class ConditionalAdapterUNet(nn.Module):
         return unet.conv_out(h)
 
 
-__all__ = ["ADAPTER_MODES", "ConditionalAdapterUNet", "UNetEncoderCopy"]
+__all__ = ["ADAPTER_MODES", "ConditionalAdapterUNet", "PlainBackboneUNet", "UNetEncoderCopy"]
+
+
+class PlainBackboneUNet(nn.Module):
+    """The backbone alone, for CoDi's condition-free ``task: t2i`` (thesis 001 Sec. 2.3.5: text-to-image
+    consistency distillation of the scaling family): no encoder copy, no gate, so the distilled network has
+    exactly the member's FLOPs. Same interface and ``backbone.*`` keys as :class:`ConditionalAdapterUNet`;
+    ``condition`` must be ``None``."""
+
+    mode = "none"
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.config = backbone.config
+        self.guidance_embedding = None
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        self.backbone.requires_grad_(trainable)
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.backbone.enable_gradient_checkpointing()
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {"backbone": count_parameters(self.backbone), "adapter": 0}
+
+    def forward(self, sample: Tensor, timestep: Tensor, encoder_hidden_states: Optional[Tensor] = None,
+                condition: Optional[Tensor] = None, return_dict: bool = False) -> Tensor:
+        if condition is not None:
+            raise ValueError("task t2i has no condition input (PlainBackboneUNet got a condition tensor)")
+        return self.backbone(sample, timestep, encoder_hidden_states=encoder_hidden_states).sample

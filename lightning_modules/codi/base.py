@@ -42,7 +42,7 @@ from diffusion.grids import discrete_grid
 from diffusion.paths import DiscreteDDPMPath
 from diffusion.predictions import to_data_and_noise
 from diffusion.dpm_solver import build_any_sampler
-from lightning_modules.codi.adapter import ConditionalAdapterUNet
+from lightning_modules.codi.adapter import ConditionalAdapterUNet, PlainBackboneUNet
 from lightning_modules.components.consistency_sampler import ConsistencyMultistepSampler
 from lightning_modules.components.image_io import save_grid
 from lightning_modules.components.pretrained_paths import build_diffusers_model
@@ -103,7 +103,8 @@ class CoDiBase(DiffusionModule):
         unet_config / vae_config: diffusers config dicts used when ``sd_path`` is None (``vae_config``
             None too: identity "VAE", images are the latents; tests only).
         text_encoder: ``'sd'`` (the CLIP encoder of ``sd_path``) or ``'stand_in'`` (hashed words).
-        task: ``'sr'``, ``'inpaint'``, ``'depth'``, ``'edit'`` or ``'canny'`` (edge-to-image, the released model).
+        task: ``'sr'``, ``'inpaint'``, ``'depth'``, ``'edit'``, ``'canny'`` (edge-to-image, the released model) or
+            ``'t2i'``: no condition, no adapter (the plain backbone; Sec. 2.3.5 distils the scaling family so).
         condition_input: ``'latent'`` (the condition's VAE latent) or ``'pixel'`` (the condition image in [0, 1]
             through ControlNet's conditioning embedding; ``adapter: controlnet``; not for inpainting).
         hint_channels: widths of that pixel embedding (ControlNet's 16, 32, 96, 256; ``2^(len-1)`` must be the
@@ -176,8 +177,8 @@ class CoDiBase(DiffusionModule):
         val_seed: int = 1234,
         predict_seed: int = 0,
     ) -> None:
-        if task not in TASK_CONDITION_KEYS:
-            raise ValueError(f"task {task!r} is not one of {list(TASK_CONDITION_KEYS)}")
+        if task not in TASK_CONDITION_KEYS and task != "t2i":
+            raise ValueError(f"task {task!r} is not one of {list(TASK_CONDITION_KEYS) + ['t2i']}")
         if text_encoder not in ("sd", "stand_in"):
             raise ValueError(f"text_encoder must be 'sd' or 'stand_in', got {text_encoder!r}")
         loaded, scheduler_file = scheduler_prediction_type(sd_path)
@@ -216,9 +217,12 @@ class CoDiBase(DiffusionModule):
             condition_channels = 3
         else:
             condition_channels = latent_channels + (1 if task == "inpaint" else 0)
-        network = ConditionalAdapterUNet(unet, condition_channels, mode=adapter, mu_granularity=mu_granularity,
-                                         hint="pixel" if condition_input == "pixel" else "latent",
-                                         hint_channels=tuple(int(c) for c in hint_channels))
+        if task == "t2i":  # condition-free: the plain backbone (Sec. 2.3.5's text-to-image distillation)
+            network = PlainBackboneUNet(unet)
+        else:
+            network = ConditionalAdapterUNet(unet, condition_channels, mode=adapter, mu_granularity=mu_granularity,
+                                             hint="pixel" if condition_input == "pixel" else "latent",
+                                             hint_channels=tuple(int(c) for c in hint_channels))
         if init_checkpoint is not None:
             load_network_weights(network, init_checkpoint)
         if released_checkpoint is not None:
@@ -336,7 +340,9 @@ class CoDiBase(DiffusionModule):
 
     @torch.no_grad()
     def condition(self, batch: Mapping[str, Any]) -> Tensor:
-        """The task condition ``c`` on the latent grid (module docstring)."""
+        """The task condition ``c`` on the latent grid (module docstring); ``None`` for ``task: t2i``."""
+        if self.task == "t2i":
+            return None
         side = self.image_size
         to_condition = self.encode if self.condition_input == "latent" else (lambda image: ((image + 1) / 2).float())
         if self.task == "sr":
@@ -526,9 +532,18 @@ def load_network_weights(network: nn.Module, checkpoint: str) -> None:
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model.init_args.init_checkpoint: {path} does not exist (run the earlier stage first)")
-    state = safe_torch_load(path, key="model.init_args.init_checkpoint")
-    state = state.get("state_dict", state)
+    saved = safe_torch_load(path, key="model.init_args.init_checkpoint")
+    state = saved.get("state_dict", saved)
     own = {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
+    if own and not any(k.startswith("backbone.") for k in own) and hasattr(network, "backbone"):
+        # a ScaledLDM member (lightning_modules.ldm_scaling): ``network.*`` is the plain UNet2DConditionModel,
+        # CoDi's backbone (thesis 001 Sec. 2.3.5 distils these members; the adapter, if any, stays as built).
+        # The member's EMA average (what its Table 2.1 rows evaluate) wins over the raw weights when saved.
+        from launch.from_config import ema_weights
+
+        ema = (ema_weights(saved) or {}).get("ema") or {}
+        own.update({k[len("network."):]: v for k, v in ema.items() if k.startswith("network.")})
+        own = {f"backbone.{k}": v for k, v in own.items()}
     missing, unexpected = network.load_state_dict(own, strict=False)
     # missing backbone keys: a PE stage saved without the frozen backbone; a missing w embedding stays zero
     if unexpected or [k for k in missing if not k.startswith(("backbone.", "guidance_embedding."))]:
