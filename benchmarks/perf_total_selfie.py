@@ -9,7 +9,7 @@ Measured in this one run:
 2. **Eq. 3.4 cost**: the guided denoiser of the tiny module (CFG + ControlNet) sampled over the same grid
    with plain DDIM and with the background-preserving wrapper blending at *every* step (``s = 0``, the most
    expensive case); interleaved repeats, fastest of each, ratio per step. The blend adds one
-   ``add_noise`` and one masked sum per step; the wrapper also calls the sampler once per step.
+   noise draw, one fused ``add_noise`` and one masked select per step (DDIM constants planned once per call).
 
 ``--mid-size``: the Eq. 3.4 ratio again on the same layout 4x wider (UNet / ControlNet widths 128, 256, two
 layers per block) at 64 px (32x32 latents), where the network, not Python overhead, dominates a step.
