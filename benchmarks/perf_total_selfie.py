@@ -9,12 +9,15 @@ Measured in this one run:
 2. **Eq. 3.4 cost**: the guided denoiser of the tiny module (CFG + ControlNet) sampled over the same grid
    with plain DDIM and with the background-preserving wrapper blending at *every* step (``s = 0``, the most
    expensive case); interleaved repeats, fastest of each, ratio per step. The blend adds one
-   ``add_noise`` and one masked sum per step; the wrapper also calls the sampler once per step.
+   noise draw, one fused ``add_noise`` and one masked select per step (DDIM constants planned once per call).
+
+``--mid-size``: the Eq. 3.4 ratio again on the same layout 4x wider (UNet / ControlNet widths 128, 256, two
+layers per block) at 64 px (32x32 latents), where the network, not Python overhead, dominates a step.
 
 ``--full-size`` (GPU only): a few training steps of the full PbE-size 9-channel UNet (SD-1.x, 320 base width,
 cross-attention 768) with random weights in bf16 at 512 px (64x64 latents), memory and steps/s.
 
-    python -m benchmarks.perf_total_selfie [--steps 10] [--repeats 10] [--full-size]
+    python -m benchmarks.perf_total_selfie [--steps 10] [--repeats 10] [--mid-size] [--full-size]
 """
 from __future__ import annotations
 
@@ -33,13 +36,24 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def _tiny_module():
+MID_WIDTHS = [128, 256]  # --mid-size: UNet / ControlNet widths (the tiny overlay has [32, 64])
+MID_IMAGE = 64           # --mid-size: 64 px images -> 32x32 latents (the tiny overlay: 32 px -> 16x16)
+
+
+def _tiny_module(mid_size: bool = False):
     from lightning_modules.total_selfie.module import TotalSelfieModule
 
     tiny = yaml.safe_load((REPO / "configs" / "tiny" / "total_selfie.yaml").read_text())["model"]["init_args"]
     keys = ("unet_config", "vae_config", "image_encoder_config", "controlnet_config", "num_sampling_steps", "image_size",
             "clip_size", "mask_dilation")
-    return TotalSelfieModule(**{k: tiny[k] for k in keys})
+    args = {k: tiny[k] for k in keys}
+    if mid_size:  # the same layout, 4x wider and 2x larger latents: the network dominates each step
+        args["unet_config"] = {**args["unet_config"], "block_out_channels": MID_WIDTHS, "layers_per_block": 2,
+                               "sample_size": MID_IMAGE // 2}
+        args["controlnet_config"] = {**args["controlnet_config"], "block_out_channels": MID_WIDTHS, "layers_per_block": 2}
+        args["vae_config"] = {**args["vae_config"], "sample_size": MID_IMAGE}
+        args["image_size"] = MID_IMAGE
+    return TotalSelfieModule(**args)
 
 
 def _batch(device: torch.device, size: int = 32, batch: int = 2) -> dict:
@@ -144,6 +158,8 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--full-size", action="store_true")
+    parser.add_argument("--mid-size", action="store_true",
+                        help="also measure the Eq. 3.4 ratio on a 4x wider UNet / ControlNet at 64 px (CPU is fine)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -154,6 +170,12 @@ def main(argv=None) -> None:
     ratio = blend_cost_ratio(module, batch, args.repeats)
     print(f"background-preserving DDIM (Eq. 3.4, blending every step) / plain DDIM per step: {ratio:.3f} "
           f"({(ratio - 1) * 100:+.1f} %; goal <= +5 %)")
+    if args.mid_size:
+        mid = _tiny_module(mid_size=True).to(device)
+        mid_ratio = blend_cost_ratio(mid, _batch(device, size=MID_IMAGE), max(2, args.repeats // 3), steps=10)  # slow on CPU
+        params = sum(p.numel() for p in mid.network.parameters()) / 1e6
+        print(f"mid-size ({params:.1f}M-param UNet, widths {MID_WIDTHS}, {MID_IMAGE} px): background-preserving / plain "
+              f"DDIM per step: {mid_ratio:.3f} ({(mid_ratio - 1) * 100:+.1f} %; goal <= +5 %)")
     if args.full_size:
         if device.type != "cuda":
             print("--full-size needs a GPU; skipped")
